@@ -1,0 +1,129 @@
+use super::*;
+
+const GOOD: &str = r#"
+name: demo
+seed: 7
+stack:
+  services:
+    fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch } }
+workload:
+  phases:
+    - { name: warmup, duration: 2s, rate: 100/s }
+    - { name: ramp, duration: 2s, rate: { from: 100/s, to: 400/s } }
+    - { name: steady, duration: 3s, rate: 400/s }
+  operations:
+    - { name: append, weight: 8, fabric.stream.append: { stream: acme/orders/events, payload: 256B } }
+    - { name: read, weight: 2, fabric.stream.read: { stream: acme/orders/events, from: latest-100 } }
+"#;
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    load("s.yaml", text, &[]).expect_err("scenario should be rejected")
+}
+
+#[test]
+fn a_good_scenario_loads_with_defaults() {
+    let s = load("s.yaml", GOOD, &[]).unwrap();
+    assert_eq!(s.seed, 7);
+    assert_eq!(s.workload.phases.len(), 3);
+    assert_eq!(s.workload.max_in_flight, 1024);
+    assert_eq!(s.stack.runtime, Runtime::Process);
+    assert_eq!(
+        s.workload.phases[1].rate,
+        RateSpec::Ramp { from: Rate(100.0), to: Rate(400.0) }
+    );
+    match &s.workload.operations[1].action {
+        Action::StreamRead(r) => assert_eq!(r.from, ReadFrom::Latest(100)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn resolved_yaml_round_trips() {
+    let s = load("s.yaml", GOOD, &[]).unwrap();
+    let text = to_yaml(&s);
+    let again = load("resolved.yaml", &text, &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn unknown_keys_point_at_the_key_and_suggest() {
+    let text = GOOD.replace("{ name: warmup, duration: 2s", "{ name: warmup, durtion: 2s");
+    let errs = errors(&text);
+    let first = &errs[0];
+    assert_eq!(first.location(), "s.yaml:9:23", "{first}");
+    assert!(first.message.contains("unknown key `durtion`"), "{first}");
+    assert_eq!(first.hint.as_deref(), Some("did you mean `duration`?"));
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let text = GOOD
+        .replace("rate: 100/s }", "rate: 100 }")
+        .replace("payload: 256B", "payload: 256kb")
+        .replace("seed: 7", "seed: 7\nsead: 8");
+    let errs = errors(&text);
+    let rendered: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 3, "{rendered:#?}");
+    assert!(rendered.iter().any(|e| e.starts_with("s.yaml:4:1:") && e.contains("did you mean `seed`")));
+    assert!(rendered.iter().any(|e| e.contains("rate `100` has no unit") && e.contains("100/s")));
+    assert!(rendered.iter().any(|e| e.contains("`kb` is not a size unit")));
+}
+
+#[test]
+fn unknown_operation_action_suggests_the_catalog_key() {
+    let text = GOOD.replace("fabric.stream.append:", "fabric.stream.apend:");
+    let errs = errors(&text);
+    assert!(errs[0].message.contains("unknown key `fabric.stream.apend`"), "{}", errs[0]);
+    assert_eq!(errs[0].hint.as_deref(), Some("did you mean `fabric.stream.append`?"));
+    assert_eq!(errs[0].location(), "s.yaml:13:34");
+}
+
+#[test]
+fn semantic_errors_have_positions() {
+    let text = GOOD
+        .replace("name: ramp", "name: warmup")
+        .replace("name: read, weight: 2, fabric.stream.read: { stream:", "name: read, weight: 2, fabric.stream.read: { service: fabrik, stream:");
+    let errs = errors(&text);
+    let rendered: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 2, "{rendered:#?}");
+    assert!(rendered[0].starts_with("s.yaml:10:15:") && rendered[0].contains("used twice"), "{rendered:#?}");
+    assert!(rendered[1].contains("no service `fabrik`") && rendered[1].contains("did you mean `fabric`"), "{rendered:#?}");
+}
+
+#[test]
+fn syntax_errors_and_wrong_shapes_are_located() {
+    let errs = errors("name: x\nstack: [\n");
+    assert!(matches!(errs[0].pos, tree::Pos::At { .. }));
+    let errs = errors("- just\n- a list\n");
+    assert!(errs[0].message.contains("mapping"));
+    let errs = errors("name: x\n");
+    assert!(errs[0].message.contains("missing key `stack`"), "{}", errs[0]);
+}
+
+#[test]
+fn overrides_apply_and_their_errors_name_the_override() {
+    let s = load("s.yaml", GOOD, &["workload.phases.steady.rate=900/s".into(), "seed=9".into()]).unwrap();
+    assert_eq!(s.workload.phases[2].rate, RateSpec::Constant(Rate(900.0)));
+    assert_eq!(s.seed, 9);
+    let errs = load("s.yaml", GOOD, &["workload.phases.steady.rate=900".into()]).unwrap_err();
+    assert_eq!(errs[0].location(), "--set workload.phases.steady.rate=900");
+    assert!(errs[0].hint.as_deref().unwrap_or_default().contains("900/s"));
+}
+
+#[test]
+fn unsupported_modes_are_refused_clearly() {
+    let text = GOOD.replace("stack:\n", "stack:\n  runtime: containers\n");
+    let errs = errors(&text);
+    assert!(errs[0].message.contains("containers"), "{}", errs[0]);
+}
+
+#[test]
+fn schema_is_generated_from_the_types() {
+    let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
+    assert_eq!(schema["title"], "Gauntlet scenario (format v1)");
+    assert_eq!(schema["additionalProperties"], false);
+    let defs = schema["$defs"].as_object().unwrap();
+    for def in ["Phase", "Operation", "StreamAppend", "Duration", "Rate", "Size"] {
+        assert!(defs.contains_key(def), "missing {def}");
+    }
+}

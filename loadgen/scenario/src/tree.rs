@@ -1,0 +1,509 @@
+//! A YAML document as a tree whose every node remembers where it was written.
+//!
+//! yaml-rust2's marked event parser feeds this tree; the tree then becomes a
+//! `serde_json::Value` for serde, and any error serde reports (as a path) is
+//! mapped back to a `line:col` through [`Node::find`]. `--set` overrides edit
+//! the tree before deserialisation, so their errors point at the override.
+
+use std::collections::HashMap;
+
+use yaml_rust2::Yaml;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// Where a node starts: 1-based line and column, or an override's origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pos {
+    At { line: usize, col: usize },
+    /// A value given on the command line with `--set PATH=VALUE`.
+    Override(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in document order; keys are nodes so errors can point at them.
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub pos: Pos,
+}
+
+/// One step of a path into the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A YAML syntax error, or a construct the scenario format does not accept.
+#[derive(Debug, Clone)]
+pub struct TreeError {
+    pub pos: Pos,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Node {
+    pub fn key_text(&self) -> String {
+        match &self.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => "null".to_owned(),
+            Value::Seq(_) | Value::Map(_) => "<complex key>".to_owned(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.key_text(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The node at `path`, and the deepest node reached when the path leaves the tree.
+    pub fn find(&self, path: &[Seg]) -> (&Node, bool) {
+        let mut node = self;
+        for seg in path {
+            match (seg, &node.value) {
+                (Seg::Key(k), Value::Map(entries)) => {
+                    match entries.iter().find(|(key, _)| key.key_text() == *k) {
+                        Some((_, v)) => node = v,
+                        None => return (node, false),
+                    }
+                }
+                (Seg::Index(i), Value::Seq(items)) => match items.get(*i) {
+                    Some(v) => node = v,
+                    None => return (node, false),
+                },
+                _ => return (node, false),
+            }
+        }
+        (node, true)
+    }
+
+    /// The key node of the entry `key` in the mapping at `path`.
+    pub fn find_key(&self, path: &[Seg], key: &str) -> Option<&Node> {
+        match &self.find(path) {
+            (
+                Node {
+                    value: Value::Map(entries),
+                    ..
+                },
+                true,
+            ) => entries
+                .iter()
+                .find(|(k, _)| k.key_text() == key)
+                .map(|(k, _)| k),
+            _ => None,
+        }
+    }
+
+    pub fn find_mut(&mut self, path: &[Seg]) -> Option<&mut Node> {
+        let mut node = self;
+        for seg in path {
+            node = match (seg, &mut node.value) {
+                (Seg::Key(k), Value::Map(entries)) => {
+                    &mut entries.iter_mut().find(|(key, _)| key.key_text() == *k)?.1
+                }
+                (Seg::Index(i), Value::Seq(items)) => items.get_mut(*i)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// Removes the entry or element at `path`; false when there was none.
+    pub fn remove(&mut self, path: &[Seg]) -> bool {
+        let Some((last, parent)) = path.split_last() else {
+            return false;
+        };
+        let Some(parent) = self.find_mut(parent) else {
+            return false;
+        };
+        match (last, &mut parent.value) {
+            (Seg::Key(k), Value::Map(entries)) => {
+                let before = entries.len();
+                entries.retain(|(key, _)| key.key_text() != *k);
+                entries.len() != before
+            }
+            (Seg::Index(i), Value::Seq(items)) if *i < items.len() => {
+                items.remove(*i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Applies `--set PATH=VALUE`. Segments are separated by dots; a segment
+    /// may match a key containing dots (`fabric.stream.append`), an index
+    /// (`phases.2`) or the element of a list whose `name` it equals
+    /// (`phases.steady`). The last key is created when missing.
+    pub fn set(&mut self, assignment: &str) -> Result<(), TreeError> {
+        let origin = Pos::Override(assignment.to_owned());
+        let err = |message: String, hint: &str| TreeError {
+            pos: origin.clone(),
+            message,
+            hint: Some(hint.to_owned()),
+        };
+        let Some((path, raw)) = assignment.split_once('=') else {
+            return Err(err(
+                format!("`--set {assignment}` has no `=`"),
+                "write `--set path.to.key=value`, e.g. `--set workload.phases.steady.rate=800/s`",
+            ));
+        };
+        if path.is_empty() {
+            return Err(err(
+                "`--set` needs a path before `=`".to_owned(),
+                "e.g. `--set seed=7`",
+            ));
+        }
+        let mut value = parse(raw).map_err(|mut e| {
+            e.pos = origin.clone();
+            e
+        })?;
+        relocate(&mut value, &origin);
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut node = self;
+        let mut i = 0;
+        while i < parts.len() {
+            let rest = &parts[i..];
+            match &mut node.value {
+                Value::Map(entries) => {
+                    // Longest run of segments that names an existing key.
+                    let found = (1..=rest.len()).rev().find_map(|n| {
+                        let key = rest[..n].join(".");
+                        entries
+                            .iter()
+                            .position(|(k, _)| k.key_text() == key)
+                            .map(|idx| (idx, n))
+                    });
+                    match found {
+                        Some((idx, n)) => {
+                            if i + n == parts.len() {
+                                entries[idx].1 = value;
+                                return Ok(());
+                            }
+                            i += n;
+                            node = &mut entries[idx].1;
+                        }
+                        None if rest.len() == 1 => {
+                            let key = Node {
+                                value: Value::Str(rest[0].to_owned()),
+                                pos: origin.clone(),
+                            };
+                            entries.push((key, value));
+                            return Ok(());
+                        }
+                        None => {
+                            return Err(err(
+                                format!("`--set`: no key `{}` at `{}`", rest[0], parts[..i].join(".")),
+                                "check the path against the scenario; lists take an index or an element's name",
+                            ));
+                        }
+                    }
+                }
+                Value::Seq(items) => {
+                    let seg = rest[0];
+                    let idx = match seg.parse::<usize>() {
+                        Ok(idx) if idx < items.len() => idx,
+                        _ => items
+                            .iter()
+                            .position(|item| {
+                                item.find(&[Seg::Key("name".to_owned())])
+                                    .1
+                                    .then(|| item.find(&[Seg::Key("name".to_owned())]).0.key_text())
+                                    .is_some_and(|name| name == seg)
+                            })
+                            .ok_or_else(|| {
+                                err(
+                                    format!("`--set`: no element `{seg}` in the list at `{}`", parts[..i].join(".")),
+                                    "use an index from 0 or the `name` of an element",
+                                )
+                            })?,
+                    };
+                    if i + 1 == parts.len() {
+                        items[idx] = value;
+                        return Ok(());
+                    }
+                    i += 1;
+                    node = &mut items[idx];
+                }
+                _ => {
+                    return Err(err(
+                        format!("`--set`: `{}` is not a mapping or list", parts[..i].join(".")),
+                        "a scalar value cannot have children",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn relocate(node: &mut Node, pos: &Pos) {
+    node.pos = pos.clone();
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| relocate(n, pos)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            relocate(k, pos);
+            relocate(v, pos);
+        }),
+        _ => {}
+    }
+}
+
+fn pos_of(mark: Marker) -> Pos {
+    Pos::At {
+        line: mark.line(),
+        col: mark.col() + 1,
+    }
+}
+
+enum Frame {
+    Seq(Node),
+    Map(Node, Option<Node>),
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    done: Option<Node>,
+    anchors: HashMap<usize, Node>,
+    pending_anchor: Vec<usize>,
+    error: Option<TreeError>,
+    documents: usize,
+}
+
+impl Builder {
+    fn push_value(&mut self, node: Node) {
+        match self.stack.last_mut() {
+            None => self.done = Some(node),
+            Some(Frame::Seq(seq)) => {
+                if let Value::Seq(items) = &mut seq.value {
+                    items.push(node);
+                }
+            }
+            Some(Frame::Map(map, key)) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => {
+                    if let Value::Map(entries) = &mut map.value {
+                        let text = k.key_text();
+                        if self.error.is_none()
+                            && let Some((first, _)) =
+                                entries.iter().find(|(existing, _)| existing.key_text() == text)
+                        {
+                            let first_at = match &first.pos {
+                                Pos::At { line, col } => format!(" (first at {line}:{col})"),
+                                Pos::Override(_) => String::new(),
+                            };
+                            self.error = Some(TreeError {
+                                pos: k.pos.clone(),
+                                message: format!("duplicate key `{text}`{first_at}"),
+                                hint: Some("each key may appear once in a mapping".to_owned()),
+                            });
+                        }
+                        entries.push((k, node));
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = pos_of(mark);
+        match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 && self.error.is_none() {
+                    self.error = Some(TreeError {
+                        pos,
+                        message: "a scenario file holds one YAML document".to_owned(),
+                        hint: Some("remove the second `---` or split the file".to_owned()),
+                    });
+                }
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                let value = if style == TScalarStyle::Plain {
+                    match Yaml::from_str(&text) {
+                        Yaml::Integer(i) => Value::Int(i),
+                        Yaml::Real(r) => r.parse().map_or(Value::Str(text.clone()), Value::Float),
+                        Yaml::Boolean(b) => Value::Bool(b),
+                        Yaml::Null => Value::Null,
+                        _ => Value::Str(text),
+                    }
+                } else {
+                    Value::Str(text)
+                };
+                let node = Node { value, pos };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push_value(node);
+            }
+            Event::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                    value: Value::Null,
+                    pos,
+                });
+                self.push_value(node);
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.pending_anchor.push(anchor);
+                self.stack.push(Frame::Seq(Node {
+                    value: Value::Seq(Vec::new()),
+                    pos,
+                }));
+            }
+            Event::MappingStart(anchor, _) => {
+                self.pending_anchor.push(anchor);
+                self.stack.push(Frame::Map(
+                    Node {
+                        value: Value::Map(Vec::new()),
+                        pos,
+                    },
+                    None,
+                ));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let node = match self.stack.pop() {
+                    Some(Frame::Seq(n)) | Some(Frame::Map(n, _)) => n,
+                    None => return,
+                };
+                if let Some(anchor) = self.pending_anchor.pop()
+                    && anchor > 0
+                {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push_value(node);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Parses one YAML document into a tree. An empty document is `Null`.
+pub fn parse(text: &str) -> Result<Node, TreeError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    parser.load(&mut builder, true).map_err(|e| TreeError {
+        pos: pos_of(*e.marker()),
+        message: e.info().to_owned(),
+        hint: Some("this is a YAML syntax error; check indentation and quoting".to_owned()),
+    })?;
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(builder.done.unwrap_or(Node {
+        value: Value::Null,
+        pos: Pos::At { line: 1, col: 1 },
+    }))
+}
+
+/// Converts a JSON value to YAML text (used to write the resolved scenario).
+pub fn json_to_yaml(value: &serde_json::Value) -> String {
+    fn convert(v: &serde_json::Value) -> Yaml {
+        match v {
+            serde_json::Value::Null => Yaml::Null,
+            serde_json::Value::Bool(b) => Yaml::Boolean(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Yaml::Integer(i),
+                None => Yaml::Real(n.to_string()),
+            },
+            serde_json::Value::String(s) => Yaml::String(s.clone()),
+            serde_json::Value::Array(a) => Yaml::Array(a.iter().map(convert).collect()),
+            serde_json::Value::Object(o) => Yaml::Hash(
+                o.iter()
+                    .map(|(k, v)| (Yaml::String(k.clone()), convert(v)))
+                    .collect(),
+            ),
+        }
+    }
+    let mut out = String::new();
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut out);
+    // Emitting into a String cannot fail.
+    let _ = emitter.dump(&convert(value));
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let tree = parse("a: 1\nb:\n  - x\n  - { c: 2 }\n").unwrap();
+        let (b1, found) = tree.find(&[Seg::Key("b".into()), Seg::Index(1), Seg::Key("c".into())]);
+        assert!(found);
+        assert_eq!(b1.pos, Pos::At { line: 4, col: 10 });
+        let key = tree.find_key(&[], "b").unwrap();
+        assert_eq!(key.pos, Pos::At { line: 2, col: 1 });
+    }
+
+    #[test]
+    fn scalars_are_typed_like_yaml_core() {
+        let tree = parse("a: 1\nb: '1'\nc: 1.5\nd: true\ne: ~\nf: 5s\n").unwrap();
+        assert_eq!(
+            tree.to_json(),
+            serde_json::json!({"a":1,"b":"1","c":1.5,"d":true,"e":null,"f":"5s"})
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_and_syntax_errors_have_positions() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.pos, Pos::At { line: 3, col: 1 });
+        assert!(err.message.contains("duplicate key `a`"));
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(matches!(err.pos, Pos::At { .. }));
+    }
+
+    #[test]
+    fn set_reaches_dotted_keys_names_and_indexes() {
+        let mut tree = parse(
+            "phases:\n  - { name: warmup, rate: 1/s }\n  - { name: steady, rate: 2/s }\nops:\n  - fabric.stream.append: { payload: 1B }\n",
+        )
+        .unwrap();
+        tree.set("phases.steady.rate=9/s").unwrap();
+        tree.set("phases.0.rate=8/s").unwrap();
+        tree.set("ops.0.fabric.stream.append.payload=4KiB").unwrap();
+        tree.set("seed=7").unwrap();
+        let json = tree.to_json();
+        assert_eq!(json["phases"][1]["rate"], "9/s");
+        assert_eq!(json["phases"][0]["rate"], "8/s");
+        assert_eq!(json["ops"][0]["fabric.stream.append"]["payload"], "4KiB");
+        assert_eq!(json["seed"], 7);
+        assert!(tree.set("phases.nope.rate=1/s").is_err());
+        assert!(tree.set("no-equals").is_err());
+    }
+
+    #[test]
+    fn anchors_and_aliases_resolve() {
+        let tree = parse("base: &b { x: 1 }\ncopy: *b\n").unwrap();
+        assert_eq!(tree.to_json()["copy"], serde_json::json!({"x": 1}));
+    }
+}
