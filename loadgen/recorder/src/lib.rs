@@ -1,0 +1,300 @@
+//! Gauntlet's recorder: turns completed operations into statistics.
+//!
+//! It owns the HdrHistograms (µs, 3 significant digits): per phase and
+//! operation for the tables, per 1 s interval and operation for time series
+//! and `latency.hlog`. Phase histograms are merged into run totals; no
+//! percentile is ever averaged. The recorder is plain data fed one
+//! [`Sample`] at a time — it never reads a clock, spawns a task or talks to
+//! the system under test, so the same code serves live runs and tests.
+
+pub mod hlog;
+pub mod results;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+pub use results::*;
+
+/// Highest latency a histogram tracks: one hour in µs (larger values saturate).
+pub const MAX_TRACKABLE_US: u64 = 3_600_000_000;
+
+/// A fresh histogram with Gauntlet's settings.
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants that hdrhistogram accepts; this cannot fail.
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3).expect("valid histogram bounds")
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Failed; the kind names why (`http_503`, `timeout`, `connect`, …).
+    Error(String),
+}
+
+/// One completed operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Index into the scenario's operations.
+    pub operation: usize,
+    /// Index of the phase whose schedule gave the intended start.
+    pub phase: usize,
+    /// Completion − intended start, µs.
+    pub latency_us: u64,
+    /// Completion − actual send, µs.
+    pub service_us: u64,
+    /// Started later than `late_after` after its intended start.
+    pub late: bool,
+    pub outcome: Outcome,
+    /// Completion time since the run's start.
+    pub completed_at: Duration,
+}
+
+/// What the recorder knows of a phase before it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseInfo {
+    pub name: String,
+    pub duration_s: f64,
+    pub target_rate_per_s: f64,
+}
+
+/// Counters and histograms of one operation over some span.
+#[derive(Debug, Clone)]
+pub struct OperationStats {
+    pub latency: Histogram<u64>,
+    pub service: Histogram<u64>,
+    pub count: u64,
+    pub errors: u64,
+    pub late: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+}
+
+impl Default for OperationStats {
+    fn default() -> Self {
+        Self {
+            latency: new_histogram(),
+            service: new_histogram(),
+            count: 0,
+            errors: 0,
+            late: 0,
+            errors_by_kind: BTreeMap::new(),
+        }
+    }
+}
+
+impl OperationStats {
+    pub fn record(&mut self, s: &Sample) {
+        self.count += 1;
+        self.late += u64::from(s.late);
+        match &s.outcome {
+            Outcome::Ok => {
+                self.latency.saturating_record(s.latency_us.max(1));
+                self.service.saturating_record(s.service_us.max(1));
+            }
+            Outcome::Error(kind) => {
+                self.errors += 1;
+                *self.errors_by_kind.entry(kind.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Adds another span's statistics (histograms merged, counters summed).
+    pub fn merge(&mut self, other: &OperationStats) {
+        // Same bounds on both sides: `add` cannot fail.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.service.add(&other.service);
+        self.count += other.count;
+        self.errors += other.errors;
+        self.late += other.late;
+        for (k, v) in &other.errors_by_kind {
+            *self.errors_by_kind.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    pub fn result(&self, operation: &str, duration_s: f64) -> OperationResult {
+        let ok = self.count - self.errors;
+        OperationResult {
+            operation: operation.to_owned(),
+            count: self.count,
+            errors: self.errors,
+            late: self.late,
+            throughput_per_s: if duration_s > 0.0 {
+                ok as f64 / duration_s
+            } else {
+                0.0
+            },
+            latency_us: Percentiles::of(&self.latency),
+            service_time_us: Percentiles::of(&self.service),
+            errors_by_kind: self.errors_by_kind.clone(),
+        }
+    }
+}
+
+/// Facts about the run that are not measurements.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunMeta {
+    pub scenario: String,
+    pub seed: u64,
+    pub started_at: String,
+    pub runtime: String,
+    pub host: String,
+    pub git_revision: Option<String>,
+}
+
+/// Accumulates samples into phase, run and interval statistics.
+pub struct Recorder {
+    operations: Vec<String>,
+    phases: Vec<PhaseInfo>,
+    /// `[phase][operation]`
+    by_phase: Vec<Vec<OperationStats>>,
+    /// The open interval, per operation.
+    interval: Vec<OperationStats>,
+    interval_start: Duration,
+    intervals: Vec<IntervalResult>,
+    last_completion: Duration,
+    hlog: Option<hlog::HlogWriter>,
+}
+
+impl Recorder {
+    pub fn new(operations: Vec<String>, phases: Vec<PhaseInfo>, hlog: Option<hlog::HlogWriter>) -> Self {
+        let by_phase = phases
+            .iter()
+            .map(|_| operations.iter().map(|_| OperationStats::default()).collect())
+            .collect();
+        let interval = operations.iter().map(|_| OperationStats::default()).collect();
+        Self {
+            operations,
+            phases,
+            by_phase,
+            interval,
+            interval_start: Duration::ZERO,
+            intervals: Vec::new(),
+            last_completion: Duration::ZERO,
+            hlog,
+        }
+    }
+
+    pub fn operations(&self) -> &[String] {
+        &self.operations
+    }
+
+    pub fn record(&mut self, s: &Sample) {
+        if let Some(row) = self.by_phase.get_mut(s.phase)
+            && let Some(stats) = row.get_mut(s.operation)
+        {
+            stats.record(s);
+        }
+        if let Some(stats) = self.interval.get_mut(s.operation) {
+            stats.record(s);
+        }
+        self.last_completion = self.last_completion.max(s.completed_at);
+    }
+
+    /// Closes the open interval at `end`: writes it to `latency.hlog` (one
+    /// histogram per operation, tagged with its name) and returns its summary.
+    pub fn close_interval(&mut self, end: Duration) -> std::io::Result<IntervalResult> {
+        let start = self.interval_start;
+        let length = end.saturating_sub(start);
+        let fresh = self.operations.iter().map(|_| OperationStats::default()).collect();
+        let closed: Vec<OperationStats> = std::mem::replace(&mut self.interval, fresh);
+        self.interval_start = end;
+        if let Some(log) = &mut self.hlog {
+            let tagged: Vec<(&str, &Histogram<u64>)> = self
+                .operations
+                .iter()
+                .zip(&closed)
+                .map(|(name, stats)| (name.as_str(), &stats.latency))
+                .collect();
+            log.write_interval(start, length, &tagged)?;
+        }
+        let summary = IntervalResult {
+            t_s: start.as_secs_f64(),
+            operations: self
+                .operations
+                .iter()
+                .zip(&closed)
+                .map(|(name, stats)| IntervalOperation {
+                    operation: name.clone(),
+                    count: stats.count,
+                    errors: stats.errors,
+                    latency_us: Percentiles::of(&stats.latency),
+                })
+                .collect(),
+        };
+        self.intervals.push(summary.clone());
+        Ok(summary)
+    }
+
+    /// Phase statistics of one operation.
+    pub fn phase_stats(&self, phase: usize, operation: usize) -> Option<&OperationStats> {
+        self.by_phase.get(phase)?.get(operation)
+    }
+
+    /// Run totals per operation: every phase's histograms merged.
+    pub fn totals(&self) -> Vec<OperationStats> {
+        let mut totals: Vec<OperationStats> =
+            self.operations.iter().map(|_| OperationStats::default()).collect();
+        for row in &self.by_phase {
+            for (total, stats) in totals.iter_mut().zip(row) {
+                total.merge(stats);
+            }
+        }
+        totals
+    }
+
+    /// The statistics so far as `results.json` data.
+    pub fn results(&self, meta: &RunMeta, engine: EngineStats, complete: bool) -> RunResults {
+        let phases = self
+            .phases
+            .iter()
+            .zip(&self.by_phase)
+            .map(|(info, row)| PhaseResult {
+                name: info.name.clone(),
+                duration_s: info.duration_s,
+                target_rate_per_s: info.target_rate_per_s,
+                operations: self
+                    .operations
+                    .iter()
+                    .zip(row)
+                    .map(|(name, stats)| stats.result(name, info.duration_s))
+                    .collect(),
+            })
+            .collect();
+        let run_s: f64 = self.phases.iter().map(|p| p.duration_s).sum();
+        let totals = self
+            .operations
+            .iter()
+            .zip(self.totals())
+            .map(|(name, stats)| stats.result(name, run_s))
+            .collect();
+        RunResults {
+            format: RESULTS_FORMAT,
+            scenario: meta.scenario.clone(),
+            seed: meta.seed,
+            started_at: meta.started_at.clone(),
+            elapsed_s: self.last_completion.as_secs_f64(),
+            runtime: meta.runtime.clone(),
+            host: meta.host.clone(),
+            git_revision: meta.git_revision.clone(),
+            complete,
+            interrupted: None,
+            engine,
+            phases,
+            totals,
+            intervals: self.intervals.clone(),
+        }
+    }
+
+    /// Flushes the interval log to disk.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.hlog {
+            Some(log) => log.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
