@@ -1,0 +1,99 @@
+//! Finding the bundled services' binaries (`fabric-node`, …).
+//!
+//! In order: `GAUNTLET_BIN_DIR`; inside this workspace, `cargo build` of the
+//! binary with loadgen's own profile (cargo decides whether it is stale);
+//! next to the `loadgen` executable; then `PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gauntlet_scenario::ServiceKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BinError {
+    #[error("`{binary}` is not in GAUNTLET_BIN_DIR ({dir})")]
+    NotInBinDir { binary: String, dir: String },
+    #[error("building `{binary}` failed:\n{output}")]
+    BuildFailed { binary: String, output: String },
+    #[error("cannot find `{binary}` next to loadgen or on PATH")]
+    NotFound { binary: String },
+}
+
+/// The cargo package that ships each bundled kind.
+fn package(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Fabric => "fabric",
+    }
+}
+
+/// The workspace this loadgen was built from, when it is still on disk.
+fn workspace_root() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.parent()?;
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+    manifest.contains("[workspace]").then(|| root.to_path_buf())
+}
+
+/// Locates (building when needed) the binary of a bundled service kind.
+pub fn locate(kind: ServiceKind, quiet: bool) -> Result<PathBuf, BinError> {
+    let binary = kind.binary();
+    if let Some(dir) = std::env::var_os("GAUNTLET_BIN_DIR") {
+        let path = Path::new(&dir).join(binary);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(BinError::NotInBinDir {
+                binary: binary.to_owned(),
+                dir: Path::new(&dir).display().to_string(),
+            })
+        };
+    }
+    let exe = std::env::current_exe().ok();
+    let exe_dir = exe.as_deref().and_then(Path::parent);
+    // target/<profile>/loadgen: build the service into the same directory.
+    if let (Some(root), Some(dir)) = (workspace_root(), exe_dir)
+        && let (Some(profile), Some(target)) = (dir.file_name(), dir.parent())
+        && profile != "deps"
+    {
+        if !quiet {
+            eprintln!("building {binary} ({})…", profile.to_string_lossy());
+        }
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.current_dir(&root)
+            .args(["build", "--quiet", "-p", package(kind), "--bin", binary, "--target-dir"])
+            .arg(target);
+        if profile == "release" {
+            cmd.arg("--release");
+        } else if profile != "debug" {
+            cmd.arg("--profile").arg(profile);
+        }
+        let output = cmd.output().map_err(|e| BinError::BuildFailed {
+            binary: binary.to_owned(),
+            output: format!("cannot run cargo: {e}"),
+        })?;
+        if !output.status.success() {
+            return Err(BinError::BuildFailed {
+                binary: binary.to_owned(),
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        let built = dir.join(binary);
+        if built.is_file() {
+            return Ok(built);
+        }
+    }
+    if let Some(dir) = exe_dir {
+        for candidate in [dir.join(binary), dir.join("..").join(binary)] {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+        .ok_or_else(|| BinError::NotFound {
+            binary: binary.to_owned(),
+        })
+}

@@ -1,0 +1,148 @@
+//! The recorder task: drains completed operations into the [`Recorder`],
+//! closes an interval every second (appending `latency.hlog`, rewriting a
+//! partial `results.json`) and drives the live progress line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use gauntlet_recorder::{IntervalResult, Recorder, RunMeta, RunResults, Sample};
+use gauntlet_reports::{human_rate, human_us};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::engine::{EngineCounters, process_cpu};
+use crate::plan::Plan;
+use crate::rundir;
+
+/// Live progress: an indicatif bar on a terminal, a plain line every 5 s otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    phases: Vec<(String, Duration, Duration)>,
+    last_plain: Option<std::time::Instant>,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(plan: &Plan, quiet: bool) -> Self {
+        let total = plan.total_duration();
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total.as_millis() as u64), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            bar,
+            phases: plan
+                .phases
+                .iter()
+                .map(|p| (p.name.clone(), p.start, p.start + p.duration))
+                .collect(),
+            last_plain: None,
+            quiet,
+        }
+    }
+
+    fn phase_at(&self, elapsed: Duration) -> &str {
+        self.phases
+            .iter()
+            .find(|(_, start, end)| elapsed >= *start && elapsed < *end)
+            .map(|(name, ..)| name.as_str())
+            .unwrap_or("draining")
+    }
+
+    /// Shows the interval just closed.
+    pub fn update(&mut self, elapsed: Duration, interval: &IntervalResult, errors_total: u64, in_flight: u64) {
+        let count: u64 = interval.operations.iter().map(|o| o.count).sum();
+        let p99 = interval.operations.iter().map(|o| o.latency_us.p99).max().unwrap_or(0);
+        let line = format!(
+            "phase {:<10} {:>6.1}s  rate {:>9}  p99 {:>8}  errors {}  in flight {}",
+            self.phase_at(elapsed),
+            elapsed.as_secs_f64(),
+            human_rate(count as f64),
+            human_us(p99),
+            errors_total,
+            in_flight,
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_position(elapsed.as_millis() as u64);
+            bar.set_message(line);
+        } else if !self.quiet && self.last_plain.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            eprintln!("{line}");
+            self.last_plain = Some(std::time::Instant::now());
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What the recorder task hands back when the samples stop.
+pub struct Recorded {
+    pub results: RunResults,
+    pub write_error: Option<String>,
+}
+
+/// Runs until the sample channel closes; returns the final results.
+#[allow(clippy::too_many_arguments)]
+pub async fn record(
+    mut recorder: Recorder,
+    mut samples: mpsc::UnboundedReceiver<Sample>,
+    counters: Arc<EngineCounters>,
+    meta: RunMeta,
+    run_start: Instant,
+    cpu_start: Duration,
+    results_path: PathBuf,
+    mut progress: Progress,
+) -> Recorded {
+    let mut tick = tokio::time::interval_at(run_start + Duration::from_secs(1), Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_close = Duration::from_secs(1);
+    let mut errors_total = 0u64;
+    let mut write_error = None;
+    loop {
+        tokio::select! {
+            sample = samples.recv() => match sample {
+                Some(s) => {
+                    if !matches!(s.outcome, gauntlet_recorder::Outcome::Ok) {
+                        errors_total += 1;
+                    }
+                    recorder.record(&s);
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let end = next_close;
+                next_close += Duration::from_secs(1);
+                match recorder.close_interval(end) {
+                    Ok(interval) => progress.update(end, &interval, errors_total, counters.in_flight.load(Ordering::Relaxed)),
+                    Err(e) => write_error = Some(format!("latency.hlog: {e}")),
+                }
+                let engine = counters.snapshot(process_cpu().saturating_sub(cpu_start));
+                let partial = recorder.results(&meta, engine, false);
+                if let Err(e) = rundir::write_json(&results_path, &partial) {
+                    write_error = Some(format!("results.json: {e}"));
+                }
+            }
+        }
+    }
+    let end = run_start.elapsed();
+    if let Err(e) = recorder.close_interval(end).and_then(|_| recorder.flush()) {
+        write_error = Some(format!("latency.hlog: {e}"));
+    }
+    progress.finish();
+    let engine = counters.snapshot(process_cpu().saturating_sub(cpu_start));
+    Recorded {
+        results: recorder.results(&meta, engine, true),
+        write_error,
+    }
+}

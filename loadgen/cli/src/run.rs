@@ -1,0 +1,200 @@
+//! One run, end to end: scenario → plan → run directory → stack → engine and
+//! recorder → stack stopped → results. Stages hand each other plain data
+//! ([`Plan`], [`Sample`](gauntlet_recorder::Sample), [`RunResults`]) and the
+//! run directory; nothing is shared but the engine's counters.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use gauntlet_recorder::{Recorder, RunMeta, RunResults, hlog::HlogWriter};
+use gauntlet_scenario::{Diagnostic, Scenario};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::{self, StreamOffsets};
+use crate::engine::{self, EngineCounters, process_cpu};
+use crate::plan::Plan;
+use crate::recording::{self, Progress};
+use crate::rundir;
+use crate::stack::{ProcessStack, StopReport};
+
+/// The smoke scenario, embedded for runs outside the repository.
+pub const SMOKE: &str = include_str!("../../../scenarios/smoke.yaml");
+
+/// Where a scenario comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// The embedded smoke scenario.
+    Embedded,
+}
+
+impl Source {
+    /// `scenarios/smoke.yaml` from the working directory or the workspace, else the embedded copy.
+    pub fn default_smoke() -> Self {
+        let local = PathBuf::from("scenarios/smoke.yaml");
+        if local.is_file() {
+            return Source::File(local);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/smoke.yaml");
+        if workspace.is_file() {
+            return Source::File(workspace);
+        }
+        Source::Embedded
+    }
+
+    pub fn load(&self, overrides: &[String]) -> Result<Scenario, Vec<Diagnostic>> {
+        match self {
+            Source::File(path) => gauntlet_scenario::load_file(path, overrides),
+            Source::Embedded => gauntlet_scenario::load("<embedded smoke.yaml>", SMOKE, overrides),
+        }
+    }
+}
+
+pub struct RunOptions {
+    pub source: Source,
+    pub overrides: Vec<String>,
+    /// Root of run directories (default `target/gauntlet/runs`).
+    pub out: Option<PathBuf>,
+    /// No progress and no build chatter (tests).
+    pub quiet: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid scenario")]
+    Invalid(Vec<Diagnostic>),
+    #[error("{0}")]
+    Harness(String),
+}
+
+/// What a finished (or interrupted) run produced.
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub results: RunResults,
+    pub stops: Vec<StopReport>,
+    /// Problems of the stack or harness noticed during the run (exit code 3).
+    pub failures: Vec<String>,
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn harness<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RunError + '_ {
+    move |e| RunError::Harness(format!("{what}: {e}"))
+}
+
+pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutcome, RunError> {
+    let scenario = opts.source.load(&opts.overrides).map_err(RunError::Invalid)?;
+    let plan = Plan::new(scenario);
+    let root = opts.out.clone().unwrap_or_else(rundir::default_root);
+    let run_dir = rundir::create(&root, &plan.scenario.name).map_err(harness("creating the run directory"))?;
+    rundir::write_atomic(&run_dir.join("scenario.yaml"), gauntlet_scenario::to_yaml(&plan.scenario).as_bytes())
+        .map_err(harness("writing scenario.yaml"))?;
+
+    let client = driver::http_client(plan.max_in_flight);
+    let stack = tokio::select! {
+        stack = ProcessStack::boot(&plan.scenario, &run_dir, &client, opts.quiet) => stack.map_err(|e| RunError::Harness(e.to_string()))?,
+        _ = cancel.cancelled() => return Err(RunError::Harness("interrupted while the stack was starting".to_owned())),
+    };
+    if !opts.quiet {
+        for svc in stack.services() {
+            eprintln!("{} ready at {} (log: {})", svc.name, svc.base_url, svc.log.display());
+        }
+    }
+
+    let endpoints = stack.endpoints();
+    let offsets = StreamOffsets::default();
+    let mut prepared = Vec::new();
+    for (i, op) in plan.operations.iter().enumerate() {
+        let base = &endpoints[&op.service];
+        if let Err(e) = driver::setup(&client, op, base).await {
+            stack.stop().await;
+            return Err(RunError::Harness(e));
+        }
+        prepared.push(driver::prepare(op, base, plan.seed, i, &offsets));
+    }
+
+    let runtime = plan.scenario.stack.runtime.to_string();
+    let meta = RunMeta {
+        scenario: plan.scenario.name.clone(),
+        seed: plan.seed,
+        started_at: jiff::Timestamp::now().to_string(),
+        runtime,
+        host: host(),
+        git_revision: git_revision(),
+    };
+    let hlog = HlogWriter::create(&run_dir.join("latency.hlog"), SystemTime::now()).map_err(harness("creating latency.hlog"))?;
+    let recorder = Recorder::new(
+        plan.operations.iter().map(|o| o.name.clone()).collect(),
+        plan.phases
+            .iter()
+            .map(|p| gauntlet_recorder::PhaseInfo {
+                name: p.name.clone(),
+                duration_s: p.duration.as_secs_f64(),
+                target_rate_per_s: p.mean_rate(),
+            })
+            .collect(),
+        Some(hlog),
+    );
+
+    let counters = Arc::new(EngineCounters::default());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cpu_start = process_cpu();
+    let run_start = Instant::now();
+    let results_path = run_dir.join("results.json");
+    let recording = tokio::spawn(recording::record(
+        recorder,
+        rx,
+        counters.clone(),
+        meta,
+        run_start,
+        cpu_start,
+        results_path.clone(),
+        Progress::new(&plan, opts.quiet),
+    ));
+    engine::run(&plan, Arc::new(prepared), client, tx, counters, run_start, cancel.clone()).await;
+    let recorded = recording.await.map_err(harness("the recorder task"))?;
+
+    let mut failures = Vec::new();
+    let stops = stack.stop().await;
+    for stop in &stops {
+        if !stop.graceful {
+            failures.push(format!("service `{}` did not stop gracefully: {}", stop.service, stop.status));
+        }
+    }
+    let mut results = recorded.results;
+    if cancel.is_cancelled() {
+        results.complete = false;
+        results.interrupted = Some("interrupted by a signal before the last phase ended".to_owned());
+    }
+    if let Some(e) = recorded.write_error {
+        failures.push(format!("writing the run directory failed: {e}"));
+    }
+    rundir::write_json(&results_path, &results).map_err(harness("writing results.json"))?;
+    let summary = gauntlet_reports::summary_table(&results);
+    let _ = rundir::write_atomic(&run_dir.join("summary.txt"), summary.as_bytes());
+    Ok(RunOutcome {
+        run_dir,
+        results,
+        stops,
+        failures,
+    })
+}
