@@ -182,8 +182,15 @@ fn explain(root: &Node, path: &[Seg], raw: &str) -> Option<(Pos, String, Option<
             )),
             None => hint,
         };
-        let mut remove = map_path;
+        let mut remove = map_path.clone();
         remove.push(Seg::Key(field.clone()));
+        // A likely typo: go on as if the suggested key had been written, so
+        // its value is still checked and no "missing key" follows.
+        if let Some(s) = suggestion
+            && root.find_key(&map_path, s).is_none()
+        {
+            remove.push(Seg::Key(format!("{RENAME}{s}")));
+        }
         return Some((
             key_node.pos.clone(),
             format!("unknown key `{field}`"),
@@ -235,7 +242,24 @@ fn set_aside_target(root: &Node, path: &[Seg]) -> Vec<Seg> {
     }
 }
 
+/// Marks, as the last segment of a set-aside path, a rename instead of a removal.
+const RENAME: &str = "\u{0}rename:";
+
 fn set_aside(root: &mut Node, path: &[Seg]) -> bool {
+    if let [parent @ .., Seg::Key(old), Seg::Key(new)] = path
+        && let Some(new) = new.strip_prefix(RENAME)
+    {
+        if let Some(Node {
+            value: tree::Value::Map(entries),
+            ..
+        }) = root.find_mut(parent)
+            && let Some((key, _)) = entries.iter_mut().find(|(k, _)| k.key_text() == *old)
+        {
+            key.value = tree::Value::Str(new.to_owned());
+            return true;
+        }
+        return false;
+    }
     // Removing a required top-level entry would only produce a follow-on
     // "missing key" error; stop there instead.
     if let [Seg::Key(key)] = path

@@ -127,3 +127,34 @@ fn schema_is_generated_from_the_types() {
         assert!(defs.contains_key(def), "missing {def}");
     }
 }
+
+#[test]
+fn the_committed_schema_matches_the_types() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == json_schema(),
+        "scenarios/schema.json is out of date with the scenario types; regenerate it with\n  cargo run --bin loadgen -- schema > scenarios/schema.json"
+    );
+}
+
+#[test]
+fn every_bundled_scenario_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut stack = vec![dir];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                seen += 1;
+                if let Err(errs) = load_file(&path, &[]) {
+                    panic!("{}: {}", path.display(), errs.iter().map(|e| e.to_string()).collect::<String>());
+                }
+            }
+        }
+    }
+    assert!(seen >= 1);
+}

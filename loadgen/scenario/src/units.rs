@@ -152,9 +152,14 @@ impl FromStr for Rate {
     type Err = UnitError;
     fn from_str(text: &str) -> Result<Self, UnitError> {
         let Some((number, unit)) = text.split_once('/') else {
+            let example = if split_number(text, "rate", "500/s").is_ok_and(|(_, u)| u.is_empty()) {
+                format!("{text}/s")
+            } else {
+                "500/s".to_owned()
+            };
             return Err(unit_error(
-                format!("rate `{text}` has no time unit"),
-                format!("write operations per unit of time, e.g. `{text}/s`"),
+                format!("`{text}` is not a rate"),
+                format!("write operations per unit of time, e.g. `{example}`"),
             ));
         };
         let (value, rest) = split_number(number, "rate", "500/s")?;
