@@ -135,7 +135,8 @@ fn command_for(name: &str, svc: &Service, port: u16, data_dir: &Path, quiet: boo
 }
 
 impl ProcessStack {
-    /// Starts every service and waits until each is ready.
+    /// Starts every service and waits until each is ready. When one fails,
+    /// those already started are stopped gracefully before the error returns.
     pub async fn boot(
         scenario: &Scenario,
         run_dir: &Path,
@@ -143,6 +144,23 @@ impl ProcessStack {
         quiet: bool,
     ) -> Result<Self, StackError> {
         let mut stack = ProcessStack { services: Vec::new() };
+        match stack.start_all(scenario, run_dir, client, quiet).await {
+            Ok(()) => Ok(stack),
+            Err(e) => {
+                stack.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_all(
+        &mut self,
+        scenario: &Scenario,
+        run_dir: &Path,
+        client: &HttpClient,
+        quiet: bool,
+    ) -> Result<(), StackError> {
+        let stack = self;
         for (name, svc) in &scenario.stack.services {
             let data_dir = run_dir.join("data").join(name);
             fs::create_dir_all(&data_dir)?;
@@ -184,7 +202,7 @@ impl ProcessStack {
             let service = stack.services.last_mut().expect("just pushed");
             wait_ready(service, &svc.ready_path, svc.ready_timeout.0, client).await?;
         }
-        Ok(stack)
+        Ok(())
     }
 
     /// Base URLs by service name.
