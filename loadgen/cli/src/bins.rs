@@ -59,7 +59,15 @@ pub fn locate(kind: ServiceKind, quiet: bool) -> Result<PathBuf, BinError> {
         }
         let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         cmd.current_dir(&root)
-            .args(["build", "--quiet", "-p", package(kind), "--bin", binary, "--target-dir"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                package(kind),
+                "--bin",
+                binary,
+                "--target-dir",
+            ])
             .arg(target);
         if profile == "release" {
             cmd.arg("--release");

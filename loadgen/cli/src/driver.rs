@@ -74,10 +74,18 @@ impl StreamOffsets {
 }
 
 /// Prepares an operation against the service at `base` (`http://127.0.0.1:PORT`).
-pub fn prepare(op: &PlannedOperation, base: &str, seed: u64, index: usize, offsets: &StreamOffsets) -> Prepared {
+pub fn prepare(
+    op: &PlannedOperation,
+    base: &str,
+    seed: u64,
+    index: usize,
+    offsets: &StreamOffsets,
+) -> Prepared {
     match &op.action {
         Action::StreamAppend(a) => {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             let bodies = (0..BODY_POOL)
                 .map(|_| {
                     let events = (0..a.batch)
@@ -141,13 +149,23 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
     }
 }
 
-async fn send(client: &HttpClient, method: Method, uri: &str, body: Bytes) -> Result<(StatusCode, Bytes), String> {
+async fn send(
+    client: &HttpClient,
+    method: Method,
+    uri: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
     let mut builder = Request::builder().method(method).uri(uri);
     if !body.is_empty() {
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
     }
-    let request = builder.body(Full::new(body)).map_err(|_| "bad_request".to_owned())?;
-    let response = client.request(request).await.map_err(|e| transport_error(&e))?;
+    let request = builder
+        .body(Full::new(body))
+        .map_err(|_| "bad_request".to_owned())?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| transport_error(&e))?;
     let status = response.status();
     let body = response
         .into_body()
@@ -203,7 +221,10 @@ impl Prepared {
                         let mut known = latest.load(Ordering::Relaxed);
                         if known < 0 {
                             // Nothing appended in this run yet: ask the stream.
-                            let uri = format!("{base}{}", fabric_wire::stream_path(stream, "offsets/latest"));
+                            let uri = format!(
+                                "{base}{}",
+                                fabric_wire::stream_path(stream, "offsets/latest")
+                            );
                             match send(client, Method::GET, &uri, Bytes::new()).await {
                                 Ok((status, body)) if status.is_success() => {
                                     match serde_json::from_slice::<LatestOffsetResponse>(&body) {

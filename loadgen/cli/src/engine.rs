@@ -50,7 +50,9 @@ pub fn process_cpu() -> Duration {
         libc::getrusage(libc::RUSAGE_SELF, &mut usage);
         usage
     };
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
@@ -113,11 +115,14 @@ impl Mix {
     }
 
     /// The index of the next operation, and a number to pick among its prepared bodies.
-    pub fn next(&mut self) -> (usize, usize) {
+    pub fn pick(&mut self) -> (usize, usize) {
         let total = *self.cumulative.last().unwrap_or(&1);
         let x = self.rng.random_range(0..total.max(1));
         let op = self.cumulative.partition_point(|&c| c <= x);
-        (op.min(self.cumulative.len().saturating_sub(1)), self.rng.next_u32() as usize)
+        (
+            op.min(self.cumulative.len().saturating_sub(1)),
+            self.rng.next_u32() as usize,
+        )
     }
 }
 
@@ -137,7 +142,9 @@ pub async fn run(
     let pool = Arc::new(Semaphore::new(plan.max_in_flight));
     let late_after = plan.late_after;
     let timeout = plan.timeout;
-    counters.scheduled.store(plan.total_arrivals(), Ordering::Relaxed);
+    counters
+        .scheduled
+        .store(plan.total_arrivals(), Ordering::Relaxed);
 
     'phases: for (phase_index, phase) in plan.phases.iter().enumerate() {
         let phase_start = run_start + phase.start;
@@ -151,7 +158,7 @@ pub async fn run(
             } else if cancel.is_cancelled() {
                 break 'phases;
             }
-            let (op, pick) = mix.next();
+            let (op, pick) = mix.pick();
             let (permit, waited) = match pool.clone().try_acquire_owned() {
                 Ok(permit) => (permit, false),
                 Err(_) => {
@@ -175,13 +182,17 @@ pub async fn run(
             if late {
                 counters.late.fetch_add(1, Ordering::Relaxed);
                 if waited {
-                    counters.late_in_flight_limit.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .late_in_flight_limit
+                        .fetch_add(1, Ordering::Relaxed);
                 } else {
                     counters.late_engine.fetch_add(1, Ordering::Relaxed);
                 }
             }
             let now_in_flight = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-            counters.peak_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
+            counters
+                .peak_in_flight
+                .fetch_max(now_in_flight, Ordering::Relaxed);
 
             let prepared = prepared.clone();
             let client = client.clone();
@@ -189,7 +200,12 @@ pub async fn run(
             let counters = counters.clone();
             tokio::spawn(async move {
                 let sent = Instant::now();
-                let outcome = match tokio::time::timeout(timeout, prepared[op].execute(&client, pick)).await {
+                let outcome = match tokio::time::timeout(
+                    timeout,
+                    prepared[op].execute(&client, pick),
+                )
+                .await
+                {
                     Ok(outcome) => outcome,
                     Err(_) => Outcome::Error("timeout".to_owned()),
                 };
@@ -221,19 +237,19 @@ mod tests {
     fn the_mix_follows_weights_and_the_seed() {
         let mut a = Mix::new(&[8, 2], 42);
         let mut b = Mix::new(&[8, 2], 42);
-        let picks: Vec<usize> = (0..10_000).map(|_| a.next().0).collect();
-        let again: Vec<usize> = (0..10_000).map(|_| b.next().0).collect();
+        let picks: Vec<usize> = (0..10_000).map(|_| a.pick().0).collect();
+        let again: Vec<usize> = (0..10_000).map(|_| b.pick().0).collect();
         assert_eq!(picks, again, "same seed, same mix");
         let first = picks.iter().filter(|&&p| p == 0).count();
         assert!((7_500..8_500).contains(&first), "{first}");
         let mut c = Mix::new(&[8, 2], 43);
-        let other: Vec<usize> = (0..10_000).map(|_| c.next().0).collect();
+        let other: Vec<usize> = (0..10_000).map(|_| c.pick().0).collect();
         assert_ne!(picks, other);
     }
 
     #[test]
     fn a_single_operation_is_always_picked() {
         let mut m = Mix::new(&[3], 1);
-        assert!((0..100).all(|_| m.next().0 == 0));
+        assert!((0..100).all(|_| m.pick().0 == 0));
     }
 }

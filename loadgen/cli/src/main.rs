@@ -10,7 +10,11 @@ use loadgen::run::{self, RunError, RunOptions, Source};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "loadgen", version, about = "Gauntlet: load and chaos scenarios against the runtime, measured honestly")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Gauntlet: load and chaos scenarios against the runtime, measured honestly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -46,12 +50,21 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { exit::OK as u8 });
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE as u8
+            } else {
+                exit::OK as u8
+            });
         }
     };
     let code = match cli.command {
         None => run_command(Source::default_smoke(), None, Vec::new(), false),
-        Some(Command::Run { scenario, out, set, quiet }) => {
+        Some(Command::Run {
+            scenario,
+            out,
+            set,
+            quiet,
+        }) => {
             let source = scenario.map_or_else(Source::default_smoke, Source::File);
             run_command(source, out, set, quiet)
         }
@@ -68,13 +81,24 @@ fn validate(files: &[PathBuf]) -> i32 {
     let mut bad = 0;
     for file in files {
         match gauntlet_scenario::load_file(file, &[]) {
-            Ok(s) => println!("{}: ok (scenario `{}`, {} phases, {} operations)", file.display(), s.name, s.workload.phases.len(), s.workload.operations.len()),
+            Ok(s) => println!(
+                "{}: ok (scenario `{}`, {} phases, {} operations)",
+                file.display(),
+                s.name,
+                s.workload.phases.len(),
+                s.workload.operations.len()
+            ),
             Err(diags) => {
                 bad += 1;
                 for d in &diags {
                     eprint!("{d}");
                 }
-                eprintln!("{}: {} error{}", file.display(), diags.len(), if diags.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "{}: {} error{}",
+                    file.display(),
+                    diags.len(),
+                    if diags.len() == 1 { "" } else { "s" }
+                );
             }
         }
     }
@@ -82,7 +106,10 @@ fn validate(files: &[PathBuf]) -> i32 {
 }
 
 fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, quiet: bool) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -92,13 +119,22 @@ fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, qui
     runtime.block_on(async move {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
-        let options = RunOptions { source, overrides, out, quiet };
+        let options = RunOptions {
+            source,
+            overrides,
+            out,
+            quiet,
+        };
         match run::run(options, cancel).await {
             Err(RunError::Invalid(diags)) => {
                 for d in &diags {
                     eprint!("{d}");
                 }
-                eprintln!("error: the scenario has {} error{}; nothing was run", diags.len(), if diags.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "error: the scenario has {} error{}; nothing was run",
+                    diags.len(),
+                    if diags.len() == 1 { "" } else { "s" }
+                );
                 exit::USAGE
             }
             Err(RunError::Harness(msg)) => {
@@ -108,7 +144,12 @@ fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, qui
             Ok(outcome) => {
                 println!("{}", gauntlet_reports::summary_table(&outcome.results));
                 for stop in &outcome.stops {
-                    eprintln!("{} stopped: {} in {:.2}s", stop.service, stop.status, stop.took.as_secs_f64());
+                    eprintln!(
+                        "{} stopped: {} in {:.2}s",
+                        stop.service,
+                        stop.status,
+                        stop.took.as_secs_f64()
+                    );
                 }
                 println!("run directory: {}", outcome.run_dir.display());
                 let mut code = exit::OK;
@@ -130,11 +171,16 @@ fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, qui
 /// die with us through PR_SET_PDEATHSIG).
 async fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    eprintln!("\ninterrupted: stopping the load and the stack (press Ctrl-C again to quit at once)");
+    eprintln!(
+        "\ninterrupted: stopping the load and the stack (press Ctrl-C again to quit at once)"
+    );
     cancel.cancel();
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     std::process::exit(exit::HARNESS);

@@ -30,8 +30,13 @@ impl Progress {
     pub fn new(plan: &Plan, quiet: bool) -> Self {
         let total = plan.total_duration();
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total.as_millis() as u64), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}") {
+            let bar = ProgressBar::with_draw_target(
+                Some(total.as_millis() as u64),
+                ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) =
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+            {
                 bar.set_style(style);
             }
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -58,9 +63,20 @@ impl Progress {
     }
 
     /// Shows the interval just closed.
-    pub fn update(&mut self, elapsed: Duration, interval: &IntervalResult, errors_total: u64, in_flight: u64) {
+    pub fn update(
+        &mut self,
+        elapsed: Duration,
+        interval: &IntervalResult,
+        errors_total: u64,
+        in_flight: u64,
+    ) {
         let count: u64 = interval.operations.iter().map(|o| o.count).sum();
-        let p99 = interval.operations.iter().map(|o| o.latency_us.p99).max().unwrap_or(0);
+        let p99 = interval
+            .operations
+            .iter()
+            .map(|o| o.latency_us.p99)
+            .max()
+            .unwrap_or(0);
         let line = format!(
             "phase {:<10} {:>6.1}s  rate {:>9}  p99 {:>8}  errors {}  in flight {}",
             self.phase_at(elapsed),
@@ -73,7 +89,11 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(elapsed.as_millis() as u64);
             bar.set_message(line);
-        } else if !self.quiet && self.last_plain.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+        } else if !self.quiet
+            && self
+                .last_plain
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+        {
             eprintln!("{line}");
             self.last_plain = Some(std::time::Instant::now());
         }
@@ -104,7 +124,8 @@ pub async fn record(
     results_path: PathBuf,
     mut progress: Progress,
 ) -> Recorded {
-    let mut tick = tokio::time::interval_at(run_start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick =
+        tokio::time::interval_at(run_start + Duration::from_secs(1), Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_close = Duration::from_secs(1);
     let mut errors_total = 0u64;

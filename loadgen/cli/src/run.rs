@@ -102,12 +102,19 @@ fn harness<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RunError + '_ 
 }
 
 pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutcome, RunError> {
-    let scenario = opts.source.load(&opts.overrides).map_err(RunError::Invalid)?;
+    let scenario = opts
+        .source
+        .load(&opts.overrides)
+        .map_err(RunError::Invalid)?;
     let plan = Plan::new(scenario);
     let root = opts.out.clone().unwrap_or_else(rundir::default_root);
-    let run_dir = rundir::create(&root, &plan.scenario.name).map_err(harness("creating the run directory"))?;
-    rundir::write_atomic(&run_dir.join("scenario.yaml"), gauntlet_scenario::to_yaml(&plan.scenario).as_bytes())
-        .map_err(harness("writing scenario.yaml"))?;
+    let run_dir = rundir::create(&root, &plan.scenario.name)
+        .map_err(harness("creating the run directory"))?;
+    rundir::write_atomic(
+        &run_dir.join("scenario.yaml"),
+        gauntlet_scenario::to_yaml(&plan.scenario).as_bytes(),
+    )
+    .map_err(harness("writing scenario.yaml"))?;
 
     let client = driver::http_client(plan.max_in_flight);
     let stack = tokio::select! {
@@ -116,7 +123,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     };
     if !opts.quiet {
         for svc in stack.services() {
-            eprintln!("{} ready at {} (log: {})", svc.name, svc.base_url, svc.log.display());
+            eprintln!(
+                "{} ready at {} (log: {})",
+                svc.name,
+                svc.base_url,
+                svc.log.display()
+            );
         }
     }
 
@@ -141,7 +153,8 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         host: host(),
         git_revision: git_revision(),
     };
-    let hlog = HlogWriter::create(&run_dir.join("latency.hlog"), SystemTime::now()).map_err(harness("creating latency.hlog"))?;
+    let hlog = HlogWriter::create(&run_dir.join("latency.hlog"), SystemTime::now())
+        .map_err(harness("creating latency.hlog"))?;
     let recorder = Recorder::new(
         plan.operations.iter().map(|o| o.name.clone()).collect(),
         plan.phases
@@ -170,20 +183,33 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         results_path.clone(),
         Progress::new(&plan, opts.quiet),
     ));
-    engine::run(&plan, Arc::new(prepared), client, tx, counters, run_start, cancel.clone()).await;
+    engine::run(
+        &plan,
+        Arc::new(prepared),
+        client,
+        tx,
+        counters,
+        run_start,
+        cancel.clone(),
+    )
+    .await;
     let recorded = recording.await.map_err(harness("the recorder task"))?;
 
     let mut failures = Vec::new();
     let stops = stack.stop().await;
     for stop in &stops {
         if !stop.graceful {
-            failures.push(format!("service `{}` did not stop gracefully: {}", stop.service, stop.status));
+            failures.push(format!(
+                "service `{}` did not stop gracefully: {}",
+                stop.service, stop.status
+            ));
         }
     }
     let mut results = recorded.results;
     if cancel.is_cancelled() {
         results.complete = false;
-        results.interrupted = Some("interrupted by a signal before the last phase ended".to_owned());
+        results.interrupted =
+            Some("interrupted by a signal before the last phase ended".to_owned());
     }
     if let Some(e) = recorded.write_error {
         failures.push(format!("writing the run directory failed: {e}"));

@@ -17,7 +17,9 @@ pub fn default_root() -> PathBuf {
 /// points `<root>/latest` at it.
 pub fn create(root: &Path, scenario: &str) -> io::Result<PathBuf> {
     fs::create_dir_all(root)?;
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
     let mut dir = root.join(format!("{scenario}-{stamp}"));
     let mut n = 1;
     while dir.exists() {

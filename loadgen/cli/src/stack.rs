@@ -37,14 +37,18 @@ pub enum StackError {
         program: String,
         error: std::io::Error,
     },
-    #[error("service `{service}` exited before it was ready ({status}); last lines of {log}:\n{tail}")]
+    #[error(
+        "service `{service}` exited before it was ready ({status}); last lines of {log}:\n{tail}"
+    )]
     Exited {
         service: String,
         status: String,
         log: String,
         tail: String,
     },
-    #[error("service `{service}` was not ready within {timeout:?} (GET {url} never answered 200); last lines of {log}:\n{tail}")]
+    #[error(
+        "service `{service}` was not ready within {timeout:?} (GET {url} never answered 200); last lines of {log}:\n{tail}"
+    )]
     NotReady {
         service: String,
         timeout: Duration,
@@ -94,7 +98,10 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     if tail.is_empty() {
         "    (the log is empty)".to_owned()
     } else {
-        tail.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+        tail.lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -104,7 +111,13 @@ fn substitute(text: &str, port: u16, data_dir: &Path) -> String {
         .replace("{data_dir}", &data_dir.display().to_string())
 }
 
-fn command_for(name: &str, svc: &Service, port: u16, data_dir: &Path, quiet: bool) -> Result<Command, StackError> {
+fn command_for(
+    name: &str,
+    svc: &Service,
+    port: u16,
+    data_dir: &Path,
+    quiet: bool,
+) -> Result<Command, StackError> {
     let (program, args): (PathBuf, Vec<String>) = match (&svc.kind, &svc.command) {
         (Some(kind), _) => {
             let program = bins::locate(*kind, quiet).map_err(|source| StackError::Binary {
@@ -143,7 +156,9 @@ impl ProcessStack {
         client: &HttpClient,
         quiet: bool,
     ) -> Result<Self, StackError> {
-        let mut stack = ProcessStack { services: Vec::new() };
+        let mut stack = ProcessStack {
+            services: Vec::new(),
+        };
         match stack.start_all(scenario, run_dir, client, quiet).await {
             Ok(()) => Ok(stack),
             Err(e) => {
@@ -261,14 +276,22 @@ async fn stop_service(svc: &mut RunningService) -> StopReport {
             StopReport {
                 service: svc.name.clone(),
                 graceful: false,
-                status: format!("did not stop within {:?} after SIGTERM; killed", svc.stop_timeout),
+                status: format!(
+                    "did not stop within {:?} after SIGTERM; killed",
+                    svc.stop_timeout
+                ),
                 took: started.elapsed(),
             }
         }
     }
 }
 
-async fn wait_ready(svc: &mut RunningService, path: &str, timeout: Duration, client: &HttpClient) -> Result<(), StackError> {
+async fn wait_ready(
+    svc: &mut RunningService,
+    path: &str,
+    timeout: Duration,
+    client: &HttpClient,
+) -> Result<(), StackError> {
     let url = format!("{}{path}", svc.base_url);
     let deadline = Instant::now() + timeout;
     loop {
@@ -282,7 +305,8 @@ async fn wait_ready(svc: &mut RunningService, path: &str, timeout: Duration, cli
         }
         let request = Request::get(&url).body(Full::new(Bytes::new()));
         if let Ok(request) = request
-            && let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
+            && let Ok(Ok(response)) =
+                tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
             && response.status().is_success()
         {
             return Ok(());

@@ -29,8 +29,14 @@ fn validate_reports_every_mistake_with_its_position_and_exits_2() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let file = bad.display().to_string();
-    assert!(err.contains(&format!("{file}:4:1: error: unknown key `workers`")), "{err}");
-    assert!(err.contains(&format!("{file}:11:23: error: unknown key `durtion`")), "{err}");
+    assert!(
+        err.contains(&format!("{file}:4:1: error: unknown key `workers`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:11:23: error: unknown key `durtion`")),
+        "{err}"
+    );
     assert!(err.contains("did you mean `duration`?"), "{err}");
     assert!(err.contains("size `64` has no unit"), "{err}");
     assert!(err.contains("3 errors"), "{err}");
@@ -43,12 +49,35 @@ fn run_refuses_an_invalid_scenario_with_exit_2_and_runs_nothing() {
     std::fs::write(&bad, common::SHORT.replace("rate: 300/s", "rate: fast")).unwrap();
     let out = loadgen(&["run", bad.to_str().unwrap(), "--out", "runs"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("bad.yaml:12:43:"), "{}", text(&out.stderr));
-    assert!(!dir.path().join("runs").exists(), "nothing may run for an invalid scenario");
+    assert!(
+        text(&out.stderr).contains("bad.yaml:12:43:"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("runs").exists(),
+        "nothing may run for an invalid scenario"
+    );
 
-    let out = loadgen(&["run", bad.to_str().unwrap(), "--set", "workload.phases.steady.rate=300/s", "--out", "runs", "--set", "seed=x"], dir.path());
+    let out = loadgen(
+        &[
+            "run",
+            bad.to_str().unwrap(),
+            "--set",
+            "workload.phases.steady.rate=300/s",
+            "--out",
+            "runs",
+            "--set",
+            "seed=x",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--set seed=x"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--set seed=x"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -68,6 +97,9 @@ fn schema_prints_the_committed_schema() {
     let dir = tempfile::tempdir().unwrap();
     let out = loadgen(&["schema"], dir.path());
     assert_eq!(out.status.code(), Some(0));
-    let committed = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/schema.json")).unwrap();
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/schema.json"),
+    )
+    .unwrap();
     assert_eq!(text(&out.stdout), committed);
 }

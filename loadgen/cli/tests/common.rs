@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 
 /// `target/<profile>`, where cargo put loadgen and the workspace's other binaries.
 pub fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_loadgen")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_BIN_EXE_loadgen"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn fabric_node() -> PathBuf {

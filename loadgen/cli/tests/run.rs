@@ -38,7 +38,11 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         .filter(|pid| *pid != me)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
                 .unwrap_or(false)
         })
         .collect()
@@ -58,7 +62,13 @@ fn wait_until_gone(needle: &str) -> Vec<u32> {
 /// Starts loadgen in the background and waits (bounded) until it reports the stack ready.
 fn start_until_ready(scenario: &Path, cwd: &Path) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", scenario.to_str().unwrap(), "--out", "runs", "--quiet"])
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            "runs",
+            "--quiet",
+        ])
         .current_dir(cwd)
         .env("GAUNTLET_BIN_DIR", bin_dir())
         .stdout(Stdio::null())
@@ -83,6 +93,7 @@ fn start_until_ready(scenario: &Path, cwd: &Path) -> std::process::Child {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("loadgen never reported the stack ready: {seen:#?}");
 }
 
@@ -92,13 +103,30 @@ fn a_short_run_drives_every_phase_and_writes_the_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("short.yaml");
     std::fs::write(&scenario, common::SHORT).unwrap();
-    let out = loadgen(&["run", scenario.to_str().unwrap(), "--out", "runs", "--quiet"], dir.path());
+    let out = loadgen(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            "runs",
+            "--quiet",
+        ],
+        dir.path(),
+    );
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
 
     let root = dir.path().join("runs");
     let run_dir = only_run_dir(&root);
-    assert_eq!(std::fs::read_link(root.join("latest")).unwrap(), run_dir.file_name().unwrap());
+    assert_eq!(
+        std::fs::read_link(root.join("latest")).unwrap(),
+        run_dir.file_name().unwrap()
+    );
     let r = results(&run_dir);
     assert!(r.complete);
     assert_eq!(r.scenario, "short");
@@ -110,7 +138,11 @@ fn a_short_run_drives_every_phase_and_writes_the_run_directory() {
         let count: u64 = p.operations.iter().map(|o| o.count).sum();
         assert_eq!(count, arrivals, "phase {phase}");
         for op in &p.operations {
-            assert_eq!(op.errors, 0, "{phase}/{}: {:?}", op.operation, op.errors_by_kind);
+            assert_eq!(
+                op.errors, 0,
+                "{phase}/{}: {:?}",
+                op.operation, op.errors_by_kind
+            );
             if op.count > 0 {
                 assert!(op.latency_us.p50 > 0 && op.latency_us.p50 <= op.latency_us.p99);
                 assert!(op.latency_us.p99 <= op.latency_us.max);
@@ -139,16 +171,35 @@ fn a_short_run_drives_every_phase_and_writes_the_run_directory() {
 
     // The resolved scenario loads again to the same scenario.
     let resolved = gauntlet_scenario::load_file(&run_dir.join("scenario.yaml"), &[]).unwrap();
-    assert_eq!(resolved, gauntlet_scenario::load("short.yaml", common::SHORT, &[]).unwrap());
-    assert!(std::fs::metadata(run_dir.join("logs/fabric.log")).unwrap().len() > 0);
+    assert_eq!(
+        resolved,
+        gauntlet_scenario::load("short.yaml", common::SHORT, &[]).unwrap()
+    );
+    assert!(
+        std::fs::metadata(run_dir.join("logs/fabric.log"))
+            .unwrap()
+            .len()
+            > 0
+    );
     let summary = std::fs::read_to_string(run_dir.join("summary.txt")).unwrap();
-    assert!(summary.lines().any(|l| l.starts_with("steady") && l.contains("append")));
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("steady") && l.contains("append"))
+    );
     assert!(stdout.contains("p99.9"));
-    assert!(processes_mentioning(&run_dir.display().to_string()).is_empty(), "the fabric was stopped");
+    assert!(
+        processes_mentioning(&run_dir.display().to_string()).is_empty(),
+        "the fabric was stopped"
+    );
 
     // Nothing acknowledged was lost: a fabric restarted on the run's data
     // directory holds every appended event (batches of 2).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut node = Command::new(fabric_node())
         .args(["--http-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(run_dir.join("data/fabric"))
@@ -168,7 +219,11 @@ fn fetch_latest(port: u16, stream: &str) -> Option<i64> {
     let get = |path: &str| -> Option<(u16, String)> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         let status = buf.split(' ').nth(1)?.parse().ok()?;
@@ -218,8 +273,14 @@ fn ctrl_c_stops_the_stack_and_leaves_a_readable_run_directory() {
     assert!(!r.complete);
     assert!(r.interrupted.is_some());
     assert!(r.engine.started > 0 && r.engine.started < r.engine.scheduled);
-    assert!(!gauntlet_recorder::hlog::read(&std::fs::read(run_dir.join("latency.hlog")).unwrap()).is_empty());
-    assert!(wait_until_gone(&run_dir.display().to_string()).is_empty(), "no service outlives the run");
+    assert!(
+        !gauntlet_recorder::hlog::read(&std::fs::read(run_dir.join("latency.hlog")).unwrap())
+            .is_empty()
+    );
+    assert!(
+        wait_until_gone(&run_dir.display().to_string()).is_empty(),
+        "no service outlives the run"
+    );
 }
 
 #[test]
@@ -235,10 +296,16 @@ fn a_killed_loadgen_takes_its_services_with_it() {
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap(); // SIGKILL: no handler runs
     let _ = child.wait();
-    assert!(wait_until_gone(&needle).is_empty(), "the fabric died with loadgen");
+    assert!(
+        wait_until_gone(&needle).is_empty(),
+        "the fabric died with loadgen"
+    );
     // What was written before the kill is still readable.
     assert!(run_dir.join("scenario.yaml").is_file());
-    assert!(!gauntlet_recorder::hlog::read(&std::fs::read(run_dir.join("latency.hlog")).unwrap()).is_empty());
+    assert!(
+        !gauntlet_recorder::hlog::read(&std::fs::read(run_dir.join("latency.hlog")).unwrap())
+            .is_empty()
+    );
 }
 
 #[test]
@@ -258,10 +325,22 @@ workload:
 "#,
     )
     .unwrap();
-    let out = loadgen(&["run", scenario.to_str().unwrap(), "--out", "runs", "--quiet"], dir.path());
+    let out = loadgen(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            "runs",
+            "--quiet",
+        ],
+        dir.path(),
+    );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("service `thing` exited before it was ready"), "{err}");
+    assert!(
+        err.contains("service `thing` exited before it was ready"),
+        "{err}"
+    );
     assert!(err.contains("cannot open the data directory"), "{err}");
 }
 
@@ -282,7 +361,16 @@ workload:
 "#,
     )
     .unwrap();
-    let out = loadgen(&["run", scenario.to_str().unwrap(), "--out", "runs", "--quiet"], dir.path());
+    let out = loadgen(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            "runs",
+            "--quiet",
+        ],
+        dir.path(),
+    );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("was not ready within 1s"), "{err}");

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag};
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 /// Appends intervals to an interval log file.
@@ -61,7 +63,10 @@ impl HlogWriter {
                 .begin_log_with(&mut self.buf, &mut self.serializer)?;
             for (tag, h) in tagged {
                 let tag = Tag::new(tag).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, format!("`{tag}` cannot be an hlog tag"))
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("`{tag}` cannot be an hlog tag"),
+                    )
                 })?;
                 writer
                     .write_histogram(h, start, length, Some(tag))
@@ -104,7 +109,8 @@ pub fn read(bytes: &[u8]) -> Vec<LoggedInterval> {
             }
             continue;
         };
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(ilh.encoded_histogram()) else {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(ilh.encoded_histogram())
+        else {
             break;
         };
         let Ok(histogram) = deserializer.deserialize::<u64, _>(&mut raw.as_slice()) else {

@@ -158,12 +158,24 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(operations: Vec<String>, phases: Vec<PhaseInfo>, hlog: Option<hlog::HlogWriter>) -> Self {
+    pub fn new(
+        operations: Vec<String>,
+        phases: Vec<PhaseInfo>,
+        hlog: Option<hlog::HlogWriter>,
+    ) -> Self {
         let by_phase = phases
             .iter()
-            .map(|_| operations.iter().map(|_| OperationStats::default()).collect())
+            .map(|_| {
+                operations
+                    .iter()
+                    .map(|_| OperationStats::default())
+                    .collect()
+            })
             .collect();
-        let interval = operations.iter().map(|_| OperationStats::default()).collect();
+        let interval = operations
+            .iter()
+            .map(|_| OperationStats::default())
+            .collect();
         Self {
             operations,
             phases,
@@ -197,7 +209,11 @@ impl Recorder {
     pub fn close_interval(&mut self, end: Duration) -> std::io::Result<IntervalResult> {
         let start = self.interval_start;
         let length = end.saturating_sub(start);
-        let fresh = self.operations.iter().map(|_| OperationStats::default()).collect();
+        let fresh = self
+            .operations
+            .iter()
+            .map(|_| OperationStats::default())
+            .collect();
         let closed: Vec<OperationStats> = std::mem::replace(&mut self.interval, fresh);
         self.interval_start = end;
         if let Some(log) = &mut self.hlog {
@@ -234,8 +250,11 @@ impl Recorder {
 
     /// Run totals per operation: every phase's histograms merged.
     pub fn totals(&self) -> Vec<OperationStats> {
-        let mut totals: Vec<OperationStats> =
-            self.operations.iter().map(|_| OperationStats::default()).collect();
+        let mut totals: Vec<OperationStats> = self
+            .operations
+            .iter()
+            .map(|_| OperationStats::default())
+            .collect();
         for row in &self.by_phase {
             for (total, stats) in totals.iter_mut().zip(row) {
                 total.merge(stats);

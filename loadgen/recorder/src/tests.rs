@@ -11,15 +11,27 @@ fn sample(operation: usize, phase: usize, latency_us: u64, ok: bool, at_ms: u64)
         latency_us,
         service_us: latency_us / 2,
         late: latency_us > 10_000,
-        outcome: if ok { Outcome::Ok } else { Outcome::Error("http_503".into()) },
+        outcome: if ok {
+            Outcome::Ok
+        } else {
+            Outcome::Error("http_503".into())
+        },
         completed_at: Duration::from_millis(at_ms),
     }
 }
 
 fn phases() -> Vec<PhaseInfo> {
     vec![
-        PhaseInfo { name: "warmup".into(), duration_s: 1.0, target_rate_per_s: 10.0 },
-        PhaseInfo { name: "steady".into(), duration_s: 2.0, target_rate_per_s: 10.0 },
+        PhaseInfo {
+            name: "warmup".into(),
+            duration_s: 1.0,
+            target_rate_per_s: 10.0,
+        },
+        PhaseInfo {
+            name: "steady".into(),
+            duration_s: 2.0,
+            target_rate_per_s: 10.0,
+        },
     ]
 }
 
@@ -30,7 +42,13 @@ fn phases_and_totals_count_every_sample() {
         r.record(&sample(0, 0, 100 + i, true, i * 10));
     }
     for i in 0..20 {
-        r.record(&sample(i as usize % 2, 1, 1_000 + i, i != 3, 1_000 + i * 10));
+        r.record(&sample(
+            i as usize % 2,
+            1,
+            1_000 + i,
+            i != 3,
+            1_000 + i * 10,
+        ));
     }
     let res = r.results(&RunMeta::default(), EngineStats::default(), true);
     let warm = &res.phases[0].operations[0];
@@ -68,9 +86,18 @@ fn intervals_go_to_the_hlog_and_read_back() {
     assert!(header.contains("\"StartTimestamp\",\"Interval_Length\""));
     let intervals = hlog::read(&text);
     assert_eq!(intervals.len(), 4, "two intervals × two tags");
-    let append_first = intervals.iter().find(|i| i.tag.as_deref() == Some("append") && i.start.is_zero()).unwrap();
+    let append_first = intervals
+        .iter()
+        .find(|i| i.tag.as_deref() == Some("append") && i.start.is_zero())
+        .unwrap();
     assert_eq!(append_first.histogram.len(), 50);
-    let read_second = intervals.iter().find(|i| i.tag.as_deref() == Some("read") && i.start == Duration::from_secs(2) - Duration::from_secs(1)).unwrap();
+    let read_second = intervals
+        .iter()
+        .find(|i| {
+            i.tag.as_deref() == Some("read")
+                && i.start == Duration::from_secs(2) - Duration::from_secs(1)
+        })
+        .unwrap();
     assert_eq!(read_second.histogram.len(), 30);
     assert_eq!(read_second.histogram.max(), r.totals()[1].latency.max());
 

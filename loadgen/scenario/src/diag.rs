@@ -47,7 +47,10 @@ impl fmt::Display for Diagnostic {
 }
 
 /// The closest candidate to `word`, when one is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -97,7 +100,8 @@ mod tests {
 
     #[test]
     fn splits_serde_messages() {
-        let (head, c) = split_expected("unknown field `durtion`, expected one of `name`, `duration`");
+        let (head, c) =
+            split_expected("unknown field `durtion`, expected one of `name`, `duration`");
         assert_eq!(head, "unknown field `durtion`");
         assert_eq!(c, vec!["name", "duration"]);
         let (head, hint) = split_hint("rate `5` has no unit (hint: write `5/s`)");

@@ -84,7 +84,10 @@ pub fn load(file: &str, text: &str, overrides: &[String]) -> Result<Scenario, Ve
             Err(err) => {
                 let path = convert_path(err.path());
                 let raw = err.inner().to_string();
-                if let Some(field) = raw.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+                if let Some(field) = raw
+                    .strip_prefix("missing field `")
+                    .and_then(|r| r.split('`').next())
+                {
                     let mut full = path.clone();
                     full.push(Seg::Key(field.to_owned()));
                     if removed.contains(&full) {
@@ -116,7 +119,9 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<Scenario, Vec<Diag
             file: file.clone(),
             pos: Pos::At { line: 1, col: 1 },
             message: format!("cannot read the scenario: {e}"),
-            hint: Some("check the path; `loadgen run` with no file runs scenarios/smoke.yaml".to_owned()),
+            hint: Some(
+                "check the path; `loadgen run` with no file runs scenarios/smoke.yaml".to_owned(),
+            ),
             source_line: None,
         }]
     })?;
@@ -158,7 +163,11 @@ fn locate(root: &Node, path: &[Seg], key: Option<&str>) -> Pos {
 }
 
 /// Turns a serde error at `path` into (position, message, hint, what to set aside).
-fn explain(root: &Node, path: &[Seg], raw: &str) -> Option<(Pos, String, Option<String>, Vec<Seg>)> {
+fn explain(
+    root: &Node,
+    path: &[Seg],
+    raw: &str,
+) -> Option<(Pos, String, Option<String>, Vec<Seg>)> {
     let (raw, hint) = diag::split_hint(raw);
     let (message, candidates) = diag::split_expected(&raw);
     let quoted = |s: &str| s.split('`').nth(1).map(str::to_owned);
@@ -178,7 +187,11 @@ fn explain(root: &Node, path: &[Seg], raw: &str) -> Option<(Pos, String, Option<
             Some(s) => Some(format!("did you mean `{s}`?")),
             None if !candidates.is_empty() => Some(format!(
                 "expected one of {}",
-                candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             None => hint,
         };
@@ -204,7 +217,11 @@ fn explain(root: &Node, path: &[Seg], raw: &str) -> Option<(Pos, String, Option<
             Some(s) => Some(format!("did you mean `{s}`?")),
             None => Some(format!(
                 "expected one of {}",
-                candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         };
         return Some((
@@ -229,7 +246,12 @@ fn explain(root: &Node, path: &[Seg], raw: &str) -> Option<(Pos, String, Option<
         .replace("invalid type: ", "wrong type: ")
         .replace("string \"", "`")
         .replace("\", expected", "`, expected");
-    Some((node.pos.clone(), message, hint, set_aside_target(root, path)))
+    Some((
+        node.pos.clone(),
+        message,
+        hint,
+        set_aside_target(root, path),
+    ))
 }
 
 /// What to remove so deserialisation can go on past an error at `path`:

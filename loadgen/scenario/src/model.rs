@@ -225,7 +225,9 @@ impl<'de> Deserialize<'de> for RateSpec {
                 )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<RateSpec, E> {
-                Err(E::custom(format!("rate `{v}` is not a rate (hint: write e.g. `500/s`)")))
+                Err(E::custom(format!(
+                    "rate `{v}` is not a rate (hint: write e.g. `500/s`)"
+                )))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<RateSpec, E> {
                 Err(E::custom(format!(
@@ -456,7 +458,9 @@ impl<'de> Deserialize<'de> for Operation {
         impl<'de> Visitor<'de> for V {
             type Value = Operation;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an operation: `name`, `weight` and one action such as `fabric.stream.append`")
+                f.write_str(
+                    "an operation: `name`, `weight` and one action such as `fabric.stream.append`",
+                )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Operation, A::Error> {
                 let mut name = None;

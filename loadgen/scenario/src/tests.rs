@@ -29,7 +29,10 @@ fn a_good_scenario_loads_with_defaults() {
     assert_eq!(s.stack.runtime, Runtime::Process);
     assert_eq!(
         s.workload.phases[1].rate,
-        RateSpec::Ramp { from: Rate(100.0), to: Rate(400.0) }
+        RateSpec::Ramp {
+            from: Rate(100.0),
+            to: Rate(400.0)
+        }
     );
     match &s.workload.operations[1].action {
         Action::StreamRead(r) => assert_eq!(r.from, ReadFrom::Latest(100)),
@@ -47,7 +50,10 @@ fn resolved_yaml_round_trips() {
 
 #[test]
 fn unknown_keys_point_at_the_key_and_suggest() {
-    let text = GOOD.replace("{ name: warmup, duration: 2s", "{ name: warmup, durtion: 2s");
+    let text = GOOD.replace(
+        "{ name: warmup, duration: 2s",
+        "{ name: warmup, durtion: 2s",
+    );
     let errs = errors(&text);
     let first = &errs[0];
     assert_eq!(first.location(), "s.yaml:9:23", "{first}");
@@ -64,30 +70,59 @@ fn all_errors_are_reported_not_just_the_first() {
     let errs = errors(&text);
     let rendered: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert_eq!(errs.len(), 3, "{rendered:#?}");
-    assert!(rendered.iter().any(|e| e.starts_with("s.yaml:4:1:") && e.contains("did you mean `seed`")));
-    assert!(rendered.iter().any(|e| e.contains("rate `100` has no unit") && e.contains("100/s")));
-    assert!(rendered.iter().any(|e| e.contains("`kb` is not a size unit")));
+    assert!(
+        rendered
+            .iter()
+            .any(|e| e.starts_with("s.yaml:4:1:") && e.contains("did you mean `seed`"))
+    );
+    assert!(
+        rendered
+            .iter()
+            .any(|e| e.contains("rate `100` has no unit") && e.contains("100/s"))
+    );
+    assert!(
+        rendered
+            .iter()
+            .any(|e| e.contains("`kb` is not a size unit"))
+    );
 }
 
 #[test]
 fn unknown_operation_action_suggests_the_catalog_key() {
     let text = GOOD.replace("fabric.stream.append:", "fabric.stream.apend:");
     let errs = errors(&text);
-    assert!(errs[0].message.contains("unknown key `fabric.stream.apend`"), "{}", errs[0]);
-    assert_eq!(errs[0].hint.as_deref(), Some("did you mean `fabric.stream.append`?"));
+    assert!(
+        errs[0]
+            .message
+            .contains("unknown key `fabric.stream.apend`"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(
+        errs[0].hint.as_deref(),
+        Some("did you mean `fabric.stream.append`?")
+    );
     assert_eq!(errs[0].location(), "s.yaml:13:34");
 }
 
 #[test]
 fn semantic_errors_have_positions() {
-    let text = GOOD
-        .replace("name: ramp", "name: warmup")
-        .replace("name: read, weight: 2, fabric.stream.read: { stream:", "name: read, weight: 2, fabric.stream.read: { service: fabrik, stream:");
+    let text = GOOD.replace("name: ramp", "name: warmup").replace(
+        "name: read, weight: 2, fabric.stream.read: { stream:",
+        "name: read, weight: 2, fabric.stream.read: { service: fabrik, stream:",
+    );
     let errs = errors(&text);
     let rendered: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert_eq!(errs.len(), 2, "{rendered:#?}");
-    assert!(rendered[0].starts_with("s.yaml:10:15:") && rendered[0].contains("used twice"), "{rendered:#?}");
-    assert!(rendered[1].contains("no service `fabrik`") && rendered[1].contains("did you mean `fabric`"), "{rendered:#?}");
+    assert!(
+        rendered[0].starts_with("s.yaml:10:15:") && rendered[0].contains("used twice"),
+        "{rendered:#?}"
+    );
+    assert!(
+        rendered[1].contains("no service `fabrik`")
+            && rendered[1].contains("did you mean `fabric`"),
+        "{rendered:#?}"
+    );
 }
 
 #[test]
@@ -97,17 +132,32 @@ fn syntax_errors_and_wrong_shapes_are_located() {
     let errs = errors("- just\n- a list\n");
     assert!(errs[0].message.contains("mapping"));
     let errs = errors("name: x\n");
-    assert!(errs[0].message.contains("missing key `stack`"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("missing key `stack`"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
 fn overrides_apply_and_their_errors_name_the_override() {
-    let s = load("s.yaml", GOOD, &["workload.phases.steady.rate=900/s".into(), "seed=9".into()]).unwrap();
+    let s = load(
+        "s.yaml",
+        GOOD,
+        &["workload.phases.steady.rate=900/s".into(), "seed=9".into()],
+    )
+    .unwrap();
     assert_eq!(s.workload.phases[2].rate, RateSpec::Constant(Rate(900.0)));
     assert_eq!(s.seed, 9);
     let errs = load("s.yaml", GOOD, &["workload.phases.steady.rate=900".into()]).unwrap_err();
     assert_eq!(errs[0].location(), "--set workload.phases.steady.rate=900");
-    assert!(errs[0].hint.as_deref().unwrap_or_default().contains("900/s"));
+    assert!(
+        errs[0]
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("900/s")
+    );
 }
 
 #[test]
@@ -123,7 +173,14 @@ fn schema_is_generated_from_the_types() {
     assert_eq!(schema["title"], "Gauntlet scenario (format v1)");
     assert_eq!(schema["additionalProperties"], false);
     let defs = schema["$defs"].as_object().unwrap();
-    for def in ["Phase", "Operation", "StreamAppend", "Duration", "Rate", "Size"] {
+    for def in [
+        "Phase",
+        "Operation",
+        "StreamAppend",
+        "Duration",
+        "Rate",
+        "Size",
+    ] {
         assert!(defs.contains_key(def), "missing {def}");
     }
 }
@@ -151,7 +208,11 @@ fn every_bundled_scenario_is_valid() {
             } else if path.extension().is_some_and(|e| e == "yaml") {
                 seen += 1;
                 if let Err(errs) = load_file(&path, &[]) {
-                    panic!("{}: {}", path.display(), errs.iter().map(|e| e.to_string()).collect::<String>());
+                    panic!(
+                        "{}: {}",
+                        path.display(),
+                        errs.iter().map(|e| e.to_string()).collect::<String>()
+                    );
                 }
             }
         }

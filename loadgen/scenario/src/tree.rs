@@ -14,7 +14,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 /// Where a node starts: 1-based line and column, or an override's origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pos {
-    At { line: usize, col: usize },
+    At {
+        line: usize,
+        col: usize,
+    },
     /// A value given on the command line with `--set PATH=VALUE`.
     Override(String),
 }
@@ -218,7 +221,11 @@ impl Node {
                         }
                         None => {
                             return Err(err(
-                                format!("`--set`: no key `{}` at `{}`", rest[0], parts[..i].join(".")),
+                                format!(
+                                    "`--set`: no key `{}` at `{}`",
+                                    rest[0],
+                                    parts[..i].join(".")
+                                ),
                                 "check the path against the scenario; lists take an index or an element's name",
                             ));
                         }
@@ -238,7 +245,10 @@ impl Node {
                             })
                             .ok_or_else(|| {
                                 err(
-                                    format!("`--set`: no element `{seg}` in the list at `{}`", parts[..i].join(".")),
+                                    format!(
+                                        "`--set`: no element `{seg}` in the list at `{}`",
+                                        parts[..i].join(".")
+                                    ),
                                     "use an index from 0 or the `name` of an element",
                                 )
                             })?,
@@ -252,7 +262,10 @@ impl Node {
                 }
                 _ => {
                     return Err(err(
-                        format!("`--set`: `{}` is not a mapping or list", parts[..i].join(".")),
+                        format!(
+                            "`--set`: `{}` is not a mapping or list",
+                            parts[..i].join(".")
+                        ),
                         "a scalar value cannot have children",
                     ));
                 }
@@ -311,8 +324,9 @@ impl Builder {
                     if let Value::Map(entries) = &mut map.value {
                         let text = k.key_text();
                         if self.error.is_none()
-                            && let Some((first, _)) =
-                                entries.iter().find(|(existing, _)| existing.key_text() == text)
+                            && let Some((first, _)) = entries
+                                .iter()
+                                .find(|(existing, _)| existing.key_text() == text)
                         {
                             let first_at = match &first.pos {
                                 Pos::At { line, col } => format!(" (first at {line}:{col})"),

@@ -125,7 +125,7 @@ impl fmt::Display for Duration {
             (1_000, "us"),
         ];
         for (per, unit) in units {
-            if nanos >= per && nanos % per == 0 {
+            if nanos >= per && nanos.is_multiple_of(per) {
                 return write!(f, "{}{unit}", nanos / per);
             }
         }
@@ -221,7 +221,9 @@ impl FromStr for Size {
             "" => {
                 return Err(unit_error(
                     format!("size `{text}` has no unit"),
-                    format!("add a unit: `{text}B` or `{text}KiB` (units: B, KB, MB, GB, KiB, MiB, GiB)"),
+                    format!(
+                        "add a unit: `{text}B` or `{text}KiB` (units: B, KB, MB, GB, KiB, MiB, GiB)"
+                    ),
                 ));
             }
             other => {
@@ -259,7 +261,7 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (per, unit) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-            if b >= per && b % per == 0 {
+            if b >= per && b.is_multiple_of(per) {
                 return write!(f, "{}{unit}", b / per);
             }
         }
@@ -349,15 +351,23 @@ mod tests {
 
     #[test]
     fn durations_parse_strictly() {
-        assert_eq!("500ms".parse::<Duration>().unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            "500ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!("5s".parse::<Duration>().unwrap(), Duration::from_secs(5));
         assert_eq!("2m".parse::<Duration>().unwrap(), Duration::from_secs(120));
-        assert_eq!("1.5s".parse::<Duration>().unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            "1.5s".parse::<Duration>().unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(
             "250us".parse::<Duration>().unwrap().0,
             std::time::Duration::from_micros(250)
         );
-        for bad in ["5", "", "s", "-5s", "5 s", "5sec", "1e3ms", ".5s", "5.s", "5s5", "1..2s"] {
+        for bad in [
+            "5", "", "s", "-5s", "5 s", "5sec", "1e3ms", ".5s", "5.s", "5s5", "1..2s",
+        ] {
             let err = bad.parse::<Duration>().unwrap_err();
             assert!(!err.hint.is_empty(), "{bad}: {err:?}");
         }
@@ -369,7 +379,9 @@ mod tests {
         assert_eq!("500/s".parse::<Rate>().unwrap().0, 500.0);
         assert_eq!("60/m".parse::<Rate>().unwrap().0, 1.0);
         assert_eq!("0.5/s".parse::<Rate>().unwrap().0, 0.5);
-        for bad in ["500", "500/", "/s", "500/sec", "-1/s", "5 /s", "1e3/s", "abc/s"] {
+        for bad in [
+            "500", "500/", "/s", "500/sec", "-1/s", "5 /s", "1e3/s", "abc/s",
+        ] {
             assert!(bad.parse::<Rate>().is_err(), "{bad}");
         }
     }

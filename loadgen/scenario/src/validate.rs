@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::model::{Action, EngineKind, ReadFrom, RateSpec, Runtime, Scenario, ServiceKind};
+use crate::model::{Action, EngineKind, RateSpec, ReadFrom, Runtime, Scenario, ServiceKind};
 use crate::tree::Seg;
 
 pub struct Problem {
@@ -22,7 +22,8 @@ fn k(s: &str) -> Seg {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `tenant/namespace/name`, each segment as the fabric accepts it.
@@ -32,7 +33,8 @@ fn is_stream_path(s: &str) -> bool {
         && parts.iter().all(|p| {
             !p.is_empty()
                 && p.len() <= 128
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         })
 }
 
@@ -215,7 +217,9 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             vec![k("workload"), k("operations")],
             None,
             "the workload has no operations".to_owned(),
-            Some("add one, e.g. `- { name: append, fabric.stream.append: { stream: acme/orders/events } }`"),
+            Some(
+                "add one, e.g. `- { name: append, fabric.stream.append: { stream: acme/orders/events } }`",
+            ),
         );
     }
     let mut op_names = HashSet::new();
@@ -245,7 +249,13 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                 Some("remove the operation to leave it out of the mix"),
             );
         }
-        check_target(s, op.action.needs(), op.action.service(), &action_path, &mut problem);
+        check_target(
+            s,
+            op.action.needs(),
+            op.action.service(),
+            &action_path,
+            &mut problem,
+        );
         match &op.action {
             Action::StreamAppend(a) => {
                 if !is_stream_path(&a.stream) {
@@ -372,7 +382,11 @@ fn check_target(
 /// The service an action targets: the named one, or the only candidate.
 pub fn target_service<'a>(s: &'a Scenario, action: &Action) -> Option<&'a str> {
     if let Some(name) = action.service() {
-        return s.stack.services.get_key_value(name).map(|(k, _)| k.as_str());
+        return s
+            .stack
+            .services
+            .get_key_value(name)
+            .map(|(k, _)| k.as_str());
     }
     let needs = action.needs();
     let mut candidates = s
