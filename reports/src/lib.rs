@@ -146,7 +146,13 @@ mod tests {
             errors,
             late: 0,
             throughput_per_s: 123.0,
-            latency_us: Percentiles { p50: 800, p90: 1_500, p99: 12_345, p999: 40_000, max: 1_250_000 },
+            latency_us: Percentiles {
+                p50: 800,
+                p90: 1_500,
+                p99: 12_345,
+                p999: 40_000,
+                max: 1_250_000,
+            },
             service_time_us: Percentiles::default(),
             errors_by_kind: Default::default(),
         }
@@ -175,7 +181,10 @@ mod tests {
             git_revision: None,
             complete: true,
             interrupted: None,
-            engine: EngineStats { bottleneck: Some("engine fell behind".into()), ..Default::default() },
+            engine: EngineStats {
+                bottleneck: Some("engine fell behind".into()),
+                ..Default::default()
+            },
             phases: vec![PhaseResult {
                 name: "steady".into(),
                 duration_s: 1.0,
@@ -188,8 +197,16 @@ mod tests {
         let table = summary_table(&results);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("phase") && lines[0].contains("p99.9"));
-        assert!(lines.iter().any(|l| l.starts_with("steady") && l.contains("append") && l.contains("12.3ms")));
-        assert!(lines.iter().any(|l| l.starts_with("(all)") && l.contains("read") && l.trim_end().ends_with('-')));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("steady") && l.contains("append") && l.contains("12.3ms"))
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("(all)")
+                && l.contains("read")
+                && l.trim_end().ends_with('-'))
+        );
         assert!(table.contains("WARNING: engine fell behind"));
     }
 }
