@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(p.arrival_count(), 100);
         // Half the arrivals come in the last ~29% of the phase.
         let mid = p.arrival_offset(50).as_secs_f64();
-        assert!((mid - std::f64::consts::FRAC_1_SQRT_2).abs() < 0.001, "{mid}");
+        assert!(
+            (mid - std::f64::consts::FRAC_1_SQRT_2).abs() < 0.001,
+            "{mid}"
+        );
     }
 
     proptest! {

@@ -255,16 +255,21 @@ workload:
     - { name: append, fabric.stream.append: { stream: test/long/events } }
 "#;
 
-#[test]
-fn ctrl_c_stops_the_stack_and_leaves_a_readable_run_directory() {
+/// Starts the long scenario and lets at least one interval close.
+fn start_long_run() -> (tempfile::TempDir, std::process::Child, PathBuf) {
     fabric_node();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("long.yaml");
     std::fs::write(&scenario, LONG).unwrap();
     let child = start_until_ready(&scenario, dir.path());
     let run_dir = only_run_dir(&dir.path().join("runs"));
-    // Let at least one interval close so there is something to read.
     std::thread::sleep(Duration::from_millis(1500));
+    (dir, child, run_dir)
+}
+
+#[test]
+fn ctrl_c_stops_the_stack_and_leaves_a_readable_run_directory() {
+    let (_dir, child, run_dir) = start_long_run();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
@@ -285,15 +290,9 @@ fn ctrl_c_stops_the_stack_and_leaves_a_readable_run_directory() {
 
 #[test]
 fn a_killed_loadgen_takes_its_services_with_it() {
-    fabric_node();
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("long.yaml");
-    std::fs::write(&scenario, LONG).unwrap();
-    let mut child = start_until_ready(&scenario, dir.path());
-    let run_dir = only_run_dir(&dir.path().join("runs"));
+    let (_dir, mut child, run_dir) = start_long_run();
     let needle = run_dir.display().to_string();
     assert!(!processes_mentioning(&needle).is_empty(), "the fabric runs");
-    std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap(); // SIGKILL: no handler runs
     let _ = child.wait();
     assert!(
@@ -308,23 +307,14 @@ fn a_killed_loadgen_takes_its_services_with_it() {
     );
 }
 
-#[test]
-fn a_service_that_cannot_start_fails_with_its_log_tail_and_exit_3() {
+/// Runs a scenario whose only service is `thing`, given as a YAML flow mapping.
+fn run_with_service(thing: &str) -> (tempfile::TempDir, String, Option<i32>) {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("broken.yaml");
-    std::fs::write(
-        &scenario,
-        r#"
-name: broken
-stack:
-  services:
-    thing: { command: [sh, -c, "echo 'cannot open the data directory' >&2; exit 3"], ready_timeout: 10s }
-workload:
-  phases: [ { name: steady, duration: 1s, rate: 10/s } ]
-  operations: [ { name: append, fabric.stream.append: { stream: a/b/c } } ]
-"#,
-    )
-    .unwrap();
+    let scenario = dir.path().join("thing.yaml");
+    let yaml = format!(
+        "name: thing\nstack:\n  services:\n    thing: {thing}\nworkload:\n  phases: [ {{ name: steady, duration: 1s, rate: 10/s }} ]\n  operations: [ {{ name: append, fabric.stream.append: {{ stream: a/b/c }} }} ]\n"
+    );
+    std::fs::write(&scenario, yaml).unwrap();
     let out = loadgen(
         &[
             "run",
@@ -335,8 +325,15 @@ workload:
         ],
         dir.path(),
     );
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    (dir, text(&out.stderr), out.status.code())
+}
+
+#[test]
+fn a_service_that_cannot_start_fails_with_its_log_tail_and_exit_3() {
+    let (_dir, err, code) = run_with_service(
+        r#"{ command: [sh, -c, "echo 'cannot open the data directory' >&2; exit 3"], ready_timeout: 10s }"#,
+    );
+    assert_eq!(code, Some(3), "{err}");
     assert!(
         err.contains("service `thing` exited before it was ready"),
         "{err}"
@@ -346,33 +343,10 @@ workload:
 
 #[test]
 fn a_service_that_never_gets_ready_times_out_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("slow.yaml");
-    std::fs::write(
-        &scenario,
-        r#"
-name: slow
-stack:
-  services:
-    thing: { command: [bash, -c, "echo still starting; exec -a gauntlet-test-{data_dir} sleep 60"], ready_timeout: 1s, stop_timeout: 2s }
-workload:
-  phases: [ { name: steady, duration: 1s, rate: 10/s } ]
-  operations: [ { name: append, fabric.stream.append: { stream: a/b/c } } ]
-"#,
-    )
-    .unwrap();
-    let out = loadgen(
-        &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            "runs",
-            "--quiet",
-        ],
-        dir.path(),
+    let (dir, err, code) = run_with_service(
+        r#"{ command: [bash, -c, "echo still starting; exec -a gauntlet-test-{data_dir} sleep 60"], ready_timeout: 1s, stop_timeout: 2s }"#,
     );
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("was not ready within 1s"), "{err}");
     assert!(err.contains("still starting"), "{err}");
     let run_dir = only_run_dir(&dir.path().join("runs"));

@@ -162,6 +162,22 @@ fn locate(root: &Node, path: &[Seg], key: Option<&str>) -> Pos {
     root.find(path).0.pos.clone()
 }
 
+/// "did you mean `x`?" when a candidate is close, else the list of candidates.
+fn suggest(suggestion: Option<&str>, candidates: &[String]) -> Option<String> {
+    match suggestion {
+        Some(s) => Some(format!("did you mean `{s}`?")),
+        None if !candidates.is_empty() => Some(format!(
+            "expected one of {}",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => None,
+    }
+}
+
 /// Turns a serde error at `path` into (position, message, hint, what to set aside).
 fn explain(
     root: &Node,
@@ -183,18 +199,7 @@ fn explain(
             }
         };
         let suggestion = diag::did_you_mean(&field, candidates.iter().map(String::as_str));
-        let hint = match suggestion {
-            Some(s) => Some(format!("did you mean `{s}`?")),
-            None if !candidates.is_empty() => Some(format!(
-                "expected one of {}",
-                candidates
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            None => hint,
-        };
+        let hint = suggest(suggestion, &candidates).or(hint);
         let mut remove = map_path.clone();
         remove.push(Seg::Key(field.clone()));
         // A likely typo: go on as if the suggested key had been written, so
@@ -213,17 +218,8 @@ fn explain(
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
         let variant = quoted(rest).unwrap_or_default();
-        let hint = match diag::did_you_mean(&variant, candidates.iter().map(String::as_str)) {
-            Some(s) => Some(format!("did you mean `{s}`?")),
-            None => Some(format!(
-                "expected one of {}",
-                candidates
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        };
+        let suggestion = diag::did_you_mean(&variant, candidates.iter().map(String::as_str));
+        let hint = suggest(suggestion, &candidates);
         return Some((
             root.find(path).0.pos.clone(),
             format!("unknown value `{variant}`"),
