@@ -121,15 +121,13 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         stack = ProcessStack::boot(&plan.scenario, &run_dir, &client, opts.quiet) => stack.map_err(|e| RunError::Harness(e.to_string()))?,
         _ = cancel.cancelled() => return Err(RunError::Harness("interrupted while the stack was starting".to_owned())),
     };
-    if !opts.quiet {
-        for svc in stack.services() {
-            eprintln!(
-                "{} ready at {} (log: {})",
-                svc.name,
-                svc.base_url,
-                svc.log.display()
-            );
-        }
+    for svc in stack.services() {
+        eprintln!(
+            "{} ready at {} (log: {})",
+            svc.name,
+            svc.base_url,
+            svc.log.display()
+        );
     }
 
     let endpoints = stack.endpoints();

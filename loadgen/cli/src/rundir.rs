@@ -27,6 +27,8 @@ pub fn create(root: &Path, scenario: &str) -> io::Result<PathBuf> {
         dir = root.join(format!("{scenario}-{stamp}-{n}"));
     }
     fs::create_dir_all(dir.join("logs"))?;
+    // Absolute, so services started in other directories find their paths.
+    let dir = std::path::absolute(&dir)?;
     let latest = root.join("latest");
     let _ = fs::remove_file(&latest);
     if let Some(name) = dir.file_name() {
