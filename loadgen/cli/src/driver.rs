@@ -259,7 +259,10 @@ impl Prepared {
                 match send(client, Method::GET, &uri, Bytes::new()).await {
                     Ok((status, body)) if status.is_success() => {
                         match serde_json::from_slice::<ReadCheck>(&body) {
-                            Ok(resp) if resp.status == "success" && resp.messages.len() <= *max as usize => {
+                            Ok(resp)
+                                if resp.status == "success"
+                                    && resp.messages.len() <= *max as usize =>
+                            {
                                 Outcome::Ok
                             }
                             _ => Outcome::Error("bad_response".to_owned()),

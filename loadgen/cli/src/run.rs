@@ -159,6 +159,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             .iter()
             .map(|p| gauntlet_recorder::PhaseInfo {
                 name: p.name.clone(),
+                start_s: p.start.as_secs_f64(),
                 duration_s: p.duration.as_secs_f64(),
                 target_rate_per_s: p.mean_rate(),
             })

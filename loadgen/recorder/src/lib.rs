@@ -56,6 +56,8 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseInfo {
     pub name: String,
+    /// Offset of the phase's start from the run's start, in seconds.
+    pub start_s: f64,
     pub duration_s: f64,
     pub target_rate_per_s: f64,
 }
@@ -69,6 +71,8 @@ pub struct OperationStats {
     pub errors: u64,
     pub late: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Latest completion recorded, since the run's start.
+    pub last_completion: Duration,
 }
 
 impl Default for OperationStats {
@@ -80,6 +84,7 @@ impl Default for OperationStats {
             errors: 0,
             late: 0,
             errors_by_kind: BTreeMap::new(),
+            last_completion: Duration::ZERO,
         }
     }
 }
@@ -87,6 +92,7 @@ impl Default for OperationStats {
 impl OperationStats {
     pub fn record(&mut self, s: &Sample) {
         self.count += 1;
+        self.last_completion = self.last_completion.max(s.completed_at);
         self.late += u64::from(s.late);
         match &s.outcome {
             Outcome::Ok => {
@@ -108,13 +114,19 @@ impl OperationStats {
         self.count += other.count;
         self.errors += other.errors;
         self.late += other.late;
+        self.last_completion = self.last_completion.max(other.last_completion);
         for (k, v) in &other.errors_by_kind {
             *self.errors_by_kind.entry(k.clone()).or_default() += v;
         }
     }
 
-    pub fn result(&self, operation: &str, duration_s: f64) -> OperationResult {
+    /// The span's result. Throughput is successful operations per second of
+    /// the span `[start_s, start_s + duration_s)`, stretched to the last
+    /// completion when operations finished after the span ended — so a system
+    /// that falls behind shows a lower throughput, not the arrival rate.
+    pub fn result(&self, operation: &str, start_s: f64, duration_s: f64) -> OperationResult {
         let ok = self.count - self.errors;
+        let duration_s = duration_s.max(self.last_completion.as_secs_f64() - start_s);
         OperationResult {
             operation: operation.to_owned(),
             count: self.count,
@@ -277,7 +289,7 @@ impl Recorder {
                     .operations
                     .iter()
                     .zip(row)
-                    .map(|(name, stats)| stats.result(name, info.duration_s))
+                    .map(|(name, stats)| stats.result(name, info.start_s, info.duration_s))
                     .collect(),
             })
             .collect();
@@ -286,7 +298,7 @@ impl Recorder {
             .operations
             .iter()
             .zip(self.totals())
-            .map(|(name, stats)| stats.result(name, run_s))
+            .map(|(name, stats)| stats.result(name, 0.0, run_s))
             .collect();
         RunResults {
             format: RESULTS_FORMAT,

@@ -24,11 +24,13 @@ fn phases() -> Vec<PhaseInfo> {
     vec![
         PhaseInfo {
             name: "warmup".into(),
+            start_s: 0.0,
             duration_s: 1.0,
             target_rate_per_s: 10.0,
         },
         PhaseInfo {
             name: "steady".into(),
+            start_s: 1.0,
             duration_s: 2.0,
             target_rate_per_s: 10.0,
         },
@@ -61,6 +63,17 @@ fn phases_and_totals_count_every_sample() {
     assert_eq!(total.count, 20);
     assert_eq!(total.latency_us.max, r.totals()[0].latency.max());
     assert!(total.latency_us.p50 >= 100 && total.latency_us.p50 <= 1_020);
+}
+
+#[test]
+fn throughput_stretches_to_the_last_completion() {
+    let mut r = Recorder::new(vec!["append".into()], phases(), None);
+    // 10 operations intended in the 1 s warm-up, the last completing at 4 s.
+    for i in 0..10 {
+        r.record(&sample(0, 0, 100, true, if i == 9 { 4_000 } else { 500 }));
+    }
+    let res = r.results(&RunMeta::default(), EngineStats::default(), true);
+    assert_eq!(res.phases[0].operations[0].throughput_per_s, 2.5);
 }
 
 #[test]
