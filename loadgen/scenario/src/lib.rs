@@ -14,6 +14,7 @@
 //! ([`validate`]).
 
 pub mod diag;
+pub mod gate;
 pub mod model;
 pub mod tree;
 pub mod units;
@@ -24,6 +25,7 @@ pub use validate::target_service;
 use std::path::Path;
 
 pub use diag::Diagnostic;
+pub use gate::{GateSpec, MaxPercent, MinRate, Percent, Profile, Slo, Tolerances};
 pub use model::*;
 pub use units::{Duration, Rate, Size, UnitError};
 
@@ -34,6 +36,53 @@ const MAX_ERRORS: usize = 50;
 
 /// Parses, overrides and validates a scenario. `file` names the source in diagnostics.
 pub fn load(file: &str, text: &str, overrides: &[String]) -> Result<Scenario, Vec<Diagnostic>> {
+    load_document(
+        file,
+        text,
+        overrides,
+        "a scenario is a mapping with `name`, `stack` and `workload`",
+        validate::check,
+    )
+}
+
+/// Parses and validates a gate profile (`slo:` and `gate:` sections).
+pub fn load_profile(file: &str, text: &str) -> Result<Profile, Vec<Diagnostic>> {
+    load_document(
+        file,
+        text,
+        &[],
+        "a gate profile is a mapping with `slo` and/or `gate`",
+        validate::check_profile,
+    )
+}
+
+/// Reads and loads a gate profile file.
+pub fn load_profile_file(path: &Path) -> Result<Profile, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![unreadable(&file, "profile", &e, "check the profile's path")])?;
+    load_profile(&file, &text)
+}
+
+fn unreadable(file: &str, what: &str, e: &std::io::Error, hint: &str) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        pos: Pos::At { line: 1, col: 1 },
+        message: format!("cannot read the {what}: {e}"),
+        hint: Some(hint.to_owned()),
+        source_line: None,
+    }
+}
+
+/// The shared loading pipeline: YAML tree, overrides, serde with every
+/// structural error collected, then the semantic `check`.
+fn load_document<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+    overrides: &[String],
+    shape: &str,
+    check: fn(&T) -> Vec<validate::Problem>,
+) -> Result<T, Vec<Diagnostic>> {
     let lines: Vec<&str> = text.lines().collect();
     let diagnostic = |pos: Pos, message: String, hint: Option<String>| {
         let source_line = match &pos {
@@ -53,7 +102,7 @@ pub fn load(file: &str, text: &str, overrides: &[String]) -> Result<Scenario, Ve
     if !matches!(root.value, tree::Value::Map(_)) {
         return Err(vec![diagnostic(
             root.pos.clone(),
-            "a scenario is a mapping with `name`, `stack` and `workload`".to_owned(),
+            shape.to_owned(),
             Some("start from `loadgen schema` or scenarios/smoke.yaml".to_owned()),
         )]);
     }
@@ -66,11 +115,11 @@ pub fn load(file: &str, text: &str, overrides: &[String]) -> Result<Scenario, Ve
     let mut removed: Vec<Vec<Seg>> = Vec::new();
     for _ in 0..MAX_ERRORS {
         let json = root.to_json();
-        match serde_path_to_error::deserialize::<_, Scenario>(&json) {
-            Ok(scenario) if errors.is_empty() => {
-                let problems = validate::check(&scenario);
+        match serde_path_to_error::deserialize::<_, T>(&json) {
+            Ok(document) if errors.is_empty() => {
+                let problems = check(&document);
                 if problems.is_empty() {
-                    return Ok(scenario);
+                    return Ok(document);
                 }
                 return Err(problems
                     .into_iter()
@@ -115,15 +164,12 @@ pub fn load(file: &str, text: &str, overrides: &[String]) -> Result<Scenario, Ve
 pub fn load_file(path: &Path, overrides: &[String]) -> Result<Scenario, Vec<Diagnostic>> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic {
-            file: file.clone(),
-            pos: Pos::At { line: 1, col: 1 },
-            message: format!("cannot read the scenario: {e}"),
-            hint: Some(
-                "check the path; `loadgen run` with no file runs scenarios/smoke.yaml".to_owned(),
-            ),
-            source_line: None,
-        }]
+        vec![unreadable(
+            &file,
+            "scenario",
+            &e,
+            "check the path; `loadgen run` with no file runs scenarios/smoke.yaml",
+        )]
     })?;
     load(&file, &text, overrides)
 }

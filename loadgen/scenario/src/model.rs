@@ -12,6 +12,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::gate::{GateSpec, Slo};
 use crate::units::{Duration, Rate, Size};
 
 /// A whole scenario: what to boot, what load to drive, in which phases.
@@ -31,6 +32,13 @@ pub struct Scenario {
     pub stack: Stack,
     /// The load: phases and operations.
     pub workload: Workload,
+    /// Absolute limits per operation, checked at the end of every run
+    /// (`loadgen run` exits 1 when one fails).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slo: BTreeMap<String, Slo>,
+    /// Relative tolerances against a baseline, for `loadgen gate` and `loadgen ab`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSpec>,
 }
 
 fn default_seed() -> u64 {

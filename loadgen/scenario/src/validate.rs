@@ -2,7 +2,9 @@
 //! references resolve, limits respected). Every rule reports a path into the
 //! document so the diagnostic points at the offending value.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+
+use crate::gate::{GateSpec, Profile, Slo};
 
 use crate::model::{Action, EngineKind, RateSpec, ReadFrom, Runtime, Scenario, ServiceKind};
 use crate::tree::Seg;
@@ -43,8 +45,85 @@ const MAX_RUN_SECS: f64 = 24.0 * 3600.0;
 /// Largest append request body the fabric accepts, with room for base64.
 const MAX_APPEND_BYTES: u64 = 8 << 20;
 
+/// Rules of a gate profile on its own (names are checked against a run when applied).
+pub fn check_profile(p: &Profile) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check_criteria(&p.slo, p.gate.as_ref(), None, &mut out);
+    out
+}
+
+/// Rules shared by a scenario's and a profile's `slo:` and `gate:`. With
+/// `names` (operations, phases), every name must exist.
+pub fn check_criteria(
+    slo: &BTreeMap<String, Slo>,
+    gate: Option<&GateSpec>,
+    names: Option<(&[&str], &[&str])>,
+    out: &mut Vec<Problem>,
+) {
+    let unknown = |kind: &str, name: &str, known: &[&str]| {
+        let hint = crate::diag::did_you_mean(name, known.iter().copied())
+            .map(|m| format!("did you mean `{m}`?"))
+            .unwrap_or_else(|| format!("{kind}s: {}", known.join(", ")));
+        (format!("no {kind} `{name}` in the workload"), Some(hint))
+    };
+    if let Some((ops, _)) = names {
+        for name in slo.keys() {
+            if !ops.contains(&name.as_str()) {
+                let (message, hint) = unknown("operation", name, ops);
+                out.push(Problem {
+                    path: vec![k("slo")],
+                    key: Some(name.clone()),
+                    message,
+                    hint,
+                });
+            }
+        }
+    }
+    let Some(gate) = gate else { return };
+    if !(50.0..=99.9).contains(&gate.confidence.0) {
+        out.push(Problem {
+            path: vec![k("gate"), k("confidence")],
+            key: None,
+            message: format!("confidence {} is out of range", gate.confidence),
+            hint: Some("use 50% to 99.9%; 95% is usual".to_owned()),
+        });
+    }
+    if let Some((ops, phases)) = names {
+        for name in gate.operations.keys() {
+            if !ops.contains(&name.as_str()) {
+                let (message, hint) = unknown("operation", name, ops);
+                out.push(Problem {
+                    path: vec![k("gate"), k("operations")],
+                    key: Some(name.clone()),
+                    message,
+                    hint,
+                });
+            }
+        }
+        for (i, name) in gate.phases.iter().enumerate() {
+            if !phases.contains(&name.as_str()) {
+                let (message, hint) = unknown("phase", name, phases);
+                out.push(Problem {
+                    path: vec![k("gate"), k("phases"), Seg::Index(i)],
+                    key: None,
+                    message,
+                    hint,
+                });
+            }
+        }
+    }
+}
+
 pub fn check(s: &Scenario) -> Vec<Problem> {
     let mut out = Vec::new();
+    let ops: Vec<&str> = s
+        .workload
+        .operations
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    let phases: Vec<&str> = s.workload.phases.iter().map(|p| p.name.as_str()).collect();
+    check_criteria(&s.slo, s.gate.as_ref(), Some((&ops, &phases)), &mut out);
     let mut problem = |path: Vec<Seg>, key: Option<&str>, message: String, hint: Option<&str>| {
         out.push(Problem {
             path,
