@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what Gauntlet's tests need on a fresh Debian machine, idempotently.
-# Today: a Rust toolchain with rustfmt and clippy (the integration tests start
-# the fabric as a local process and need nothing else).
+# Installs what Gauntlet's tests need on a fresh Debian machine, idempotently:
+# a Rust toolchain with rustfmt and clippy, and the Debian packages below
+# (installed only when a command they provide is missing).
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -13,3 +13,21 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# command the tests run -> Debian package that provides it
+declare -A packages=(
+  [xmllint]=libxml2-utils   # validates the gate's junit.xml against ci/schemas/junit.xsd
+)
+
+missing=()
+for cmd in "${!packages[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "ci/setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
+    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+fi

@@ -23,13 +23,13 @@ ci/setup.sh
 echo "== cargo test --workspace"
 # --workspace builds every binary (fabric-node among them) before the
 # integration tests that start them.
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets
 
 if [ "$smoke" = 1 ]; then
   echo "== smoke: cargo run --release --bin loadgen"
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
-  cargo run --release --locked --bin loadgen -- run --quiet --out "$out"
+  cargo run --release --bin loadgen -- run --quiet --out "$out"
   test -s "$out/latest/results.json"
   test -s "$out/latest/latency.hlog"
 fi

@@ -11,7 +11,7 @@ use gauntlet_scenario::ServiceKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BinError {
-    #[error("`{binary}` is not in GAUNTLET_BIN_DIR ({dir})")]
+    #[error("`{binary}` is not in the binaries directory {dir} (GAUNTLET_BIN_DIR or --*-bin)")]
     NotInBinDir { binary: String, dir: String },
     #[error("building `{binary}` failed:\n{output}")]
     BuildFailed { binary: String, output: String },
@@ -33,10 +33,26 @@ fn workspace_root() -> Option<PathBuf> {
     manifest.contains("[workspace]").then(|| root.to_path_buf())
 }
 
+/// How to find bundled binaries for one run.
+#[derive(Debug, Clone, Default)]
+pub struct Locator {
+    /// Take every bundled binary from this directory (`loadgen ab`'s builds);
+    /// otherwise `GAUNTLET_BIN_DIR`, then the search described above.
+    pub dir: Option<PathBuf>,
+    /// No build chatter.
+    pub quiet: bool,
+}
+
 /// Locates (building when needed) the binary of a bundled service kind.
-pub fn locate(kind: ServiceKind, quiet: bool) -> Result<PathBuf, BinError> {
+pub fn locate(kind: ServiceKind, how: &Locator) -> Result<PathBuf, BinError> {
     let binary = kind.binary();
-    if let Some(dir) = std::env::var_os("GAUNTLET_BIN_DIR") {
+    let quiet = how.quiet;
+    if let Some(dir) = how
+        .dir
+        .clone()
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("GAUNTLET_BIN_DIR"))
+    {
         let path = Path::new(&dir).join(binary);
         return if path.is_file() {
             Ok(path)

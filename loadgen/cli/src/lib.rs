@@ -8,6 +8,7 @@
 pub mod bins;
 pub mod driver;
 pub mod engine;
+pub mod gate_cmd;
 pub mod plan;
 pub mod recording;
 pub mod run;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use loadgen::exit;
 use loadgen::run::{self, RunError, RunOptions, Source};
+use loadgen::{exit, gate_cmd};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -43,6 +43,54 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario format.
     Schema,
+    /// Write (or replace) a baseline file from one or more run directories.
+    Baseline {
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// The baseline file, e.g. ci/baselines/<scenario>.json.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Phases to keep (default: the scenario's `gate.phases`, else its last phase).
+        #[arg(long = "phase", value_name = "NAME")]
+        phases: Vec<String>,
+    },
+    /// Compare candidate runs with a baseline: verdict.json, junit.xml, summary.md; exit 1 on regression.
+    Gate {
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        baseline: PathBuf,
+        /// A gate profile (ci/profiles/*.yaml) replacing the scenario's `slo:`/`gate:`.
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Where to write the outputs (default: the first run directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Run two builds of the system under test alternately (A B A B …) and gate B against A.
+    Ab {
+        scenario: PathBuf,
+        /// Directory holding the baseline build's binaries (e.g. a target/release).
+        #[arg(long, value_name = "DIR", requires = "candidate_bin", conflicts_with_all = ["baseline_rev", "candidate_rev"])]
+        baseline_bin: Option<PathBuf>,
+        #[arg(long, value_name = "DIR", requires = "baseline_bin")]
+        candidate_bin: Option<PathBuf>,
+        /// Instead of directories: git revisions, each built into its own target directory.
+        #[arg(long, value_name = "REV", requires = "candidate_rev")]
+        baseline_rev: Option<String>,
+        #[arg(long, value_name = "REV", requires = "baseline_rev")]
+        candidate_rev: Option<String>,
+        /// Runs of each build.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
+        rounds: u16,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Directory for the runs and the verdict (default: target/gauntlet/runs/ab-<scenario>-<time>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +120,49 @@ fn main() -> ExitCode {
         Some(Command::Schema) => {
             print!("{}", gauntlet_scenario::json_schema());
             exit::OK
+        }
+        Some(Command::Baseline { runs, out, phases }) => gate_cmd::baseline(&runs, &out, &phases),
+        Some(Command::Gate {
+            runs,
+            baseline,
+            profile,
+            out,
+        }) => gate_cmd::gate(&runs, &baseline, profile.as_deref(), out.as_deref()),
+        Some(Command::Ab {
+            scenario,
+            baseline_bin,
+            candidate_bin,
+            baseline_rev,
+            candidate_rev,
+            rounds,
+            set,
+            profile,
+            out,
+        }) => {
+            let builds = match (baseline_bin, candidate_bin, baseline_rev, candidate_rev) {
+                (Some(baseline), Some(candidate), _, _) => gate_cmd::Builds::Dirs {
+                    baseline,
+                    candidate,
+                },
+                (_, _, Some(baseline), Some(candidate)) => gate_cmd::Builds::Revisions {
+                    baseline,
+                    candidate,
+                },
+                _ => {
+                    eprintln!(
+                        "error: `ab` needs --baseline-bin and --candidate-bin, or --baseline-rev and --candidate-rev"
+                    );
+                    return ExitCode::from(exit::USAGE as u8);
+                }
+            };
+            gate_cmd::ab(
+                &scenario,
+                builds,
+                rounds as usize,
+                &set,
+                out.as_deref(),
+                profile.as_deref(),
+            )
         }
     };
     ExitCode::from(code as u8)
@@ -120,6 +211,7 @@ fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, qui
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
         let options = RunOptions {
+            bin_dir: None,
             source,
             overrides,
             out,
@@ -151,8 +243,20 @@ fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, qui
                         stop.took.as_secs_f64()
                     );
                 }
-                println!("run directory: {}", outcome.run_dir.display());
                 let mut code = exit::OK;
+                if let Some(v) = &outcome.verdict {
+                    for check in &v.slo {
+                        let mark = if check.passed { "ok  " } else { "FAIL" };
+                        println!(
+                            "slo {mark} {} {} {} (actual {})",
+                            check.operation, check.metric, check.limit, check.actual
+                        );
+                    }
+                    if !v.passed {
+                        code = exit::FAILED;
+                    }
+                }
+                println!("run directory: {}", outcome.run_dir.display());
                 for f in &outcome.failures {
                     eprintln!("error: {f}");
                     code = exit::HARNESS;

@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// No progress and no build chatter (tests).
     pub quiet: bool,
+    /// Take the bundled binaries from this directory (`loadgen ab`).
+    pub bin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ pub struct RunOutcome {
     pub stops: Vec<StopReport>,
     /// Problems of the stack or harness noticed during the run (exit code 3).
     pub failures: Vec<String>,
+    /// The scenario's SLOs checked against this run (`None` without `slo:`).
+    pub verdict: Option<gauntlet_gate::Verdict>,
 }
 
 fn host() -> String {
@@ -117,8 +121,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     .map_err(harness("writing scenario.yaml"))?;
 
     let client = driver::http_client(plan.max_in_flight);
+    let bins = crate::bins::Locator {
+        dir: opts.bin_dir.clone(),
+        quiet: opts.quiet,
+    };
     let stack = tokio::select! {
-        stack = ProcessStack::boot(&plan.scenario, &run_dir, &client, opts.quiet) => stack.map_err(|e| RunError::Harness(e.to_string()))?,
+        stack = ProcessStack::boot(&plan.scenario, &run_dir, &client, &bins) => stack.map_err(|e| RunError::Harness(e.to_string()))?,
         _ = cancel.cancelled() => return Err(RunError::Harness("interrupted while the stack was starting".to_owned())),
     };
     for svc in stack.services() {
@@ -216,10 +224,25 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     rundir::write_json(&results_path, &results).map_err(harness("writing results.json"))?;
     let summary = gauntlet_reports::summary_table(&results);
     let _ = rundir::write_atomic(&run_dir.join("summary.txt"), summary.as_bytes());
+    // The scenario's SLOs, checked on the gated phases of this run.
+    let verdict = if plan.scenario.slo.is_empty() || results.interrupted.is_some() {
+        None
+    } else {
+        match gauntlet_gate::gate(std::slice::from_ref(&run_dir), None, None)
+            .and_then(|v| gauntlet_gate::output::write_all(&v, &run_dir).map(|()| v))
+        {
+            Ok(v) => Some(v),
+            Err(e) => {
+                failures.push(format!("checking the SLOs failed: {e}"));
+                None
+            }
+        }
+    };
     Ok(RunOutcome {
         run_dir,
         results,
         stops,
         failures,
+        verdict,
     })
 }

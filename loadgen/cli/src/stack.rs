@@ -116,11 +116,11 @@ fn command_for(
     svc: &Service,
     port: u16,
     data_dir: &Path,
-    quiet: bool,
+    bins: &bins::Locator,
 ) -> Result<Command, StackError> {
     let (program, args): (PathBuf, Vec<String>) = match (&svc.kind, &svc.command) {
         (Some(kind), _) => {
-            let program = bins::locate(*kind, quiet).map_err(|source| StackError::Binary {
+            let program = bins::locate(*kind, bins).map_err(|source| StackError::Binary {
                 service: name.to_owned(),
                 source,
             })?;
@@ -154,12 +154,12 @@ impl ProcessStack {
         scenario: &Scenario,
         run_dir: &Path,
         client: &HttpClient,
-        quiet: bool,
+        bins: &bins::Locator,
     ) -> Result<Self, StackError> {
         let mut stack = ProcessStack {
             services: Vec::new(),
         };
-        match stack.start_all(scenario, run_dir, client, quiet).await {
+        match stack.start_all(scenario, run_dir, client, bins).await {
             Ok(()) => Ok(stack),
             Err(e) => {
                 stack.stop().await;
@@ -173,7 +173,7 @@ impl ProcessStack {
         scenario: &Scenario,
         run_dir: &Path,
         client: &HttpClient,
-        quiet: bool,
+        bins: &bins::Locator,
     ) -> Result<(), StackError> {
         let stack = self;
         for (name, svc) in &scenario.stack.services {
@@ -182,7 +182,7 @@ impl ProcessStack {
             fs::create_dir_all(run_dir.join("logs"))?;
             let log = run_dir.join("logs").join(format!("{name}.log"));
             let port = free_port()?;
-            let mut command = command_for(name, svc, port, &data_dir, quiet)?;
+            let mut command = command_for(name, svc, port, &data_dir, bins)?;
             let out = File::create(&log)?;
             let err = out.try_clone()?;
             command

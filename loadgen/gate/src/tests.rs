@@ -1,0 +1,113 @@
+use proptest::prelude::*;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::samples::IntervalSample;
+use super::verdict::{Metric, Outcome, compare_metric};
+use gauntlet_scenario::Percent;
+
+/// `n` seconds of `per_s` operations whose latency is `scale` × a noisy base.
+fn seconds(n: usize, per_s: u64, scale: f64, seed: u64) -> Vec<IntervalSample> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let mut h = gauntlet_recorder::new_histogram();
+            for _ in 0..per_s {
+                // A body and an exponential tail, like a real service's latency.
+                let u: f64 = rng.random_range(1e-9..1.0);
+                let base: f64 = 800.0 + rng.random_range(0.0..400.0) - u.ln() * 200.0;
+                h.saturating_record((base * scale) as u64);
+            }
+            IntervalSample {
+                run: 0,
+                t_s: i as f64,
+                length_s: 1.0,
+                count: (per_s as f64 / scale.max(1.0)) as u64,
+                errors: 0,
+                histogram: h,
+            }
+        })
+        .collect()
+}
+
+fn outcome(metric: Metric, base: &[IntervalSample], cand: &[IntervalSample], tol: f64) -> Outcome {
+    compare_metric("op", metric, base, cand, Percent(tol), 0.95).outcome
+}
+
+#[test]
+fn too_few_samples_are_inconclusive() {
+    let base = seconds(3, 200, 1.0, 1);
+    let c = compare_metric("op", Metric::P99, &base, &base, Percent(10.0), 0.95);
+    assert_eq!(c.outcome, Outcome::Inconclusive);
+    assert!(c.note.contains("too few"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// The same samples on both sides always pass.
+    #[test]
+    fn identical_samples_pass(n in 5usize..40, seed in 0u64..1000, tol in 1.0f64..50.0) {
+        let s = seconds(n, 200, 1.0, seed);
+        for metric in Metric::ALL {
+            prop_assert_eq!(outcome(metric, &s, &s, tol), Outcome::Pass, "{:?}", metric);
+        }
+    }
+
+    /// Independent samples of the same system are never called a regression
+    /// at a 10 % tolerance.
+    #[test]
+    fn same_system_is_not_a_regression(seed in 0u64..1000) {
+        let a = seconds(20, 300, 1.0, seed);
+        let b = seconds(20, 300, 1.0, seed + 10_000);
+        for metric in [Metric::P50, Metric::P99, Metric::Throughput] {
+            prop_assert_ne!(outcome(metric, &a, &b, 10.0), Outcome::Regression);
+        }
+    }
+
+    /// A latency shift well beyond the tolerance is a regression, and the
+    /// verdict is symmetric: swapping the sides makes it an improvement.
+    #[test]
+    fn a_shift_beyond_tolerance_is_a_regression_and_symmetric(seed in 0u64..1000, factor in 1.35f64..3.0) {
+        let base = seconds(20, 300, 1.0, seed);
+        let slow = seconds(20, 300, factor, seed + 1);
+        for metric in [Metric::P50, Metric::P99] {
+            prop_assert_eq!(outcome(metric, &base, &slow, 10.0), Outcome::Regression, "{:?}", metric);
+            prop_assert_eq!(outcome(metric, &slow, &base, 10.0), Outcome::Improvement, "{:?}", metric);
+        }
+        // Throughput falls by the factor: lower is worse.
+        prop_assert_eq!(outcome(Metric::Throughput, &base, &slow, 5.0), Outcome::Regression);
+        prop_assert_eq!(outcome(Metric::Throughput, &slow, &base, 5.0), Outcome::Improvement);
+    }
+}
+
+#[test]
+fn error_rates_compare_in_points() {
+    let base = seconds(10, 100, 1.0, 5);
+    let mut bad = base.clone();
+    for s in &mut bad {
+        s.errors = s.count / 10; // 10 % errors
+    }
+    assert_eq!(
+        outcome(Metric::Errors, &base, &bad, 1.0),
+        Outcome::Regression
+    );
+    assert_eq!(outcome(Metric::Errors, &base, &base, 1.0), Outcome::Pass);
+}
+
+#[test]
+fn the_bundled_profiles_load_and_carry_seed_001s_thresholds() {
+    use gauntlet_scenario::Duration as D;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ci/profiles");
+    let fabric = gauntlet_scenario::load_profile_file(&dir.join("fabric.yaml")).unwrap();
+    assert!(fabric.slo.contains_key("append") && fabric.gate.is_some());
+    let actors = gauntlet_scenario::load_profile_file(&dir.join("actors-seed001.yaml")).unwrap();
+    let us = |n: u64| Some(D(std::time::Duration::from_micros(n)));
+    assert_eq!(actors.slo["spawn"].p99, us(1_000));
+    assert_eq!(actors.slo["lifecycle"].p99, us(10));
+    assert_eq!(actors.slo["routing"].p99, us(100));
+    assert_eq!(actors.slo["request_response"].p99, us(1_000));
+    assert_eq!(actors.slo["fanout_100"].p99, us(1_000));
+    assert_eq!(actors.slo["registry_lookup"].p99, us(1));
+    assert_eq!(actors.slo["message"].throughput.unwrap().0.0, 100_000.0);
+}
