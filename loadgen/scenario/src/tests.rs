@@ -232,18 +232,31 @@ fn slo_and_gate_sections_load_and_check_names() {
     assert_eq!(gate.tolerances("read").p99, Some(Percent(20.0)));
     assert_eq!(gate.tolerances("append").p99, Some(Percent(10.0)));
 
-    let bad = text.replace("slo:\n  append:", "slo:\n  apend:").replace("phases: [steady]", "phases: [stedy]");
+    let bad = text
+        .replace("slo:\n  append:", "slo:\n  apend:")
+        .replace("phases: [steady]", "phases: [stedy]");
     let errs = errors(&bad);
     let rendered: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert_eq!(errs.len(), 2, "{rendered:#?}");
-    assert!(rendered[0].contains("no operation `apend`") && rendered[0].contains("did you mean `append`"), "{rendered:#?}");
+    assert!(
+        rendered[0].contains("no operation `apend`")
+            && rendered[0].contains("did you mean `append`"),
+        "{rendered:#?}"
+    );
     assert!(rendered[1].contains("no phase `stedy`"), "{rendered:#?}");
 }
 
 #[test]
 fn profiles_load_strictly() {
-    let p = load_profile("p.yaml", "description: x\nslo:\n  routing: { p99: 100us }\ngate:\n  default: { p99: 5% }\n").unwrap();
-    assert_eq!(p.slo["routing"].p99, Some(Duration(std::time::Duration::from_micros(100))));
+    let p = load_profile(
+        "p.yaml",
+        "description: x\nslo:\n  routing: { p99: 100us }\ngate:\n  default: { p99: 5% }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.slo["routing"].p99,
+        Some(Duration(std::time::Duration::from_micros(100)))
+    );
     let errs = load_profile("p.yaml", "slo:\n  routing: { p98: 1ms }\n").unwrap_err();
     assert!(errs[0].message.contains("unknown key `p98`"), "{}", errs[0]);
 }
