@@ -86,8 +86,14 @@ pub struct Service {
     /// `{data_dir}` are replaced by the port, `127.0.0.1:port` and the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// Environment of the service (same placeholders as `command`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Environment of the service (same placeholders as `command`); numbers
+    /// and booleans are written as their text.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "env_map"
+    )]
+    #[schemars(with = "BTreeMap<String, EnvValue>")]
     pub env: BTreeMap<String, String>,
     /// Path polled until it answers 200 (default `/ready`).
     #[serde(default = "default_ready_path")]
@@ -98,6 +104,49 @@ pub struct Service {
     /// How long a graceful stop (SIGTERM) may take before SIGKILL (default `10s`).
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: Duration,
+}
+
+/// An environment value as YAML may write it: a string, a number or a boolean.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum EnvValue {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+}
+
+fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Text(String);
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string, number or boolean")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                    Ok(Text(v.to_owned()))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+    let map = BTreeMap::<String, Text>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
 fn default_ready_path() -> String {

@@ -260,3 +260,19 @@ fn profiles_load_strictly() {
     let errs = load_profile("p.yaml", "slo:\n  routing: { p98: 1ms }\n").unwrap_err();
     assert!(errs[0].message.contains("unknown key `p98`"), "{}", errs[0]);
 }
+
+#[test]
+fn env_values_may_be_numbers_or_booleans() {
+    let s = load(
+        "s.yaml",
+        GOOD,
+        &[
+            "stack.services.fabric.env.DELAY=3000".into(),
+            "stack.services.fabric.env.FLAG=true".into(),
+        ],
+    )
+    .unwrap();
+    let env = &s.stack.services["fabric"].env;
+    assert_eq!(env["DELAY"], "3000");
+    assert_eq!(env["FLAG"], "true");
+}
