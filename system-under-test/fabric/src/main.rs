@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fabric::config::Config;
+use fabric::config::{Command, Config};
 
 fn main() -> ExitCode {
     let cfg = match Config::try_parse() {
@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     fabric::server::init_logging(&cfg);
+    if let Some(cmd) = cfg.command.clone() {
+        return run_command(cmd, cfg.auth_token.as_deref());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,6 +35,41 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "fatal");
+            eprintln!("fabric-node: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `backup` and `restore`: exit 0 on success, 1 on failure.
+fn run_command(cmd: Command, token: Option<&str>) -> ExitCode {
+    let result = match cmd {
+        Command::Backup {
+            from_url: Some(url),
+            dir,
+            ..
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(fabric::backup::backup_from_url(&url, &dir, token))),
+        Command::Backup {
+            from_dir: Some(data),
+            dir,
+            ..
+        } => fabric::backup::backup_data_dir(&data, &dir),
+        Command::Backup { .. } => Err(anyhow::anyhow!("give --from-url or --from-dir")),
+        Command::Restore {
+            backup_dir,
+            data_dir,
+        } => fabric::backup::restore(&backup_dir, &data_dir),
+    };
+    match result {
+        Ok(m) => {
+            println!("{} files, {} bytes", m.files, m.bytes);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("fabric-node: {e:#}");
             ExitCode::from(1)
         }

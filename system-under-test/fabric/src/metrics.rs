@@ -59,13 +59,47 @@ impl Histogram {
     }
 }
 
+/// Operations timed by `flowmesh_operation_duration_seconds{op=…}`.
+pub const OPS: [&str; 15] = [
+    "append",
+    "read",
+    "commit_offset",
+    "enqueue",
+    "reserve",
+    "receive",
+    "ack",
+    "nack",
+    "replay",
+    "kv_put",
+    "kv_get",
+    "kv_delete",
+    "kv_list",
+    "create",
+    "snapshot",
+];
+
+/// Depth and in-flight count of one queue.
+#[derive(Debug, Default)]
+pub struct QueueGauge {
+    pub depth: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub long_polls: AtomicU64,
+}
+
 /// All metrics of a node.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub events_written: AtomicU64,
     pub events_read: AtomicU64,
-    pub append_duration: Histogram,
-    pub read_duration: Histogram,
+    pub jobs_enqueued: AtomicU64,
+    pub jobs_dequeued: AtomicU64,
+    pub jobs_acked: AtomicU64,
+    pub jobs_nacked: AtomicU64,
+    pub jobs_dead_lettered: AtomicU64,
+    pub kv_writes: AtomicU64,
+    pub kv_reads: AtomicU64,
+    op_durations: [Histogram; OPS.len()],
+    queues: Mutex<BTreeMap<String, std::sync::Arc<QueueGauge>>>,
     pub fsync_total: AtomicU64,
     pub fsync_duration: Histogram,
     pub recovery_truncated_bytes: AtomicU64,
@@ -82,6 +116,26 @@ impl Metrics {
         if let Ok(mut m) = self.http.lock() {
             *m.entry((route.to_owned(), status)).or_insert(0) += 1;
         }
+    }
+
+    /// Records the duration of a successful operation `op` (one of [`OPS`]).
+    pub fn observe_op(&self, op: &str, d: Duration) {
+        if let Some(i) = OPS.iter().position(|&o| o == op) {
+            self.op_durations[i].observe(d);
+        }
+    }
+
+    /// The histogram of operation `op`.
+    pub fn op(&self, op: &str) -> Option<&Histogram> {
+        OPS.iter()
+            .position(|&o| o == op)
+            .map(|i| &self.op_durations[i])
+    }
+
+    /// The gauges of queue `name` (created on first use).
+    pub fn queue_gauge(&self, name: &str) -> std::sync::Arc<QueueGauge> {
+        let mut m = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        std::sync::Arc::clone(m.entry(name.to_owned()).or_default())
     }
 
     pub fn record_fsync(&self, d: Duration) {
@@ -112,6 +166,88 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "flowmesh_queue_jobs_enqueued_total",
+            "Jobs enqueued and acknowledged.",
+            self.jobs_enqueued.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "flowmesh_queue_jobs_dequeued_total",
+            "Jobs handed out by successful reserve/receive calls.",
+            self.jobs_dequeued.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "flowmesh_queue_jobs_acked_total",
+            "Jobs acknowledged (first successful ack of each).",
+            self.jobs_acked.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "flowmesh_queue_jobs_nacked_total",
+            "Successful nacks.",
+            self.jobs_nacked.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "flowmesh_queue_jobs_dead_lettered_total",
+            "Jobs moved to a dead-letter queue (nack or lease expiry after the last attempt).",
+            self.jobs_dead_lettered.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "flowmesh_kv_writes_total",
+            "Successful KV puts and deletes.",
+            self.kv_writes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "flowmesh_kv_reads_total",
+            "Successful KV gets.",
+            self.kv_reads.load(Relaxed),
+        );
+        let queues: Vec<(String, u64, u64, u64)> = self
+            .queues
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, g)| {
+                        (
+                            k.clone(),
+                            g.depth.load(Relaxed),
+                            g.in_flight.load(Relaxed),
+                            g.long_polls.load(Relaxed),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP flowmesh_queue_depth Jobs pending (visible or delayed) per queue.\n# TYPE flowmesh_queue_depth gauge"
+        );
+        for (q, d, _, _) in &queues {
+            let _ = writeln!(out, "flowmesh_queue_depth{{queue=\"{q}\"}} {d}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flowmesh_queue_in_flight Jobs reserved and not yet acked per queue.\n# TYPE flowmesh_queue_in_flight gauge"
+        );
+        for (q, _, f, _) in &queues {
+            let _ = writeln!(out, "flowmesh_queue_in_flight{{queue=\"{q}\"}} {f}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flowmesh_queue_long_polls_waiting Reserve/receive calls waiting for a job per queue.\n# TYPE flowmesh_queue_long_polls_waiting gauge"
+        );
+        for (q, _, _, w) in &queues {
+            let _ = writeln!(
+                out,
+                "flowmesh_queue_long_polls_waiting{{queue=\"{q}\"}} {w}"
+            );
+        }
+        counter(
+            &mut out,
             "flowmesh_fsync_total",
             "fsync calls on segment files and directories that succeeded.",
             self.fsync_total.load(Relaxed),
@@ -126,16 +262,13 @@ impl Metrics {
             out,
             "# HELP flowmesh_operation_duration_seconds Duration of successful operations.\n# TYPE flowmesh_operation_duration_seconds histogram"
         );
-        self.append_duration.render(
-            &mut out,
-            "flowmesh_operation_duration_seconds",
-            "op=\"append\"",
-        );
-        self.read_duration.render(
-            &mut out,
-            "flowmesh_operation_duration_seconds",
-            "op=\"read\"",
-        );
+        for (name, h) in OPS.iter().zip(&self.op_durations) {
+            h.render(
+                &mut out,
+                "flowmesh_operation_duration_seconds",
+                &format!("op=\"{name}\""),
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP flowmesh_fsync_duration_seconds Duration of successful fsync calls.\n# TYPE flowmesh_fsync_duration_seconds histogram"
@@ -166,8 +299,8 @@ mod tests {
     #[test]
     fn renders_histogram_cumulatively() {
         let m = Metrics::new();
-        m.append_duration.observe(Duration::from_micros(30));
-        m.append_duration.observe(Duration::from_secs(10));
+        m.observe_op("append", Duration::from_micros(30));
+        m.observe_op("append", Duration::from_secs(10));
         m.events_written.fetch_add(3, Relaxed);
         let text = m.render();
         assert!(text.contains("flowmesh_stream_events_written_total 3"));

@@ -608,6 +608,25 @@ impl SegmentLog {
         }
     }
 
+    /// Every segment file with the length of its valid, appended content
+    /// (records published or pending). After [`sync`](Self::sync) these
+    /// bytes are durable and, the log being append-only, never change: a
+    /// consistent copy of the log is each file's prefix of that length.
+    pub fn files(&self) -> Vec<(PathBuf, u64)> {
+        let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let mut lens = vec![0u64; idx.segments.len()];
+        for r in idx.records.iter().chain(self.pending.iter()) {
+            let end = r.pos + u64::from(r.len);
+            let l = &mut lens[r.seg as usize];
+            *l = (*l).max(end);
+        }
+        idx.segments
+            .iter()
+            .zip(lens)
+            .map(|(s, l)| (s.path.clone(), l))
+            .collect()
+    }
+
     /// Makes every appended record visible to readers.
     pub fn publish(&mut self) {
         if self.pending.is_empty() {

@@ -4,26 +4,25 @@
 //! Startup order: the HTTP listener (and the metrics listener, when set) is
 //! bound and served first, logging `listening on <addr>` with the real
 //! address (so port 0 works), while `/ready` and `/api/*` answer 503; then
-//! the store recovers; then the node turns ready. On SIGTERM or SIGINT the
-//! listeners stop accepting, in-flight requests finish (bounded), every
-//! stream writer drains its queue and fsyncs, and `run` returns, so the
-//! process exits 0 well within 10 s.
+//! the stores recover; then the node turns ready. On SIGTERM or SIGINT
+//! waiting long polls are answered at once, the listeners stop accepting,
+//! in-flight requests finish (bounded), every resource task drains its
+//! queue and fsyncs, and `run` returns, so the process exits 0 well within
+//! 10 s.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Config, LogFormat};
+use crate::durable::StoreOptions;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::stream_store::{StoreOptions, StreamStore};
+use crate::stores::Stores;
 
 /// Bound on waiting for in-flight requests at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -49,30 +48,6 @@ pub fn init_logging(cfg: &Config) {
     }
 }
 
-/// Takes an exclusive advisory lock on `<data-dir>/LOCK` so two nodes never
-/// share a data directory. The lock lives as long as the returned file.
-fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
-    crate::meta::create_dir_durable(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    let path = dir.join("LOCK");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock on a valid, owned file descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        bail!(
-            "data directory {} is in use by another process ({})",
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(f)
-}
-
 async fn shutdown_signal() -> anyhow::Result<&'static str> {
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
@@ -84,9 +59,9 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 
 /// Runs the node until SIGTERM/SIGINT. Errors are fatal startup failures.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let _lock = lock_data_dir(&cfg.data_dir)?;
+    let _lock = crate::backup::lock_data_dir(&cfg.data_dir)?;
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Arc::clone(&metrics));
+    let state = AppState::new(Arc::clone(&metrics)).with_auth_token(cfg.auth_token.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // The signal handlers must exist before we announce the address.
@@ -135,10 +110,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let mut signal = signal;
     let store = tokio::select! {
-        r = StreamStore::open(&cfg.data_dir, opts, Arc::clone(&metrics)) => {
+        r = Stores::open(&cfg.data_dir, opts, Arc::clone(&metrics)) => {
             let (store, rec) = r.context("recovery failed")?;
-            tracing::info!(streams = rec.streams, records = rec.records,
-                truncated_bytes = rec.truncated_bytes, "recovery finished; ready");
+            tracing::info!(streams = rec.streams, queues = rec.queues, kv_stores = rec.kv_stores,
+                records = rec.records, truncated_bytes = rec.truncated_bytes,
+                "recovery finished; ready");
             state.set_ready(Arc::clone(&store));
             Some(store)
         }
@@ -151,13 +127,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(store) = store {
         let s = signal.await.context("signal task failed")??;
         tracing::info!(signal = s, "shutting down: draining requests");
+        // End long polls first, so draining does not wait for them.
+        store.closing().await;
         let _ = stop_tx.send(true);
         drain(servers).await;
         if tokio::time::timeout(FLUSH_TIMEOUT, store.shutdown())
             .await
             .is_err()
         {
-            tracing::error!("streams did not finish flushing in time");
+            tracing::error!("stores did not finish flushing in time");
         }
     } else {
         let _ = stop_tx.send(true);

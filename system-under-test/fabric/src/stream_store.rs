@@ -1,177 +1,54 @@
 //! Streams: named, append-only sequences of events with dense offsets, each
-//! backed by a [`SegmentLog`] in `<data-dir>/streams/<tenant>/<namespace>/<name>/`.
+//! backed by a [`DurableLog`] in `<data-dir>/streams/<tenant>/<namespace>/<name>/`,
+//! plus the consumer-group offsets of every stream.
 //!
 //! # Files of a stream directory
 //!
-//! - `stream.json` — the stream's existence (`{"version":1,"created_at":…}`),
-//!   written crash-safely ([`meta::write_atomic`]) before any segment, so a
-//!   directory without it holds no acknowledged data.
-//! - `*.seg` — the segment log (see [`crate::segment_log`]).
-//! - `offsets.hwm.json` — `interval` streams only: the offset high-water mark.
+//! - `stream.json` — the stream's existence, written crash-safely before any
+//!   segment (see [`crate::resource`]);
+//! - `*.seg` — the segment log (see [`crate::segment_log`]);
+//! - `offsets.hwm.json` — `interval` only: the offset high-water mark (see
+//!   [`crate::durable`]).
 //!
-//! # One writer per stream, group commit
+//! # Appends
 //!
-//! Every stream has one writer task that owns its [`SegmentLog`]; appends
-//! reach it through a bounded channel and wait on a oneshot reply. Under
-//! `batch` the writer takes the first queued append, then drains everything
-//! else already queued (up to [`MAX_GROUP`] appends / [`MAX_GROUP_BYTES`]),
-//! writes one frame per append with one `pwrite` per segment touched, does
-//! one fsync, publishes the records to readers and answers all of them.
-//! Appends arriving while that fsync runs queue in the channel and form the
-//! next group, so under concurrency N appends cost about one fsync, and a
-//! 2xx still means fsynced. Under `always` a group is a single append. Under
-//! `interval` the writer publishes and answers after `pwrite`, and a
-//! background fsync (of the files written so far, running concurrently with
-//! further writes) is started at least every `--fsync-interval`.
+//! Every stream has one task ([`crate::actor`]) owning its log. An append
+//! becomes one frame (all-or-nothing); appends queued together share one
+//! fsync (group commit) under `batch`, each gets its own under `always`.
+//! Readers go through the log's in-memory index ([`LogReader`]), which holds
+//! only records the fsync policy allows to acknowledge.
 //!
-//! Any failed write or fsync is answered 500 to the appends it covered and
-//! poisons the stream: later appends get 503 `unavailable` until restart,
-//! when recovery re-validates the log.
+//! # Consumer groups
 //!
-//! # Never reusing an offset under `interval`
-//!
-//! A machine crash can drop `interval` writes that were acknowledged (and
-//! read) but not yet fsynced; recovery would then hand their offsets out
-//! again. To prevent that, the writer keeps a durable high-water mark
-//! `reserved` ≥ every offset it has assigned: before assigning past it, it
-//! crash-safely writes `reserved = next + needed + RESERVE_BLOCK` together
-//! with the kernel's boot id. At recovery, if the recorded boot id differs
-//! from the current one (the machine restarted, so unsynced page-cache data
-//! may be lost), the stream continues at `reserved`, leaving a gap rather
-//! than a reuse. If the boot id is the same, only the process died, the page
-//! cache kept every acknowledged write, and offsets continue densely from
-//! the end of the log. A graceful shutdown fsyncs and records
-//! `reserved = next offset`, so even a later reboot leaves no gap. After a
-//! failed fsync the mark is rewritten without a boot id (best effort), which
-//! forces the jump at the next start. Under `always`/`batch` no mark is
-//! needed: see the recovery notes in [`crate::segment_log`].
+//! Committed offsets of every (stream, group) live in one node-wide log,
+//! `<data-dir>/consumer-groups/`, owned by its own task: one record
+//! `{stream, group, offset}` per accepted commit, same fsync policy and
+//! group commit as the streams, the map rebuilt from the log at recovery.
+//! A committed offset is the offset of the last event the group processed
+//! (`lag = latest_offset - committed_offset`, `-1` = nothing committed). It
+//! never goes backwards: a commit lower than the current one is rejected
+//! with 409 `conflict` (an equal one is accepted and changes nothing), and a
+//! commit beyond the stream's latest offset is rejected with 400.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::config::FsyncPolicy;
+use crate::actor::{ActorHandle, Machine, Txn};
+pub use crate::durable::StoreOptions;
+use crate::durable::{CheckpointFiles, DurableLog};
 use crate::frame::Entry;
 use crate::meta;
 use crate::metrics::Metrics;
-use crate::segment_log::{
-    LogError, LogOptions, LogReader, RecoveryReport, SegmentLog, StoredEntry,
-};
-
-/// Most appends one group commit takes.
-pub const MAX_GROUP: usize = 4096;
-/// Most payload bytes one group commit takes (it may exceed this by one append).
-pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
-/// Offsets reserved ahead by one high-water-mark write (`interval`).
-pub const RESERVE_BLOCK: u64 = 1 << 16;
-/// Capacity of a stream's append queue (backpressure beyond it).
-pub const QUEUE_CAPACITY: usize = 8192;
+use crate::resource;
+pub use crate::resource::{ResourceKey as StreamKey, StoreError, valid_name};
+use crate::segment_log::{LogReader, RecoveryReport, StoredEntry};
 
 const STREAM_META: &str = "stream.json";
-const HWM_META: &str = "offsets.hwm.json";
-
-#[derive(Debug, Clone, Error)]
-pub enum StoreError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    InvalidRequest(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<LogError> for StoreError {
-    fn from(e: LogError) -> Self {
-        match e {
-            LogError::Poisoned => StoreError::Unavailable(e.to_string()),
-            LogError::Frame(f) => StoreError::InvalidRequest(f.to_string()),
-            other => StoreError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<meta::MetaError> for StoreError {
-    fn from(e: meta::MetaError) -> Self {
-        StoreError::Internal(e.to_string())
-    }
-}
-
-/// Whether `s` is a valid tenant, namespace or resource name:
-/// 1..=128 of `[A-Za-z0-9._-]`, and not `.` or `..`.
-pub fn valid_name(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && s != "."
-        && s != ".."
-}
-
-/// `{tenant}/{namespace}/{name}` of a stream.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamKey {
-    pub tenant: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl StreamKey {
-    pub fn new(tenant: &str, namespace: &str, name: &str) -> Result<Self, StoreError> {
-        for (what, v) in [("tenant", tenant), ("namespace", namespace), ("name", name)] {
-            if !valid_name(v) {
-                return Err(StoreError::InvalidRequest(format!(
-                    "invalid {what} `{v}`: use 1 to 128 characters of A-Z a-z 0-9 . _ -"
-                )));
-            }
-        }
-        Ok(Self {
-            tenant: tenant.to_owned(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })
-    }
-
-    fn dir(&self, root: &Path) -> PathBuf {
-        root.join(&self.tenant)
-            .join(&self.namespace)
-            .join(&self.name)
-    }
-}
-
-impl std::fmt::Display for StreamKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.tenant, self.namespace, self.name)
-    }
-}
-
-/// Storage settings of the stream store.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    pub fsync_policy: FsyncPolicy,
-    pub fsync_interval: Duration,
-    pub segment_bytes: u64,
-    pub auto_create: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StreamMeta {
-    version: u32,
-    created_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct HighWaterMark {
-    reserved: u64,
-    boot_id: Option<String>,
-}
+const GROUPS_DIR: &str = "consumer-groups";
 
 /// Summary of recovering the whole store.
 #[derive(Debug, Clone, Default)]
@@ -181,18 +58,138 @@ pub struct StoreRecovery {
     pub truncated_bytes: u64,
 }
 
-enum WriterMsg {
-    Append {
-        entries: Vec<Entry>,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
-    Shutdown(oneshot::Sender<()>),
+impl StoreRecovery {
+    fn add(&mut self, r: &RecoveryReport) {
+        self.records += r.records;
+        self.truncated_bytes += r.truncated_bytes;
+    }
+}
+
+/// An append: the stream's task answers with the batch's base offset.
+pub struct AppendOp {
+    entries: Vec<Entry>,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+struct StreamMachine;
+
+impl Machine for StreamMachine {
+    type Op = AppendOp;
+
+    fn handle(&mut self, op: AppendOp, _now_us: i64, txn: &mut Txn) {
+        let base = txn.append(op.entries);
+        txn.reply(op.reply, base);
+    }
+
+    fn reject(op: AppendOp, err: StoreError) {
+        let _ = op.reply.send(Err(err));
+    }
 }
 
 struct StreamHandle {
-    tx: mpsc::Sender<WriterMsg>,
+    actor: ActorHandle<AppendOp>,
     reader: LogReader,
-    failed: Arc<AtomicBool>,
+    dir: PathBuf,
+}
+
+/// A group-offset operation.
+pub enum GroupOp {
+    Commit {
+        stream: String,
+        group: String,
+        offset: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Get {
+        stream: String,
+        group: String,
+        reply: oneshot::Sender<Result<Option<u64>, StoreError>>,
+    },
+}
+
+/// Committed offsets, keyed by (stream, group).
+#[derive(Default)]
+struct GroupMachine {
+    offsets: HashMap<(String, String), u64>,
+}
+
+fn group_record(stream: &str, group: &str, offset: u64) -> Entry {
+    let mut e = Entry::new(offset.to_le_bytes().to_vec());
+    e.headers.insert("stream".into(), stream.to_owned());
+    e.headers.insert("group".into(), group.to_owned());
+    e
+}
+
+impl GroupMachine {
+    fn apply(&mut self, e: &Entry) -> Option<()> {
+        let stream = e.headers.get("stream")?;
+        let group = e.headers.get("group")?;
+        let offset = u64::from_le_bytes(e.payload.as_slice().try_into().ok()?);
+        let slot = self
+            .offsets
+            .entry((stream.clone(), group.clone()))
+            .or_insert(offset);
+        *slot = (*slot).max(offset);
+        Some(())
+    }
+}
+
+impl Machine for GroupMachine {
+    type Op = GroupOp;
+
+    fn handle(&mut self, op: GroupOp, _now_us: i64, txn: &mut Txn) {
+        match op {
+            GroupOp::Commit {
+                stream,
+                group,
+                offset,
+                reply,
+            } => {
+                let key = (stream, group);
+                match self.offsets.get(&key) {
+                    Some(&cur) if offset < cur => {
+                        let _ = reply.send(Err(StoreError::Conflict(format!(
+                            "committed offsets never go backwards: group `{}` is at {cur}, got {offset}",
+                            key.1
+                        ))));
+                    }
+                    Some(&cur) if offset == cur => txn.reply(reply, ()),
+                    _ => {
+                        txn.append(vec![group_record(&key.0, &key.1, offset)]);
+                        self.offsets.insert(key, offset);
+                        txn.reply(reply, ());
+                    }
+                }
+            }
+            GroupOp::Get {
+                stream,
+                group,
+                reply,
+            } => {
+                let v = self.offsets.get(&(stream, group)).copied();
+                txn.reply(reply, v);
+            }
+        }
+    }
+
+    fn reject(op: GroupOp, err: StoreError) {
+        match op {
+            GroupOp::Commit { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            GroupOp::Get { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+}
+
+/// State of a consumer group as `GET …/consumer-groups/{g}/state` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupState {
+    pub committed_offset: i64,
+    pub latest_offset: i64,
+    pub lag: i64,
 }
 
 /// All streams of a node.
@@ -201,82 +198,123 @@ pub struct StreamStore {
     opts: StoreOptions,
     metrics: Arc<Metrics>,
     streams: RwLock<HashMap<StreamKey, Arc<StreamHandle>>>,
+    groups: ActorHandle<GroupOp>,
     create_lock: tokio::sync::Mutex<()>,
     closing: AtomicBool,
     boot_id: Option<String>,
 }
 
-struct Opened {
-    key: StreamKey,
-    dir: PathBuf,
-    log: SegmentLog,
-    report: RecoveryReport,
-    reserved: u64,
+/// Reads every entry of a freshly opened log (recovery of a state machine).
+pub fn replay(
+    reader: &LogReader,
+    mut f: impl FnMut(&StoredEntry) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut from = 0;
+    loop {
+        let chunk = reader.read(from, 4096)?;
+        let Some(last) = chunk.last() else {
+            return Ok(());
+        };
+        from = last.offset + 1;
+        for e in &chunk {
+            f(e)?;
+        }
+    }
 }
 
 impl StreamStore {
-    /// Recovers every stream under `<data_dir>/streams` and starts their
-    /// writers. Must be called inside a Tokio runtime.
+    /// Recovers every stream under `<data_dir>/streams` and the consumer
+    /// groups, and starts their tasks. Must be called inside a Tokio runtime.
     pub async fn open(
         data_dir: &Path,
         opts: StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, StoreRecovery), StoreError> {
         let root = data_dir.join("streams");
+        let groups_dir = data_dir.join(GROUPS_DIR);
         let boot_id = meta::boot_id();
-        let store = Arc::new(StreamStore {
-            root: root.clone(),
-            opts: opts.clone(),
-            metrics: Arc::clone(&metrics),
-            streams: RwLock::new(HashMap::new()),
-            create_lock: tokio::sync::Mutex::new(()),
-            closing: AtomicBool::new(false),
-            boot_id: boot_id.clone(),
-        });
-        let opened = {
+        let (opened, groups) = {
             let root = root.clone();
+            let groups_dir = groups_dir.clone();
             let opts = opts.clone();
             let metrics = Arc::clone(&metrics);
-            tokio::task::spawn_blocking(move || {
-                recover_all(&root, &opts, &metrics, boot_id.as_deref())
+            let boot_id = boot_id.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+                let mut opened = Vec::new();
+                for (key, dir, _) in resource::scan(&root, STREAM_META)? {
+                    let (log, report) = DurableLog::open(
+                        &dir,
+                        format!("stream {key}"),
+                        &opts,
+                        &metrics,
+                        boot_id.as_deref(),
+                    )?;
+                    tracing::info!(
+                        stream = %key, records = report.records, segments = report.segments,
+                        truncated_bytes = report.truncated_bytes, next_offset = report.next_offset,
+                        "stream recovered"
+                    );
+                    opened.push((key, dir, log, report));
+                }
+                let (glog, greport) = DurableLog::open(
+                    &groups_dir,
+                    "consumer groups".into(),
+                    &opts,
+                    &metrics,
+                    boot_id.as_deref(),
+                )?;
+                let mut gm = GroupMachine::default();
+                if let Some(r) = glog.reader() {
+                    replay(&r, |e| {
+                        gm.apply(&e.entry).ok_or_else(|| {
+                            StoreError::Internal(format!(
+                                "consumer-group record {} is malformed",
+                                e.offset
+                            ))
+                        })
+                    })?;
+                }
+                Ok((opened, (glog, greport, gm)))
             })
             .await
             .map_err(|e| StoreError::Internal(format!("recovery task failed: {e}")))??
         };
+        let (glog, greport, gm) = groups;
         let mut summary = StoreRecovery::default();
-        for o in opened {
+        summary.add(&greport);
+        let groups = ActorHandle::spawn(gm, glog, opts.fsync_interval, "consumer groups".into());
+        let store = Arc::new(StreamStore {
+            root,
+            opts,
+            metrics,
+            streams: RwLock::new(HashMap::new()),
+            groups,
+            create_lock: tokio::sync::Mutex::new(()),
+            closing: AtomicBool::new(false),
+            boot_id,
+        });
+        for (key, dir, log, report) in opened {
             summary.streams += 1;
-            summary.records += o.report.records;
-            summary.truncated_bytes += o.report.truncated_bytes;
-            store.start_writer(o);
+            summary.add(&report);
+            store.start(key, dir, log);
         }
         Ok((store, summary))
     }
 
-    fn start_writer(&self, o: Opened) -> Arc<StreamHandle> {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let failed = Arc::new(AtomicBool::new(false));
-        let handle = Arc::new(StreamHandle {
-            tx,
-            reader: o.log.reader(),
-            failed: Arc::clone(&failed),
-        });
-        let writer = Writer {
-            log: Some(o.log),
-            dir: o.dir,
-            policy: self.opts.fsync_policy,
-            interval: self.opts.fsync_interval,
-            failed,
-            reserved: o.reserved,
-            boot_id: self.boot_id.clone(),
-            key: o.key.clone(),
-        };
-        tokio::spawn(writer.run(rx));
+    fn start(&self, key: StreamKey, dir: PathBuf, log: DurableLog) -> Arc<StreamHandle> {
+        let reader = log.reader().expect("an open log has a reader");
+        let actor = ActorHandle::spawn(
+            StreamMachine,
+            log,
+            self.opts.fsync_interval,
+            format!("stream {key}"),
+        );
+        let h = Arc::new(StreamHandle { actor, reader, dir });
         self.streams
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(o.key, Arc::clone(&handle));
-        handle
+            .insert(key, Arc::clone(&h));
+        h
     }
 
     fn get(&self, key: &StreamKey) -> Option<Arc<StreamHandle>> {
@@ -294,7 +332,7 @@ impl StreamStore {
         Ok(())
     }
 
-    /// Creates a stream; `Ok(true)` if it was created, `Ok(false)` if it existed.
+    /// Creates a stream; `Ok(false)` if it already existed.
     pub async fn create(&self, key: &StreamKey) -> Result<bool, StoreError> {
         self.check_open()?;
         if self.get(key).is_some() {
@@ -309,23 +347,15 @@ impl StreamStore {
         let metrics = Arc::clone(&self.metrics);
         let k = key.clone();
         let boot = self.boot_id.clone();
-        let opened = tokio::task::spawn_blocking(move || -> Result<Opened, StoreError> {
-            meta::create_dir_durable(&dir)
-                .map_err(|e| StoreError::Internal(format!("create {}: {e}", dir.display())))?;
-            meta::write_json(
-                &dir,
-                STREAM_META,
-                &StreamMeta {
-                    version: 1,
-                    created_at: jiff::Timestamp::now().to_string(),
-                },
-            )?;
-            open_stream(k, dir, &opts, &metrics, boot.as_deref())
+        let d = dir.clone();
+        let log = tokio::task::spawn_blocking(move || -> Result<DurableLog, StoreError> {
+            resource::create_resource_dir(&d, STREAM_META)?;
+            Ok(DurableLog::open(&d, format!("stream {k}"), &opts, &metrics, boot.as_deref())?.0)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("create task failed: {e}")))??;
         tracing::info!(stream = %key, "stream created");
-        self.start_writer(opened);
+        self.start(key.clone(), dir, log);
         Ok(true)
     }
 
@@ -363,21 +393,8 @@ impl StreamStore {
             return Err(StoreError::InvalidRequest("batch too large".into()));
         }
         let h = self.handle_for_write(key).await?;
-        if h.failed.load(Ordering::Acquire) {
-            return Err(StoreError::Unavailable(format!(
-                "stream {key} refuses writes after a storage failure"
-            )));
-        }
         let count = entries.len() as u64;
-        let (reply, rx) = oneshot::channel();
-        h.tx.send(WriterMsg::Append { entries, reply })
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!("stream {key} is not accepting writes"))
-            })?;
-        let base = rx.await.map_err(|_| {
-            StoreError::Internal("the stream writer stopped before answering".into())
-        })??;
+        let base = h.actor.call(|reply| AppendOp { entries, reply }).await?;
         Ok((base..base + count).collect())
     }
 
@@ -403,7 +420,90 @@ impl StreamStore {
         Ok(self.handle_for_read(key)?.reader.latest())
     }
 
-    /// Stops accepting appends, lets every writer finish what is queued,
+    /// Commits `offset` for `group` on stream `key` (durable before `Ok`).
+    pub async fn commit_group(
+        &self,
+        key: &StreamKey,
+        group: &str,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        check_group(group)?;
+        let latest = self.latest(key)?;
+        if latest.is_none_or(|l| offset > l) {
+            return Err(StoreError::InvalidRequest(format!(
+                "offset {offset} is beyond the stream's latest offset ({})",
+                latest.map_or(-1, |l| l as i64)
+            )));
+        }
+        let (stream, group) = (key.to_string(), group.to_owned());
+        self.groups
+            .call(|reply| GroupOp::Commit {
+                stream,
+                group,
+                offset,
+                reply,
+            })
+            .await
+    }
+
+    /// The offset `group` committed on `key`; `None` if none.
+    pub async fn group_offset(
+        &self,
+        key: &StreamKey,
+        group: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        check_group(group)?;
+        self.check_open()?;
+        self.handle_for_read(key)?;
+        let (stream, group) = (key.to_string(), group.to_owned());
+        self.groups
+            .call(|reply| GroupOp::Get {
+                stream,
+                group,
+                reply,
+            })
+            .await
+    }
+
+    /// Committed offset, latest offset and lag of `group` on `key`.
+    pub async fn group_state(
+        &self,
+        key: &StreamKey,
+        group: &str,
+    ) -> Result<GroupState, StoreError> {
+        let committed = self
+            .group_offset(key, group)
+            .await?
+            .map_or(-1, |o| o as i64);
+        let latest = self.latest(key)?.map_or(-1, |o| o as i64);
+        Ok(GroupState {
+            committed_offset: committed,
+            latest_offset: latest,
+            lag: (latest - committed).max(0),
+        })
+    }
+
+    /// Files a consistent copy of every stream and the consumer groups
+    /// needs, with their durable lengths (`None`: the whole file). The
+    /// groups come first, so a copied committed offset never points past
+    /// the copied stream.
+    pub async fn checkpoint(&self) -> Result<CheckpointFiles, StoreError> {
+        let mut files = self.groups.checkpoint().await?;
+        let handles: Vec<_> = self
+            .streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for h in handles {
+            files.push((h.dir.join(STREAM_META), None));
+            files.extend(h.actor.checkpoint().await?);
+        }
+        Ok(files)
+    }
+
+    /// Stops accepting appends, lets every task finish what is queued,
     /// fsync, and record its high-water mark; returns when all are done.
     pub async fn shutdown(&self) {
         self.closing.store(true, Ordering::Release);
@@ -414,346 +514,22 @@ impl StreamStore {
             .values()
             .cloned()
             .collect();
-        let mut waits = Vec::new();
+        let mut set = tokio::task::JoinSet::new();
         for h in handles {
-            let (tx, rx) = oneshot::channel();
-            if h.tx.send(WriterMsg::Shutdown(tx)).await.is_ok() {
-                waits.push(rx);
-            }
+            let a = h.actor.clone();
+            set.spawn(async move { a.shutdown().await });
         }
-        for w in waits {
-            let _ = w.await;
-        }
+        while set.join_next().await.is_some() {}
+        self.groups.shutdown().await;
     }
 }
 
-fn recover_all(
-    root: &Path,
-    opts: &StoreOptions,
-    metrics: &Arc<Metrics>,
-    boot_id: Option<&str>,
-) -> Result<Vec<Opened>, StoreError> {
-    meta::create_dir_durable(root)
-        .map_err(|e| StoreError::Internal(format!("create {}: {e}", root.display())))?;
-    let mut out = Vec::new();
-    for t in subdirs(root)? {
-        for ns in subdirs(&root.join(&t))? {
-            for s in subdirs(&root.join(&t).join(&ns))? {
-                let Ok(key) = StreamKey::new(&t, &ns, &s) else {
-                    tracing::warn!(tenant = %t, namespace = %ns, name = %s, "ignoring a directory with an invalid stream name");
-                    continue;
-                };
-                let dir = key.dir(root);
-                meta::remove_stray_temps(&dir)?;
-                if meta::read_json::<StreamMeta>(&dir, STREAM_META)?.is_none() {
-                    tracing::warn!(stream = %key, "ignoring a stream directory without stream.json (creation did not finish)");
-                    continue;
-                }
-                let o = open_stream(key, dir, opts, metrics, boot_id)?;
-                tracing::info!(
-                    stream = %o.key, records = o.report.records, segments = o.report.segments,
-                    truncated_bytes = o.report.truncated_bytes, next_offset = o.report.next_offset,
-                    "stream recovered"
-                );
-                out.push(o);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn subdirs(dir: &Path) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::new();
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(StoreError::Internal(format!("list {}: {e}", dir.display()))),
-    };
-    for entry in rd {
-        let entry =
-            entry.map_err(|e| StoreError::Internal(format!("list {}: {e}", dir.display())))?;
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-            out.push(name.to_owned());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn open_stream(
-    key: StreamKey,
-    dir: PathBuf,
-    opts: &StoreOptions,
-    metrics: &Arc<Metrics>,
-    boot_id: Option<&str>,
-) -> Result<Opened, StoreError> {
-    meta::remove_stray_temps(&dir)?;
-    let hwm: Option<HighWaterMark> = meta::read_json(&dir, HWM_META)?;
-    let (min_next, reserved) = match &hwm {
-        // Same boot: the page cache survived, the log holds every acknowledged write.
-        Some(h) if h.boot_id.is_some() && h.boot_id.as_deref() == boot_id => (0, h.reserved),
-        Some(h) => (h.reserved, h.reserved),
-        None => (0, 0),
-    };
-    let (log, report) = SegmentLog::open(
-        &dir,
-        LogOptions {
-            segment_bytes: opts.segment_bytes,
-            metrics: Some(Arc::clone(metrics)),
-        },
-        min_next,
-    )?;
-    if min_next > 0 && report.next_offset == min_next {
-        tracing::warn!(stream = %key, next_offset = min_next,
-            "machine restart detected: continuing at the offset high-water mark (a gap, never a reuse)");
-    }
-    Ok(Opened {
-        key,
-        dir,
-        log,
-        report,
-        reserved,
-    })
-}
-
-/// A detached fsync of the files written so far (`interval`).
-type SyncTask = tokio::task::JoinHandle<Result<(), LogError>>;
-
-struct Writer {
-    log: Option<SegmentLog>,
-    dir: PathBuf,
-    policy: FsyncPolicy,
-    interval: Duration,
-    failed: Arc<AtomicBool>,
-    reserved: u64,
-    boot_id: Option<String>,
-    key: StreamKey,
-}
-
-struct Job {
-    entries: Vec<Entry>,
-    reply: oneshot::Sender<Result<u64, StoreError>>,
-}
-
-impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let interval_policy = self.policy == FsyncPolicy::Interval;
-        let mut sync_task: Option<SyncTask> = None;
-        let mut shutdown: Option<oneshot::Sender<()>> = None;
-        loop {
-            let msg = tokio::select! {
-                m = rx.recv() => m,
-                r = async { sync_task.as_mut().expect("guarded").await }, if sync_task.is_some() => {
-                    sync_task = None;
-                    self.sync_finished(r);
-                    continue;
-                }
-                _ = ticker.tick(), if interval_policy && sync_task.is_none() => {
-                    sync_task = self.start_background_sync();
-                    continue;
-                }
-            };
-            let Some(msg) = msg else { break };
-            let mut jobs = Vec::new();
-            let mut bytes = 0usize;
-            match msg {
-                WriterMsg::Append { entries, reply } => {
-                    bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
-                    jobs.push(Job { entries, reply });
-                }
-                WriterMsg::Shutdown(r) => {
-                    shutdown = Some(r);
-                    break;
-                }
-            }
-            if self.policy != FsyncPolicy::Always {
-                while jobs.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
-                    match rx.try_recv() {
-                        Ok(WriterMsg::Append { entries, reply }) => {
-                            bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
-                            jobs.push(Job { entries, reply });
-                        }
-                        Ok(WriterMsg::Shutdown(r)) => {
-                            shutdown = Some(r);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            self.commit(jobs).await;
-            if shutdown.is_some() || self.log.is_none() {
-                break;
-            }
-        }
-        if let Some(t) = sync_task.take() {
-            let r = t.await;
-            self.sync_finished(r);
-        }
-        self.finish().await;
-        if let Some(r) = shutdown {
-            let _ = r.send(());
-        }
-        // Anything still queued is refused: dropping `rx` fails the senders.
-    }
-
-    fn fail(&self, what: &str, err: &dyn std::fmt::Display) {
-        self.failed.store(true, Ordering::Release);
-        tracing::error!(stream = %self.key, error = %err, "{what} failed; the stream refuses writes until restart");
-        if self.policy == FsyncPolicy::Interval {
-            // Best effort: without a boot id the next start skips past the mark.
-            let hwm = HighWaterMark {
-                reserved: self.reserved,
-                boot_id: None,
-            };
-            if let Err(e) = meta::write_json(&self.dir, HWM_META, &hwm) {
-                tracing::error!(stream = %self.key, error = %e, "could not record the high-water mark");
-            }
-        }
-    }
-
-    fn start_background_sync(&mut self) -> Option<SyncTask> {
-        let log = self.log.as_mut()?;
-        if !log.is_dirty() || log.is_poisoned() {
-            return None;
-        }
-        let job = log.take_sync_job();
-        Some(tokio::task::spawn_blocking(move || job.run()))
-    }
-
-    fn sync_finished(&mut self, r: Result<Result<(), LogError>, tokio::task::JoinError>) {
-        let err = match r {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        if let Some(log) = self.log.as_mut() {
-            log.poison();
-        }
-        self.fail("background fsync", &err);
-    }
-
-    async fn commit(&mut self, jobs: Vec<Job>) {
-        let Some(mut log) = self.log.take() else {
-            for j in jobs {
-                let _ = j
-                    .reply
-                    .send(Err(StoreError::Unavailable("stream writer is gone".into())));
-            }
-            return;
-        };
-        let (batches, replies): (Vec<Vec<Entry>>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.entries, j.reply)).unzip();
-        let policy = self.policy;
-        let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
-        let need_reserve =
-            policy == FsyncPolicy::Interval && log.next_offset() + total > self.reserved;
-        let new_reserved = log.next_offset() + total + RESERVE_BLOCK;
-        let dir = self.dir.clone();
-        let boot_id = self.boot_id.clone();
-        let ts = jiff::Timestamp::now().as_microsecond();
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut reserved_written = false;
-            let r = (|| -> Result<Vec<u64>, StoreError> {
-                if log.is_poisoned() {
-                    return Err(StoreError::Unavailable(
-                        "stream refuses writes after a storage failure".into(),
-                    ));
-                }
-                if need_reserve {
-                    let hwm = HighWaterMark {
-                        reserved: new_reserved,
-                        boot_id,
-                    };
-                    if let Err(e) = meta::write_json(&dir, HWM_META, &hwm) {
-                        log.poison();
-                        return Err(e.into());
-                    }
-                    reserved_written = true;
-                }
-                let bases = log.append(&batches, ts)?;
-                if policy != FsyncPolicy::Interval {
-                    log.sync()?;
-                }
-                log.publish();
-                Ok(bases)
-            })();
-            (log, r, reserved_written)
-        })
-        .await;
-        let (log, result, reserved_written) = match joined {
-            Ok(v) => v,
-            Err(e) => {
-                self.fail("append task", &e);
-                for r in replies {
-                    let _ = r.send(Err(StoreError::Internal(format!(
-                        "append task failed: {e}"
-                    ))));
-                }
-                return;
-            }
-        };
-        if reserved_written {
-            self.reserved = new_reserved;
-        }
-        let poisoned = log.is_poisoned();
-        self.log = Some(log);
-        if poisoned && !self.failed.load(Ordering::Acquire) {
-            let what = result
-                .as_ref()
-                .err()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            self.fail("append", &what);
-        }
-        match result {
-            Ok(bases) => {
-                for (r, base) in replies.into_iter().zip(bases) {
-                    let _ = r.send(Ok(base));
-                }
-            }
-            Err(e) => {
-                for r in replies {
-                    let _ = r.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-
-    /// Final fsync (and, for `interval`, a high-water mark equal to the next
-    /// offset, so a later reboot leaves no gap).
-    async fn finish(&mut self) {
-        let Some(mut log) = self.log.take() else {
-            return;
-        };
-        if log.is_poisoned() {
-            return;
-        }
-        let dir = self.dir.clone();
-        let boot_id = self.boot_id.clone();
-        let interval = self.policy == FsyncPolicy::Interval;
-        let started = Instant::now();
-        let r = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            log.sync()?;
-            if interval {
-                let hwm = HighWaterMark {
-                    reserved: log.next_offset(),
-                    boot_id,
-                };
-                meta::write_json(&dir, HWM_META, &hwm)?;
-            }
-            Ok(())
-        })
-        .await;
-        match r {
-            Ok(Ok(())) => {
-                tracing::debug!(stream = %self.key, elapsed_ms = started.elapsed().as_millis() as u64, "stream flushed")
-            }
-            Ok(Err(e)) => self.fail("final fsync", &e),
-            Err(e) => self.fail("final fsync task", &e),
-        }
+fn check_group(group: &str) -> Result<(), StoreError> {
+    if resource::valid_name(group) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidRequest(format!(
+            "invalid consumer group `{group}`: use 1 to 128 characters of A-Z a-z 0-9 . _ -"
+        )))
     }
 }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fabric::config::FsyncPolicy;
+use fabric::durable::StoreOptions;
 use fabric::http::{AppState, router};
 use fabric::metrics::Metrics;
-use fabric::stream_store::{StoreOptions, StreamStore};
+use fabric::stores::Stores;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +49,7 @@ async fn api_answers_503_until_ready_and_health_always_200() {
         segment_bytes: 1 << 20,
         auto_create: true,
     };
-    let (store, _) = StreamStore::open(dir.path(), opts, metrics).await.unwrap();
+    let (store, _) = Stores::open(dir.path(), opts, metrics).await.unwrap();
     state.set_ready(Arc::clone(&store));
     let r = c.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);

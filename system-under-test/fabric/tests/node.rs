@@ -4,11 +4,9 @@
 //! Every wait is a bounded poll; nothing asserts on timings.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fabric_wire::{
@@ -16,157 +14,8 @@ use fabric_wire::{
 };
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fabric-node");
-const CONFIG_ENV: [&str; 9] = [
-    "SERVER_HTTP_ADDR",
-    "METRICS_ADDR",
-    "STORAGE_DATA_DIR",
-    "STORAGE_FSYNC_POLICY",
-    "STORAGE_FSYNC_INTERVAL",
-    "STORAGE_SEGMENT_BYTES",
-    "LOGGING_LEVEL",
-    "LOGGING_FORMAT",
-    "FLOWMESH_AUTO_CREATE",
-];
-
-struct Node {
-    child: Child,
-    base: String,
-    metrics_base: Option<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-fn addr_after(line: &str, marker: &str) -> Option<String> {
-    let at = line.find(marker)? + marker.len();
-    Some(
-        line[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
-            .collect(),
-    )
-}
-
-impl Node {
-    fn start(data: &Path, args: &[&str]) -> Node {
-        let mut cmd = Command::new(BIN);
-        for k in CONFIG_ENV {
-            cmd.env_remove(k);
-        }
-        cmd.args(["--http-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn fabric-node");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line.clone());
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let want_metrics = args.contains(&"--metrics-addr");
-        let (mut base, mut metrics_base) = (None, None);
-        while base.is_none() || (want_metrics && metrics_base.is_none()) {
-            let line = rx
-                .recv_timeout(Duration::from_secs(15))
-                .unwrap_or_else(|_| panic!("no address announced; log: {:?}", log.lock().unwrap()));
-            if let Some(a) = addr_after(&line, "serving metrics on ") {
-                metrics_base = Some(format!("http://{a}"));
-            } else if let Some(a) = addr_after(&line, "listening on ") {
-                base = Some(format!("http://{a}"));
-            }
-        }
-        Node {
-            child,
-            base: base.unwrap(),
-            metrics_base,
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: sending a signal to our own child process.
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(rc, 0);
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        for _ in 0..300 {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("node did not exit; log: {:?}", self.log.lock().unwrap());
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-async fn wait_ready(c: &reqwest::Client, node: &Node) {
-    for _ in 0..400 {
-        if let Ok(r) = c.get(node.url("/ready")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-            assert_eq!(r.status(), 503);
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(body["code"], "unavailable");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("node never became ready");
-}
-
-async fn read_all(c: &reqwest::Client, node: &Node, stream: &str) -> Vec<fabric_wire::Message> {
-    let mut out: Vec<fabric_wire::Message> = Vec::new();
-    let mut from = 0;
-    for _ in 0..10_000 {
-        let r = c
-            .get(node.url(&format!(
-                "/api/v1/streams/{stream}/messages?offset={from}&max_messages=1000"
-            )))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let page: ReadResponse = r.json().await.unwrap();
-        let Some(last) = page.messages.last() else {
-            return out;
-        };
-        from = last.offset + 1;
-        out.extend(page.messages);
-    }
-    panic!("read did not terminate");
-}
+mod common;
+use common::{BIN, CONFIG_ENV, Node, client, expect_error, read_all, wait_ready};
 
 /// A batch: (writer, sequence, event count); payload of event j is `w{writer}-s{seq}-e{j}`.
 fn payload(w: usize, s: usize, j: usize) -> String {
@@ -318,19 +167,6 @@ async fn kill9_and_restart_loses_nothing_acknowledged_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_and_restart_loses_nothing_acknowledged_interval() {
     crash_and_recover("interval").await;
-}
-
-async fn expect_error(resp: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(resp.status(), status);
-    let ct = resp.headers()[reqwest::header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(ct.starts_with("application/json"), "content type {ct}");
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["status"], "error");
-    assert_eq!(body["code"], code, "{body}");
-    assert!(body["message"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

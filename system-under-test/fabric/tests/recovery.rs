@@ -157,6 +157,27 @@ fn torn_tail_is_truncated_and_counted() {
     assert_prefix(dir.path(), &batches, 2, 1 << 20);
 }
 
+/// A torn write can stop at any byte: cut the segment at every byte offset
+/// of the last two records; recovery keeps every record before the cut
+/// whole, loses none of them, and continues densely after them.
+#[test]
+fn torn_tail_at_every_byte_of_the_last_two_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = [2, 3, 1, 4, 2];
+    let batches = write_batches(dir.path(), &sizes, 1 << 20);
+    let original = fs::read(seg_path(dir.path())).unwrap();
+    let full = batches[sizes.len() - 1].2;
+    let start = batches[sizes.len() - 3].2;
+    assert_eq!(original.len() as u64, full);
+    for cut in start..=full {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(seg_path(d.path()), &original[..cut as usize]).unwrap();
+        let kept = batches.iter().take_while(|b| b.2 <= cut).count();
+        assert!(kept >= sizes.len() - 2, "cut {cut} lost an earlier record");
+        assert_prefix(d.path(), &batches, kept, 1 << 20);
+    }
+}
+
 #[test]
 fn partial_frame_header_only() {
     let dir = tempfile::tempdir().unwrap();
