@@ -17,11 +17,15 @@ done
 # command the tests run -> Debian package that provides it
 declare -A packages=(
   [xmllint]=libxml2-utils   # validates the gate's junit.xml against ci/schemas/junit.xsd
+  [chromium]="chromium fonts-liberation"  # loads the HTML report in reports/tests/browser.rs
 )
 
 missing=()
 for cmd in "${!packages[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    read -ra pkgs <<<"${packages[$cmd]}"
+    missing+=("${pkgs[@]}")
+  fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""

@@ -32,5 +32,7 @@ if [ "$smoke" = 1 ]; then
   cargo run --release --bin loadgen -- run --quiet --out "$out"
   test -s "$out/latest/results.json"
   test -s "$out/latest/latency.hlog"
+  test -s "$out/latest/metrics.jsonl"
+  test -s "$out/latest/report.html"
 fi
 echo "== all tests passed"

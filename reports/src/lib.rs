@@ -1,10 +1,26 @@
-//! Gauntlet's report rendering: turns `results.json` data into what people read.
+//! Gauntlet's report rendering: turns a run directory into what people read.
 //!
-//! Today that is the terminal summary (a table per phase and operation, the
-//! engine's own health); the HTML report joins it here. This crate only reads
-//! [`RunResults`]; it never runs anything and never measures anything.
+//! - [`summary_table`]: the terminal summary (a table per phase and
+//!   operation, the engine's own health).
+//! - [`html::render_run`] and [`html::render_comparison`]: the self-contained
+//!   HTML report of a run ([`data::RunData`], read back from its run
+//!   directory) and of two runs side by side.
+//!
+//! This crate only reads: `results.json`, `latency.hlog`, `metrics.jsonl`,
+//! `faults.json`, `verdict.json`. It never runs anything and never measures
+//! anything, and it depends on nothing of the harness but the recorder's
+//! data types.
+
+pub mod charts;
+pub mod data;
+pub mod html;
+pub mod recovery;
+pub mod series;
 
 use std::fmt::Write as _;
+
+pub use data::{LoadError, RunData};
+pub use html::{RenderOptions, render_comparison, render_run};
 
 use gauntlet_recorder::{OperationResult, RunResults};
 

@@ -6,11 +6,13 @@
 //! system under test only through processes and HTTP, never by linking it.
 
 pub mod bins;
+pub mod collect;
 pub mod driver;
 pub mod engine;
 pub mod gate_cmd;
 pub mod plan;
 pub mod recording;
+pub mod report_cmd;
 pub mod run;
 pub mod rundir;
 pub mod stack;

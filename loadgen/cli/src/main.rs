@@ -43,6 +43,25 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario format.
     Schema,
+    /// Render a run directory's HTML report again, from its files (also for a killed run).
+    Report {
+        /// The run directory, e.g. target/gauntlet/runs/latest.
+        run_dir: PathBuf,
+        /// Add a comparison with this run directory (or results.json).
+        #[arg(long, value_name = "RUN_DIR")]
+        baseline: Option<PathBuf>,
+        /// Where to write the report (default: RUN_DIR/report.html).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Render one HTML report putting two runs side by side: A (before) and B (after).
+    Compare {
+        run_a: PathBuf,
+        run_b: PathBuf,
+        /// Where to write the report (default: RUN_B/compare-<RUN_A>.html).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Write (or replace) a baseline file from one or more run directories.
     Baseline {
         #[arg(required = true, value_name = "RUN_DIR")]
@@ -120,6 +139,14 @@ fn main() -> ExitCode {
         Some(Command::Schema) => {
             print!("{}", gauntlet_scenario::json_schema());
             exit::OK
+        }
+        Some(Command::Report {
+            run_dir,
+            baseline,
+            out,
+        }) => loadgen::report_cmd::report(&run_dir, baseline.as_deref(), out.as_deref()),
+        Some(Command::Compare { run_a, run_b, out }) => {
+            loadgen::report_cmd::compare(&run_a, &run_b, out.as_deref())
         }
         Some(Command::Baseline { runs, out, phases }) => gate_cmd::baseline(&runs, &out, &phases),
         Some(Command::Gate {
@@ -257,6 +284,9 @@ fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, qui
                     }
                 }
                 println!("run directory: {}", outcome.run_dir.display());
+                if let Some(report) = &outcome.report {
+                    println!("report: {}", report.display());
+                }
                 for f in &outcome.failures {
                     eprintln!("error: {f}");
                     code = exit::HARNESS;

@@ -13,10 +13,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::collect;
 use crate::driver::{self, StreamOffsets};
 use crate::engine::{self, EngineCounters, process_cpu};
 use crate::plan::Plan;
 use crate::recording::{self, Progress};
+use crate::report_cmd;
 use crate::rundir;
 use crate::stack::{ProcessStack, StopReport};
 
@@ -81,6 +83,8 @@ pub struct RunOutcome {
     pub failures: Vec<String>,
     /// The scenario's SLOs checked against this run (`None` without `slo:`).
     pub verdict: Option<gauntlet_gate::Verdict>,
+    /// `report.html` in the run directory, when it could be rendered.
+    pub report: Option<PathBuf>,
 }
 
 fn host() -> String {
@@ -190,6 +194,24 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         results_path.clone(),
         Progress::new(&plan, opts.quiet),
     ));
+    // Collectors: each service's /metrics and process CPU/RSS, every second.
+    let collector_stop = CancellationToken::new();
+    let targets = stack
+        .services()
+        .iter()
+        .map(|s| collect::Target {
+            service: s.name.clone(),
+            metrics_url: format!("{}/metrics", s.base_url),
+            pid: s.pid(),
+        })
+        .collect();
+    let collecting = tokio::spawn(collect::collect(
+        targets,
+        run_dir.join(gauntlet_recorder::metrics::METRICS_FILE),
+        run_start,
+        collector_stop.clone(),
+        plan.total_duration() + std::time::Duration::from_secs(120),
+    ));
     engine::run(
         &plan,
         Arc::new(prepared),
@@ -201,8 +223,13 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     )
     .await;
     let recorded = recording.await.map_err(harness("the recorder task"))?;
+    collector_stop.cancel();
+    let collected = collecting.await.unwrap_or_default();
 
     let mut failures = Vec::new();
+    if let Some(e) = collected.write_error {
+        failures.push(format!("writing metrics.jsonl failed: {e}"));
+    }
     let stops = stack.stop().await;
     for stop in &stops {
         if !stop.graceful {
@@ -238,11 +265,21 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             }
         }
     };
+    // The report, from the files just written (as `loadgen report` renders
+    // it); results.json is already safe on disk whatever happens here.
+    let report = match report_cmd::write_run_report(&run_dir) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            failures.push(format!("rendering report.html failed: {e}"));
+            None
+        }
+    };
     Ok(RunOutcome {
         run_dir,
         results,
         stops,
         failures,
         verdict,
+        report,
     })
 }

@@ -70,6 +70,13 @@ pub struct RunningService {
     stop_timeout: Duration,
 }
 
+impl RunningService {
+    /// The service's process id while it runs (for the CPU and RSS collector).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
 /// How a service ended when the stack stopped.
 #[derive(Debug, Clone)]
 pub struct StopReport {

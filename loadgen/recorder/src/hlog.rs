@@ -100,8 +100,18 @@ pub struct LoggedInterval {
 /// Reads every interval of a log (for reports, gates and tests). A torn last
 /// line — the run was killed mid-write — ends the read instead of failing it.
 pub fn read(bytes: &[u8]) -> Vec<LoggedInterval> {
-    let mut deserializer = Deserializer::new();
     let mut out = Vec::new();
+    visit(bytes, |i| out.push(i));
+    out
+}
+
+/// Hands every interval of a log to `f`, one at a time, and returns how many
+/// there were: a 30-minute log holds thousands of histograms, which a
+/// reader that merges them need not keep all at once. Stops at a torn line
+/// like [`read`].
+pub fn visit(bytes: &[u8], mut f: impl FnMut(LoggedInterval)) -> usize {
+    let mut deserializer = Deserializer::new();
+    let mut n = 0;
     for entry in IntervalLogIterator::new(bytes) {
         let Ok(LogEntry::Interval(ilh)) = entry else {
             if entry.is_err() {
@@ -116,12 +126,13 @@ pub fn read(bytes: &[u8]) -> Vec<LoggedInterval> {
         let Ok(histogram) = deserializer.deserialize::<u64, _>(&mut raw.as_slice()) else {
             break;
         };
-        out.push(LoggedInterval {
+        n += 1;
+        f(LoggedInterval {
             tag: ilh.tag().map(|t| t.as_str().to_owned()),
             start: ilh.start_timestamp(),
             length: ilh.duration(),
             histogram,
         });
     }
-    out
+    n
 }

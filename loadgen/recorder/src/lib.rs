@@ -7,7 +7,9 @@
 //! [`Sample`] at a time — it never reads a clock, spawns a task or talks to
 //! the system under test, so the same code serves live runs and tests.
 
+pub mod faults;
 pub mod hlog;
+pub mod metrics;
 pub mod results;
 
 use std::collections::BTreeMap;
@@ -248,6 +250,7 @@ impl Recorder {
                     count: stats.count,
                     errors: stats.errors,
                     latency_us: Percentiles::of(&stats.latency),
+                    errors_by_kind: stats.errors_by_kind.clone(),
                 })
                 .collect(),
         };

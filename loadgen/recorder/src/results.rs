@@ -133,6 +133,9 @@ pub struct IntervalOperation {
     pub count: u64,
     pub errors: u64,
     pub latency_us: Percentiles,
+    /// Errors in this interval by kind (`http_503`, `timeout`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_kind: BTreeMap<String, u64>,
 }
 
 impl RunResults {

@@ -1,0 +1,2 @@
+//! Helpers shared by the report tests.
+pub mod synthetic;
