@@ -353,3 +353,40 @@ fn ab_alternates_the_two_builds_and_gates_b_against_a() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_run_limited_by_the_load_generator_is_flagged_in_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = baseline(dir.path());
+    let run = dir.path().join("flagged");
+    std::fs::create_dir_all(&run).unwrap();
+    for f in ["results.json", "latency.hlog", "scenario.yaml"] {
+        std::fs::copy(fixtures().join("same-1").join(f), run.join(f)).unwrap();
+    }
+    let mut results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    results["engine"]["bottleneck"] = "the engine fell behind".into();
+    std::fs::write(run.join("results.json"), results.to_string()).unwrap();
+    let out = loadgen(
+        &["gate", run.to_str().unwrap(), "--baseline", &base],
+        dir.path(),
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        text(&out.stderr)
+    );
+    let v = verdict(&run);
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("not a measurement"),
+        "{v}"
+    );
+    let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        md.contains("⚠️") && md.contains("the engine fell behind"),
+        "{md}"
+    );
+}

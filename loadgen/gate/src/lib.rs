@@ -132,14 +132,26 @@ pub fn gate(
         None => (Vec::new(), Vec::new()),
     };
     let slo_checks = verdict::check_slo(&cand, &slo);
-    Ok(Verdict::new(
+    let mut warnings: Vec<String> = Vec::new();
+    let base_runs = baseline.map(|b| b.runs.as_slice()).unwrap_or_default();
+    for run in cand.runs.iter().chain(base_runs) {
+        if let Some(why) = &run.not_a_measurement {
+            warnings.push(format!(
+                "{} is not a measurement of the system: {why}",
+                run.dir
+            ));
+        }
+    }
+    let mut v = Verdict::new(
         &cand.scenario,
         &cand.phases,
         baseline_runs,
         cand.runs.iter().map(|r| r.dir.clone()).collect(),
         comparisons,
         slo_checks,
-    ))
+    );
+    v.warnings = warnings;
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -159,6 +159,9 @@ pub fn summary_markdown(v: &Verdict) -> String {
         v.baseline_runs.len(),
         v.candidate_runs.len()
     );
+    for w in &v.warnings {
+        let _ = writeln!(m, "> ⚠️ {w}\n");
+    }
     if !v.comparisons.is_empty() {
         let _ = writeln!(
             m,

@@ -54,6 +54,10 @@ pub struct RunInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     pub host: String,
+    /// Set when the run's load generator was the bottleneck: its latencies
+    /// then measure loadgen, not the system, and verdicts on it are suspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_a_measurement: Option<String>,
 }
 
 /// Samples of one or more runs of the same scenario.
@@ -204,6 +208,7 @@ pub fn read_run(dir: &Path, phases: &[String]) -> Result<Samples, GateError> {
             started_at: results.started_at.clone(),
             revision: results.git_revision.clone(),
             host: results.host.clone(),
+            not_a_measurement: results.engine.bottleneck.clone(),
         }],
         intervals,
     })

@@ -144,6 +144,9 @@ pub struct Verdict {
     pub inconclusive: usize,
     pub slo_failures: usize,
     pub passed: bool,
+    /// Runs whose load generator was the bottleneck (their numbers measure loadgen).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub const RULE: &str = "circular block bootstrap (2000 resamples, blocks of ceil(n^(1/3)) seconds) of the change of the median per-second p50/p99/p99.9, the mean per-second throughput and the pooled error rate over the gated phases; regression when the whole confidence interval lies beyond the tolerance in the worse direction, improvement when it lies beyond it in the better direction, pass when its worse end is within tolerance, inconclusive otherwise";
@@ -370,6 +373,7 @@ impl Verdict {
             regressions,
             slo_failures,
             passed: regressions == 0 && slo_failures == 0,
+            warnings: Vec::new(),
             comparisons,
             slo,
         }
