@@ -110,7 +110,9 @@ PY
       [ "$outcome" = "regression" ] && hits=$((hits + 1))
       changes="$changes $change"
     done
-    echo "| $name | +$pct % (delay ${delay} µs) | $metric | $trials | $hits (measured:$changes) |" >> "$report"
+    label="+$pct % (delay ${delay} µs)"
+    [ -n "${DELAYS_US:-}" ] && label="delay ${delay} µs"
+    echo "| $name | $label | $metric | $trials | $hits (measured:$changes) |" >> "$report"
   done
 done
 cat "$report"
