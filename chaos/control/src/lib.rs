@@ -172,6 +172,16 @@ pub enum ServiceState {
     Stopped,
 }
 
+/// How a service ended when the whole stack was shut down.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StopReport {
+    pub service: String,
+    /// Exited by itself after SIGTERM (or `docker stop`) within its stop timeout.
+    pub graceful: bool,
+    pub status: String,
+    pub took: Duration,
+}
+
 /// A running stack's control surface. Every action names a service by its
 /// scenario name, waits until the action took effect (a stop until the
 /// process or container is gone, a start or restart until the service is
@@ -236,6 +246,17 @@ pub trait Stack: Send + Sync {
     fn disconnect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>>;
 
     fn reconnect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// Where the service's output goes (process mode: its log file in the
+    /// run directory; container mode: the file the container's log is
+    /// copied to at shutdown).
+    fn log_path(&self, service: &str) -> Option<PathBuf>;
+
+    /// Stops every service, last started first (graceful, bounded by each
+    /// service's stop timeout), and releases everything the stack holds
+    /// (containers, networks, volumes). Called once at the end of a run;
+    /// a second call finds nothing left and returns no reports.
+    fn shutdown(&self) -> BoxFuture<'_, Vec<StopReport>>;
 }
 
 #[cfg(test)]

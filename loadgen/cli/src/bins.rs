@@ -23,6 +23,9 @@ pub enum BinError {
 fn package(kind: ServiceKind) -> &'static str {
     match kind {
         ServiceKind::Fabric => "fabric",
+        // Not built here: Debian's binaries (process mode) or the base image.
+        ServiceKind::Postgres => "postgresql-15",
+        ServiceKind::Redis => "redis-server",
     }
 }
 
@@ -41,6 +44,66 @@ pub struct Locator {
     pub dir: Option<PathBuf>,
     /// No build chatter.
     pub quiet: bool,
+}
+
+/// The release binary of a bundled kind, for its image: from
+/// `GAUNTLET_BIN_DIR` when set; inside this workspace `cargo build
+/// --release` (cargo decides whether it is stale); else as [`locate`].
+pub fn locate_release(kind: ServiceKind, quiet: bool) -> Result<PathBuf, BinError> {
+    if std::env::var_os("GAUNTLET_BIN_DIR").is_none()
+        && let Some(root) = workspace_root()
+    {
+        let binary = kind.binary();
+        if !quiet {
+            eprintln!("building {binary} (release) for its image…");
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                package(kind),
+                "--bin",
+                binary,
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .map_err(|e| BinError::BuildFailed {
+                binary: binary.to_owned(),
+                output: format!("cannot run cargo: {e}"),
+            })?;
+        if !output.status.success() {
+            return Err(BinError::BuildFailed {
+                binary: binary.to_owned(),
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        let built = target.join("release").join(binary);
+        if built.is_file() {
+            return Ok(built);
+        }
+    }
+    locate(kind, &Locator::default())
+}
+
+/// `target/gauntlet/images` of this workspace (where the base root
+/// filesystem tarball is cached), else of the working directory;
+/// `GAUNTLET_IMAGE_CACHE` overrides both.
+pub fn image_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GAUNTLET_IMAGE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .or_else(|| workspace_root().map(|r| r.join("target")))
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target.join("gauntlet").join("images")
 }
 
 /// Locates (building when needed) the binary of a bundled service kind.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fabric_wire::{AppendRequest, AppendResponse, EventIn, LatestOffsetResponse};
+use gauntlet_control::Endpoint;
 use gauntlet_recorder::Outcome;
 use gauntlet_scenario::{Action, ReadFrom};
 use http_body_util::{BodyExt, Full};
@@ -20,6 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tokio::sync::watch;
 
 use crate::plan::PlannedOperation;
 
@@ -52,13 +54,16 @@ pub fn http_client(max_in_flight: usize) -> HttpClient {
 /// What a driver needs to run one operation, prepared once.
 pub enum Prepared {
     StreamAppend {
-        uri: String,
+        endpoint: watch::Receiver<Endpoint>,
+        /// The request path; the base URL is read per request (it changes
+        /// when a container restarts).
+        path: String,
         bodies: Vec<Bytes>,
         batch: usize,
         latest: Arc<AtomicI64>,
     },
     StreamRead {
-        base: String,
+        endpoint: watch::Receiver<Endpoint>,
         stream: String,
         from: ReadFrom,
         max: u32,
@@ -74,19 +79,19 @@ pub struct StreamOffsets {
 }
 
 impl StreamOffsets {
-    fn get(&self, base: &str, stream: &str) -> Arc<AtomicI64> {
+    fn get(&self, service: &str, stream: &str) -> Arc<AtomicI64> {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         known
-            .entry((base.to_owned(), stream.to_owned()))
+            .entry((service.to_owned(), stream.to_owned()))
             .or_insert_with(|| Arc::new(AtomicI64::new(-1)))
             .clone()
     }
 }
 
-/// Prepares an operation against the service at `base` (`http://127.0.0.1:PORT`).
+/// Prepares an operation against the service whose endpoint `endpoint` follows.
 pub fn prepare(
     op: &PlannedOperation,
-    base: &str,
+    endpoint: watch::Receiver<Endpoint>,
     seed: u64,
     index: usize,
     offsets: &StreamOffsets,
@@ -112,18 +117,19 @@ pub fn prepare(
                 })
                 .collect();
             Prepared::StreamAppend {
-                uri: format!("{base}{}", fabric_wire::stream_path(&a.stream, "events")),
+                endpoint,
+                path: fabric_wire::stream_path(&a.stream, "events"),
                 bodies,
                 batch: a.batch as usize,
-                latest: offsets.get(base, &a.stream),
+                latest: offsets.get(&op.service, &a.stream),
             }
         }
         Action::StreamRead(r) => Prepared::StreamRead {
-            base: base.to_owned(),
+            endpoint,
             stream: r.stream.clone(),
             from: r.from,
             max: r.max,
-            latest: offsets.get(base, &r.stream),
+            latest: offsets.get(&op.service, &r.stream),
         },
     }
 }
@@ -195,13 +201,15 @@ impl Prepared {
     pub async fn execute(&self, client: &HttpClient, pick: usize) -> Outcome {
         match self {
             Prepared::StreamAppend {
-                uri,
+                endpoint,
+                path,
                 bodies,
                 batch,
                 latest,
             } => {
                 let body = bodies[pick % bodies.len()].clone();
-                match send(client, Method::POST, uri, body).await {
+                let uri = format!("{}{path}", endpoint.borrow().base_url());
+                match send(client, Method::POST, &uri, body).await {
                     Ok((status, body)) if status.is_success() => {
                         match serde_json::from_slice::<AppendResponse>(&body) {
                             Ok(resp) if resp.offsets.len() == *batch => {
@@ -218,12 +226,13 @@ impl Prepared {
                 }
             }
             Prepared::StreamRead {
-                base,
+                endpoint,
                 stream,
                 from,
                 max,
                 latest,
             } => {
+                let base = endpoint.borrow().base_url();
                 let offset = match from {
                     ReadFrom::Start => 0,
                     ReadFrom::Offset(o) => *o,

@@ -35,7 +35,17 @@ enum Command {
         /// No live progress (the summary is still printed).
         #[arg(long, short)]
         quiet: bool,
+        /// Where the stack runs, overriding the scenario's `stack.runtime`.
+        #[arg(long, value_name = "RUNTIME", value_parser = ["process", "containers"])]
+        runtime: Option<String>,
     },
+    /// Container images: `loadgen images build` builds what is missing or stale.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Remove every Gauntlet container, network and volume (of any run) and say what was removed.
+    Clean,
     /// Check scenario files; print every mistake found as file:line:col.
     Validate {
         #[arg(required = true)]
@@ -112,6 +122,16 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Build the base image and one image per bundled service (a no-op when up to date).
+    Build {
+        /// No progress (the result lines are still printed).
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -129,12 +149,20 @@ fn main() -> ExitCode {
         Some(Command::Run {
             scenario,
             out,
-            set,
+            mut set,
             quiet,
+            runtime,
         }) => {
             let source = scenario.map_or_else(Source::default_smoke, Source::File);
+            if let Some(runtime) = runtime {
+                set.push(format!("stack.runtime={runtime}"));
+            }
             run_command(source, out, set, quiet)
         }
+        Some(Command::Images {
+            command: ImagesCommand::Build { quiet },
+        }) => loadgen::containers_cmd::build_command(quiet),
+        Some(Command::Clean) => loadgen::containers_cmd::clean_command(),
         Some(Command::Validate { files }) => validate(&files),
         Some(Command::Schema) => {
             print!("{}", gauntlet_scenario::json_schema());

@@ -20,7 +20,7 @@ use crate::plan::Plan;
 use crate::recording::{self, Progress};
 use crate::report_cmd;
 use crate::rundir;
-use crate::stack::{ProcessStack, StopReport};
+use crate::stack::StopReport;
 
 /// The smoke scenario, embedded for runs outside the repository.
 pub const SMOKE: &str = include_str!("../../../scenarios/smoke.yaml");
@@ -129,29 +129,33 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         dir: opts.bin_dir.clone(),
         quiet: opts.quiet,
     };
+    // The stack, whatever its runtime (`stack.runtime`): the rest of the
+    // run only uses the `Stack` control surface.
     let stack = tokio::select! {
-        stack = ProcessStack::boot(&plan.scenario, &run_dir, &client, &bins) => stack.map_err(|e| RunError::Harness(e.to_string()))?,
+        stack = crate::stack::boot(&plan.scenario, &run_dir, &bins, opts.quiet) => stack.map_err(RunError::Harness)?,
         _ = cancel.cancelled() => return Err(RunError::Harness("interrupted while the stack was starting".to_owned())),
     };
-    for svc in stack.services() {
-        eprintln!(
-            "{} ready at {} (log: {})",
-            svc.name,
-            svc.base_url,
-            svc.log.display()
-        );
+    for name in stack.services() {
+        let base = stack
+            .endpoint(&name)
+            .map(|e| e.base_url())
+            .unwrap_or_default();
+        let log = stack.log_path(&name).unwrap_or_default();
+        eprintln!("{name} ready at {base} (log: {})", log.display());
     }
 
-    let endpoints = stack.endpoints();
     let offsets = StreamOffsets::default();
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
-        let base = &endpoints[&op.service];
-        if let Err(e) = driver::setup(&client, op, base).await {
-            stack.stop().await;
+        let endpoint = stack
+            .watch_endpoint(&op.service)
+            .map_err(|e| RunError::Harness(e.to_string()))?;
+        let base = endpoint.borrow().base_url();
+        if let Err(e) = driver::setup(&client, op, &base).await {
+            stack.shutdown().await;
             return Err(RunError::Harness(e));
         }
-        prepared.push(driver::prepare(op, base, plan.seed, i, &offsets));
+        prepared.push(driver::prepare(op, endpoint, plan.seed, i, &offsets));
     }
 
     let runtime = plan.scenario.stack.runtime.to_string();
@@ -198,11 +202,17 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     let collector_stop = CancellationToken::new();
     let targets = stack
         .services()
-        .iter()
-        .map(|s| collect::Target {
-            service: s.name.clone(),
-            metrics_url: format!("{}/metrics", s.base_url),
-            pid: s.pid(),
+        .into_iter()
+        .map(|name| collect::Target {
+            metrics_url: format!(
+                "{}/metrics",
+                stack
+                    .endpoint(&name)
+                    .map(|e| e.base_url())
+                    .unwrap_or_default()
+            ),
+            pid: stack.pid(&name),
+            service: name,
         })
         .collect();
     let collecting = tokio::spawn(collect::collect(
@@ -230,7 +240,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     if let Some(e) = collected.write_error {
         failures.push(format!("writing metrics.jsonl failed: {e}"));
     }
-    let stops = stack.stop().await;
+    let stops = stack.shutdown().await;
     for stop in &stops {
         if !stop.graceful {
             failures.push(format!(

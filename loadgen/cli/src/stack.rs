@@ -1,27 +1,33 @@
 //! The process stack: every service of the scenario as a child process on a
 //! free loopback port, with its own data directory and log file in the run
-//! directory, ready when its readiness path answers 200.
+//! directory, ready when its readiness probe passes (`GET ready_path` answers
+//! 200; Redis: `PING`). It implements the [`Stack`] control surface: signals
+//! go to the child's process group, pause is SIGSTOP, and a stopped service
+//! starts again on the same port with the same data directory.
 //!
 //! Children never outlive the harness: each runs in its own process group
 //! (so a terminal's Ctrl-C reaches only loadgen, which then stops them in
 //! order), gets SIGKILL if loadgen dies (`PR_SET_PDEATHSIG`), and is killed
 //! when its handle is dropped (a panic or an early return).
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use gauntlet_scenario::{Scenario, Service};
-use http_body_util::Full;
-use hyper::Request;
+use gauntlet_containers::probe;
+pub use gauntlet_control::StopReport;
+use gauntlet_control::{BoxFuture, ControlError, Endpoint, ServiceState, Signal, Stack};
+use gauntlet_scenario::{Readiness, Scenario, Service, ServiceKind};
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 
 use crate::bins;
-use crate::driver::HttpClient;
+
+const RUNTIME: &str = "process";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -31,6 +37,8 @@ pub enum StackError {
         #[source]
         source: bins::BinError,
     },
+    #[error("service `{service}`: {message}")]
+    Unavailable { service: String, message: String },
     #[error("service `{service}`: cannot start `{program}`: {error}")]
     Spawn {
         service: String,
@@ -47,12 +55,12 @@ pub enum StackError {
         tail: String,
     },
     #[error(
-        "service `{service}` was not ready within {timeout:?} (GET {url} never answered 200); last lines of {log}:\n{tail}"
+        "service `{service}` was not ready within {timeout:?} ({probe}); last lines of {log}:\n{tail}"
     )]
     NotReady {
         service: String,
         timeout: Duration,
-        url: String,
+        probe: String,
         log: String,
         tail: String,
     },
@@ -60,35 +68,32 @@ pub enum StackError {
     Io(#[from] std::io::Error),
 }
 
-/// One started service.
-pub struct RunningService {
-    pub name: String,
-    pub base_url: String,
-    pub port: u16,
-    pub log: PathBuf,
-    child: Child,
+/// How to (re)start one service: fixed at boot, so a restart uses the same
+/// port, data directory, log and environment.
+struct Launch {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// One service of the stack.
+struct ProcService {
+    name: String,
+    port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    launch: Launch,
+    readiness: Readiness,
+    ready_timeout: Duration,
     stop_timeout: Duration,
-}
-
-impl RunningService {
-    /// The service's process id while it runs (for the CPU and RSS collector).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-}
-
-/// How a service ended when the stack stopped.
-#[derive(Debug, Clone)]
-pub struct StopReport {
-    pub service: String,
-    /// Exited by itself after SIGTERM within its stop timeout.
-    pub graceful: bool,
-    pub status: String,
-    pub took: Duration,
+    endpoint: watch::Sender<Endpoint>,
+    child: tokio::sync::Mutex<Option<Child>>,
+    state: Mutex<ServiceState>,
+    pid: AtomicU32,
 }
 
 pub struct ProcessStack {
-    services: Vec<RunningService>,
+    services: Vec<ProcService>,
 }
 
 /// A free port on loopback (the OS picks it; the listener is closed before use).
@@ -118,14 +123,40 @@ fn substitute(text: &str, port: u16, data_dir: &Path) -> String {
         .replace("{data_dir}", &data_dir.display().to_string())
 }
 
-fn command_for(
+fn launch_for(
     name: &str,
     svc: &Service,
     port: u16,
     data_dir: &Path,
     bins: &bins::Locator,
-) -> Result<Command, StackError> {
+) -> Result<Launch, StackError> {
     let (program, args): (PathBuf, Vec<String>) = match (&svc.kind, &svc.command) {
+        (Some(ServiceKind::Postgres), _) => {
+            return Err(StackError::Unavailable {
+                service: name.to_owned(),
+                message: "`postgres` services need container mode (PostgreSQL will not run as a child of the harness: it refuses root and needs its own cluster set-up)".to_owned()
+                    + " (hint: set `stack.runtime: containers` or run with `--runtime containers`)",
+            });
+        }
+        (Some(ServiceKind::Redis), _) => {
+            let program = which("redis-server").ok_or_else(|| StackError::Unavailable {
+                service: name.to_owned(),
+                message: "`redis-server` is not installed on this machine (hint: `apt-get install redis-server`, or run with `--runtime containers`)".to_owned(),
+            })?;
+            let args = [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--dir",
+                &data_dir.display().to_string(),
+                "--daemonize",
+                "no",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            (program, args)
+        }
         (Some(kind), _) => {
             let program = bins::locate(*kind, bins).map_err(|source| StackError::Binary {
                 service: name.to_owned(),
@@ -144,14 +175,45 @@ fn command_for(
             let program = PathBuf::from(parts.next().unwrap_or_default());
             (program, parts.collect())
         }
-        (None, None) => unreachable!("validation requires `kind` or `command`"),
+        (None, None) => {
+            return Err(StackError::Unavailable {
+                service: name.to_owned(),
+                message: "an `image` alone runs only in container mode (hint: add a `command` for process mode, or run with `--runtime containers`)".to_owned(),
+            });
+        }
     };
-    let mut command = Command::new(&program);
-    command.args(&args);
-    for (k, v) in &svc.env {
-        command.env(k, substitute(v, port, data_dir));
+    let env = svc
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), substitute(v, port, data_dir)))
+        .collect();
+    Ok(Launch { program, args, env })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Settings only the container runtime applies, named for the warning.
+fn container_only(svc: &Service) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if svc.cpus.is_some() {
+        out.push("cpus");
     }
-    Ok(command)
+    if svc.memory.is_some() {
+        out.push("memory");
+    }
+    if !svc.volumes.is_empty() {
+        out.push("volumes");
+    }
+    if svc.port.is_some() {
+        out.push("port");
+    }
+    out
 }
 
 impl ProcessStack {
@@ -160,16 +222,16 @@ impl ProcessStack {
     pub async fn boot(
         scenario: &Scenario,
         run_dir: &Path,
-        client: &HttpClient,
         bins: &bins::Locator,
+        quiet: bool,
     ) -> Result<Self, StackError> {
         let mut stack = ProcessStack {
             services: Vec::new(),
         };
-        match stack.start_all(scenario, run_dir, client, bins).await {
+        match stack.start_all(scenario, run_dir, bins, quiet).await {
             Ok(()) => Ok(stack),
             Err(e) => {
-                stack.stop().await;
+                stack.do_shutdown().await;
                 Err(e)
             }
         }
@@ -179,154 +241,402 @@ impl ProcessStack {
         &mut self,
         scenario: &Scenario,
         run_dir: &Path,
-        client: &HttpClient,
         bins: &bins::Locator,
+        quiet: bool,
     ) -> Result<(), StackError> {
-        let stack = self;
         for (name, svc) in &scenario.stack.services {
+            let ignored = container_only(svc);
+            if !ignored.is_empty() && !quiet {
+                eprintln!(
+                    "warning: service `{name}`: {} appl{} in container mode only; ignored by the process stack",
+                    ignored.join(", "),
+                    if ignored.len() == 1 { "ies" } else { "y" }
+                );
+            }
             let data_dir = run_dir.join("data").join(name);
             fs::create_dir_all(&data_dir)?;
             fs::create_dir_all(run_dir.join("logs"))?;
             let log = run_dir.join("logs").join(format!("{name}.log"));
+            File::create(&log)?;
             let port = free_port()?;
-            let mut command = command_for(name, svc, port, &data_dir, bins)?;
-            let out = File::create(&log)?;
-            let err = out.try_clone()?;
-            command
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .process_group(0)
-                .kill_on_drop(true);
-            // SAFETY: prctl is async-signal-safe; it only asks the kernel to
-            // SIGKILL this child when the harness dies.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let program = format!("{:?}", command.as_std().get_program());
-            let child = command.spawn().map_err(|error| StackError::Spawn {
-                service: name.clone(),
-                program,
-                error,
-            })?;
-            let service = RunningService {
-                name: name.clone(),
-                base_url: format!("http://127.0.0.1:{port}"),
+            let launch = launch_for(name, svc, port, &data_dir, bins)?;
+            let (endpoint, _) = watch::channel(Endpoint {
+                host: "127.0.0.1".to_owned(),
                 port,
+            });
+            self.services.push(ProcService {
+                name: name.clone(),
+                port,
+                data_dir,
                 log,
-                child,
+                launch,
+                readiness: svc.readiness(),
+                ready_timeout: svc.ready_timeout.0,
                 stop_timeout: svc.stop_timeout.0,
-            };
-            stack.services.push(service);
-            let service = stack.services.last_mut().expect("just pushed");
-            wait_ready(service, &svc.ready_path, svc.ready_timeout.0, client).await?;
+                endpoint,
+                child: tokio::sync::Mutex::new(None),
+                state: Mutex::new(ServiceState::Stopped),
+                pid: AtomicU32::new(0),
+            });
+            let service = self.services.last().expect("just pushed");
+            service.start().await?;
         }
         Ok(())
     }
 
-    /// Base URLs by service name.
-    pub fn endpoints(&self) -> BTreeMap<String, String> {
+    fn find(&self, service: &str) -> Result<&ProcService, ControlError> {
         self.services
             .iter()
-            .map(|s| (s.name.clone(), s.base_url.clone()))
-            .collect()
-    }
-
-    pub fn services(&self) -> &[RunningService] {
-        &self.services
+            .find(|s| s.name == service)
+            .ok_or_else(|| ControlError::UnknownService(service.to_owned()))
     }
 
     /// Stops every service, last started first: SIGTERM, then SIGKILL after its stop timeout.
-    pub async fn stop(mut self) -> Vec<StopReport> {
+    async fn do_shutdown(&self) -> Vec<StopReport> {
         let mut reports = Vec::new();
-        while let Some(mut svc) = self.services.pop() {
-            reports.push(stop_service(&mut svc).await);
+        for svc in self.services.iter().rev() {
+            let mut child = svc.child.lock().await;
+            if let Some(mut running) = child.take() {
+                reports.push(svc.stop_child(&mut running, svc.stop_timeout).await);
+            }
         }
         reports
     }
 }
 
-async fn stop_service(svc: &mut RunningService) -> StopReport {
-    let started = Instant::now();
-    if let Ok(Some(status)) = svc.child.try_wait() {
-        return StopReport {
-            service: svc.name.clone(),
-            graceful: false,
-            status: format!("had already exited ({status})"),
-            took: Duration::ZERO,
-        };
-    }
-    if let Some(pid) = svc.child.id() {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-    }
-    match tokio::time::timeout(svc.stop_timeout, svc.child.wait()).await {
-        Ok(Ok(status)) => StopReport {
-            service: svc.name.clone(),
-            graceful: status.success(),
-            status: status.to_string(),
-            took: started.elapsed(),
-        },
-        Ok(Err(e)) => StopReport {
-            service: svc.name.clone(),
-            graceful: false,
-            status: format!("wait failed: {e}"),
-            took: started.elapsed(),
-        },
-        Err(_) => {
-            let _ = svc.child.kill().await;
-            StopReport {
-                service: svc.name.clone(),
-                graceful: false,
-                status: format!(
-                    "did not stop within {:?} after SIGTERM; killed",
-                    svc.stop_timeout
-                ),
-                took: started.elapsed(),
-            }
-        }
+fn failed(service: &str, action: &'static str, message: impl Into<String>) -> ControlError {
+    ControlError::Failed {
+        service: service.to_owned(),
+        action,
+        message: message.into(),
     }
 }
 
-async fn wait_ready(
-    svc: &mut RunningService,
-    path: &str,
-    timeout: Duration,
-    client: &HttpClient,
-) -> Result<(), StackError> {
-    let url = format!("{}{path}", svc.base_url);
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = svc.child.try_wait() {
-            return Err(StackError::Exited {
-                service: svc.name.clone(),
-                status: status.to_string(),
-                log: svc.log.display().to_string(),
-                tail: log_tail(&svc.log, 20),
-            });
-        }
-        let request = Request::get(&url).body(Full::new(Bytes::new()));
-        if let Ok(request) = request
-            && let Ok(Ok(response)) =
-                tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
-            && response.status().is_success()
+impl ProcService {
+    fn set_state(&self, state: ServiceState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// Spawns the process (appending to its log) and waits until it is ready.
+    async fn start(&self) -> Result<(), StackError> {
+        let mut slot = self.child.lock().await;
+        if let Some(child) = slot.as_mut()
+            && matches!(child.try_wait(), Ok(None))
         {
             return Ok(());
         }
-        if Instant::now() >= deadline {
-            return Err(StackError::NotReady {
-                service: svc.name.clone(),
-                timeout,
-                url,
-                log: svc.log.display().to_string(),
-                tail: log_tail(&svc.log, 20),
+        let mut command = Command::new(&self.launch.program);
+        command.args(&self.launch.args);
+        for (k, v) in &self.launch.env {
+            command.env(k, v);
+        }
+        let out = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)?;
+        let err = out.try_clone()?;
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
+        // SIGKILL this child when the harness dies.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
             });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let child = command.spawn().map_err(|error| StackError::Spawn {
+            service: self.name.clone(),
+            program: self.launch.program.display().to_string(),
+            error,
+        })?;
+        self.pid.store(child.id().unwrap_or(0), Ordering::Relaxed);
+        self.set_state(ServiceState::Running);
+        let child = slot.insert(child);
+        self.wait_ready(child).await
+    }
+
+    async fn wait_ready(&self, child: &mut Child) -> Result<(), StackError> {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let probe_text = match &self.readiness {
+            Readiness::Http(path) => format!("GET http://{addr}{path} never answered 200"),
+            Readiness::Redis => format!("PING to {addr} never answered +PONG"),
+            Readiness::Postgres => "PostgreSQL never accepted connections".to_owned(),
+        };
+        let deadline = Instant::now() + self.ready_timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.set_state(ServiceState::Stopped);
+                self.pid.store(0, Ordering::Relaxed);
+                return Err(StackError::Exited {
+                    service: self.name.clone(),
+                    status: status.to_string(),
+                    log: self.log.display().to_string(),
+                    tail: log_tail(&self.log, 20),
+                });
+            }
+            let ready = match &self.readiness {
+                Readiness::Http(path) => probe::http_ok(&addr, path).await,
+                Readiness::Redis => probe::redis_pong(&addr).await,
+                Readiness::Postgres => false,
+            };
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StackError::NotReady {
+                    service: self.name.clone(),
+                    timeout: self.ready_timeout,
+                    probe: probe_text,
+                    log: self.log.display().to_string(),
+                    tail: log_tail(&self.log, 20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal_group(&self, signal: i32) -> Result<(), String> {
+        let pid = self.pid.load(Ordering::Relaxed);
+        if pid == 0 {
+            return Err("the service is not running".to_owned());
+        }
+        // SAFETY: kill(2) on the process group of our own child (its pid
+        // is the group id: it was spawned with process_group(0)).
+        let rc = unsafe { libc::kill(-(pid as libc::pid_t), signal) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().to_string())
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`.
+    async fn stop_child(&self, child: &mut Child, timeout: Duration) -> StopReport {
+        let started = Instant::now();
+        let done = |graceful, status: String| {
+            self.pid.store(0, Ordering::Relaxed);
+            self.set_state(ServiceState::Stopped);
+            StopReport {
+                service: self.name.clone(),
+                graceful,
+                status,
+                took: started.elapsed(),
+            }
+        };
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut report = done(false, format!("had already exited ({status})"));
+            report.took = Duration::ZERO;
+            return report;
+        }
+        // A paused process cannot handle SIGTERM: continue it first.
+        let _ = self.signal_group(libc::SIGCONT);
+        if let Some(pid) = child.id() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(Ok(status)) => done(status.success(), status.to_string()),
+            Ok(Err(e)) => done(false, format!("wait failed: {e}")),
+            Err(_) => {
+                let _ = self.signal_group(libc::SIGKILL);
+                let _ = child.kill().await;
+                done(
+                    false,
+                    format!("did not stop within {timeout:?} after SIGTERM; killed"),
+                )
+            }
+        }
+    }
+
+    async fn control_stop(&self, timeout: Duration) -> Result<(), ControlError> {
+        let mut slot = self.child.lock().await;
+        if let Some(mut child) = slot.take() {
+            self.stop_child(&mut child, timeout).await;
+        }
+        Ok(())
+    }
+
+    async fn control_kill(&self, signal: Signal) -> Result<(), ControlError> {
+        let mut slot = self.child.lock().await;
+        self.signal_group(signal.number())
+            .map_err(|m| failed(&self.name, "kill", m))?;
+        match signal {
+            Signal::Stop => self.set_state(ServiceState::Paused),
+            Signal::Cont => self.set_state(ServiceState::Running),
+            Signal::Kill | Signal::Term => {
+                if let Some(mut child) = slot.take() {
+                    let waited = tokio::time::timeout(
+                        self.stop_timeout.max(Duration::from_secs(1)),
+                        child.wait(),
+                    )
+                    .await;
+                    if waited.is_err() {
+                        *slot = Some(child);
+                        return Err(failed(
+                            &self.name,
+                            "kill",
+                            format!("still running {:?} after {signal}", self.stop_timeout),
+                        ));
+                    }
+                }
+                self.pid.store(0, Ordering::Relaxed);
+                self.set_state(ServiceState::Stopped);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Stack for ProcessStack {
+    fn runtime(&self) -> &'static str {
+        RUNTIME
+    }
+
+    fn services(&self) -> Vec<String> {
+        self.services.iter().map(|s| s.name.clone()).collect()
+    }
+
+    fn endpoint(&self, service: &str) -> Result<Endpoint, ControlError> {
+        Ok(self.find(service)?.endpoint.borrow().clone())
+    }
+
+    fn watch_endpoint(&self, service: &str) -> Result<watch::Receiver<Endpoint>, ControlError> {
+        Ok(self.find(service)?.endpoint.subscribe())
+    }
+
+    fn state(&self, service: &str) -> Result<ServiceState, ControlError> {
+        Ok(*self
+            .find(service)?
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn pid(&self, service: &str) -> Option<u32> {
+        let pid = self.find(service).ok()?.pid.load(Ordering::Relaxed);
+        (pid != 0).then_some(pid)
+    }
+
+    fn data_dir(&self, service: &str) -> Option<PathBuf> {
+        Some(self.find(service).ok()?.data_dir.clone())
+    }
+
+    fn log_path(&self, service: &str) -> Option<PathBuf> {
+        Some(self.find(service).ok()?.log.clone())
+    }
+
+    fn stop<'a>(
+        &'a self,
+        service: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.find(service)?.control_stop(timeout).await })
+    }
+
+    fn kill<'a>(
+        &'a self,
+        service: &'a str,
+        signal: Signal,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.find(service)?.control_kill(signal).await })
+    }
+
+    fn pause<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.find(service)?.control_kill(Signal::Stop).await })
+    }
+
+    fn unpause<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.find(service)?.control_kill(Signal::Cont).await })
+    }
+
+    fn start<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let svc = self.find(service)?;
+            svc.start()
+                .await
+                .map_err(|e| failed(service, "start", e.to_string()))
+        })
+    }
+
+    fn restart<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let svc = self.find(service)?;
+            svc.control_stop(svc.stop_timeout).await?;
+            svc.start()
+                .await
+                .map_err(|e| failed(service, "restart", e.to_string()))
+        })
+    }
+
+    fn disconnect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { Err(no_network(self, service, "disconnect")) })
+    }
+
+    fn reconnect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { Err(no_network(self, service, "reconnect")) })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, Vec<StopReport>> {
+        Box::pin(self.do_shutdown())
+    }
+}
+
+fn no_network(stack: &ProcessStack, service: &str, action: &'static str) -> ControlError {
+    match stack.find(service) {
+        Err(e) => e,
+        Ok(_) => ControlError::Unsupported {
+            service: service.to_owned(),
+            action,
+            runtime: RUNTIME,
+            why: "processes share the host's loopback; partitions go through the fault proxy"
+                .to_owned(),
+        },
+    }
+}
+
+/// Boots the scenario's stack in its runtime (`stack.runtime`, which
+/// `--runtime` overrides): the process stack, or the container stack with
+/// its images built first when missing or stale. The rest of the run only
+/// sees the [`Stack`].
+pub async fn boot(
+    scenario: &Scenario,
+    run_dir: &Path,
+    bins: &bins::Locator,
+    quiet: bool,
+) -> Result<std::sync::Arc<dyn Stack>, String> {
+    use gauntlet_scenario::Runtime;
+    match scenario.stack.runtime {
+        Runtime::Process => Ok(std::sync::Arc::new(
+            ProcessStack::boot(scenario, run_dir, bins, quiet)
+                .await
+                .map_err(|e| e.to_string())?,
+        )),
+        Runtime::Containers => {
+            let images = crate::containers_cmd::ensure_images(scenario, quiet).await?;
+            let run_id = run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".to_owned());
+            let stack = gauntlet_containers::stack::ContainerStack::boot(
+                gauntlet_containers::stack::BootSpec {
+                    scenario,
+                    run_id: &run_id,
+                    run_dir,
+                    images: &images,
+                    quiet,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(std::sync::Arc::new(stack))
+        }
     }
 }

@@ -75,17 +75,30 @@ impl fmt::Display for Runtime {
     }
 }
 
-/// One service of the stack: a bundled kind, or any command that serves HTTP.
+/// One service of the stack: a bundled kind, any command that serves HTTP,
+/// or (container mode) any local image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    /// A service Gauntlet ships: `fabric`.
+    /// A service Gauntlet ships: `fabric`, `postgres` (PostgreSQL 15) or
+    /// `redis` (Redis 7); the last two come from the base image and need
+    /// container mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ServiceKind>,
     /// Instead of `kind`: the program and its arguments. `{port}`, `{addr}` and
-    /// `{data_dir}` are replaced by the port, `127.0.0.1:port` and the data directory.
+    /// `{data_dir}` are replaced by the port, `127.0.0.1:port` and the data directory
+    /// (in container mode: the container port, `0.0.0.0:port` and `/data`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// Container mode: a local image (built here, nothing is pulled) for a
+    /// service Gauntlet does not ship; `command`, when given, replaces its
+    /// command. Process mode runs `command` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Container mode: the port the service listens on inside its container
+    /// (default: 8080; `postgres` 5432, `redis` 6379).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// Environment of the service (same placeholders as `command`); numbers
     /// and booleans are written as their text.
     #[serde(
@@ -95,16 +108,61 @@ pub struct Service {
     )]
     #[schemars(with = "BTreeMap<String, EnvValue>")]
     pub env: BTreeMap<String, String>,
-    /// Path polled until it answers 200 (default `/ready`).
-    #[serde(default = "default_ready_path")]
-    pub ready_path: String,
+    /// Path polled until it answers 200 (HTTP services; default `/ready`).
+    /// `postgres` and `redis` are probed with their own protocol instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_path: Option<String>,
     /// How long to wait for readiness (default `30s`).
     #[serde(default = "default_ready_timeout")]
     pub ready_timeout: Duration,
     /// How long a graceful stop (SIGTERM) may take before SIGKILL (default `10s`).
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: Duration,
+    /// Container mode: CPU limit in cores, e.g. `1.5` (process mode warns and ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Container mode: memory limit, e.g. `512MiB` (process mode warns and ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    /// Container mode: extra data volumes, name → path inside the container
+    /// (each a Docker volume of this run, removed with it). The service's
+    /// data directory is always a volume of its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, String>,
 }
+
+impl Service {
+    /// How the harness knows the service is ready.
+    pub fn readiness(&self) -> Readiness {
+        match self.kind {
+            Some(ServiceKind::Postgres) => Readiness::Postgres,
+            Some(ServiceKind::Redis) => Readiness::Redis,
+            _ => Readiness::Http(
+                self.ready_path
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_READY_PATH.to_owned()),
+            ),
+        }
+    }
+
+    /// The port the service listens on inside a container.
+    pub fn container_port(&self) -> u16 {
+        self.port
+            .unwrap_or_else(|| self.kind.map_or(8080, ServiceKind::default_port))
+    }
+}
+
+/// How readiness is probed: HTTP services answer 200 on a path; PostgreSQL
+/// and Redis are asked with their own protocol (`pg_isready`, `PING`), so a
+/// `ready_path` is never sent to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Http(String),
+    Postgres,
+    Redis,
+}
+
+pub const DEFAULT_READY_PATH: &str = "/ready";
 
 /// An environment value as YAML may write it: a string, a number or a boolean.
 #[derive(JsonSchema)]
@@ -149,9 +207,6 @@ fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, 
     Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
-fn default_ready_path() -> String {
-    "/ready".to_owned()
-}
 fn default_ready_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -164,21 +219,49 @@ fn default_stop_timeout() -> Duration {
 pub enum ServiceKind {
     /// The event fabric (`fabric-node`).
     Fabric,
+    /// PostgreSQL 15, from the base image (container mode).
+    Postgres,
+    /// Redis 7, from the base image (container mode), or `redis-server`
+    /// on this machine (process mode).
+    Redis,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 1] = [ServiceKind::Fabric];
+    pub const ALL: [ServiceKind; 3] = [
+        ServiceKind::Fabric,
+        ServiceKind::Postgres,
+        ServiceKind::Redis,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Fabric => "fabric",
+            ServiceKind::Postgres => "postgres",
+            ServiceKind::Redis => "redis",
         }
     }
 
-    /// The bundled binary that runs this kind.
+    /// The binary that runs this kind.
     pub fn binary(self) -> &'static str {
         match self {
             ServiceKind::Fabric => "fabric-node",
+            ServiceKind::Postgres => "postgres",
+            ServiceKind::Redis => "redis-server",
+        }
+    }
+
+    /// Built from this workspace and shipped in an image of its own
+    /// (`postgres` and `redis` come from the base image).
+    pub fn is_bundled(self) -> bool {
+        matches!(self, ServiceKind::Fabric)
+    }
+
+    /// The port it listens on inside a container.
+    pub fn default_port(self) -> u16 {
+        match self {
+            ServiceKind::Fabric => 8080,
+            ServiceKind::Postgres => 5432,
+            ServiceKind::Redis => 6379,
         }
     }
 }

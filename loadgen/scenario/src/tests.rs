@@ -161,10 +161,72 @@ fn overrides_apply_and_their_errors_name_the_override() {
 }
 
 #[test]
-fn unsupported_modes_are_refused_clearly() {
-    let text = GOOD.replace("stack:\n", "stack:\n  runtime: containers\n");
-    let errs = errors(&text);
-    assert!(errs[0].message.contains("containers"), "{}", errs[0]);
+fn container_mode_and_its_service_settings_load() {
+    let text = GOOD
+        .replace("stack:\n", "stack:\n  runtime: containers\n")
+        .replace(
+            "STORAGE_FSYNC_POLICY: batch }",
+            "STORAGE_FSYNC_POLICY: batch }, cpus: 1.5, memory: 512MiB, volumes: { cache: /var/cache/x } ",
+        )
+        .replace(
+            "  services:\n",
+            "  services:\n    db: { kind: postgres }\n    cache: { kind: redis }\n    web: { image: nginx-local:1, port: 80, ready_path: / }\n",
+        );
+    let s = load("s.yaml", &text, &[]).unwrap();
+    assert_eq!(s.stack.runtime, Runtime::Containers);
+    let fabric = &s.stack.services["fabric"];
+    assert_eq!(fabric.cpus, Some(1.5));
+    assert_eq!(fabric.memory, Some(Size(512 * 1024 * 1024)));
+    assert_eq!(fabric.readiness(), Readiness::Http("/ready".into()));
+    assert_eq!(fabric.container_port(), 8080);
+    assert_eq!(s.stack.services["db"].readiness(), Readiness::Postgres);
+    assert_eq!(s.stack.services["db"].container_port(), 5432);
+    assert_eq!(s.stack.services["cache"].readiness(), Readiness::Redis);
+    assert_eq!(s.stack.services["web"].container_port(), 80);
+    // `--runtime containers` is this override.
+    let s = load("s.yaml", GOOD, &["stack.runtime=containers".into()]).unwrap();
+    assert_eq!(s.stack.runtime, Runtime::Containers);
+}
+
+#[test]
+fn container_settings_are_checked() {
+    let with = |svc: &str| {
+        GOOD.replace(
+            "    fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch } }",
+            svc,
+        )
+    };
+    let errs = errors(&with(
+        "    fabric: { kind: fabric }\n    db: { kind: postgres, ready_path: /ready }",
+    ));
+    assert!(
+        errs[0].message.contains("does not serve HTTP"),
+        "{}",
+        errs[0]
+    );
+    let errs = errors(&with("    fabric: { kind: fabric, cpus: 0 }"));
+    assert!(errs[0].message.contains("cpus"), "{}", errs[0]);
+    let errs = errors(&with("    fabric: { kind: fabric, memory: 1KiB }"));
+    assert!(errs[0].message.contains("6MiB"), "{}", errs[0]);
+    let errs = errors(&with("    fabric: { kind: fabric, image: x:1 }"));
+    assert!(
+        errs[0].message.contains("both `kind` and `image`"),
+        "{}",
+        errs[0]
+    );
+    let errs = errors(&with(
+        "    fabric: { kind: fabric }\n    web: { image: web:1 }",
+    ));
+    assert!(
+        errs[0].message.contains("needs container mode"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[0].to_string().contains("--runtime containers"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]

@@ -142,14 +142,6 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
         );
     }
 
-    if s.stack.runtime == Runtime::Containers {
-        problem(
-            vec![k("stack"), k("runtime")],
-            None,
-            "`runtime: containers` is not available in this version of Gauntlet".to_owned(),
-            Some("use `runtime: process` (the default): each service runs as a local process"),
-        );
-    }
     if s.stack.services.is_empty() {
         problem(
             vec![k("stack"), k("services")],
@@ -168,20 +160,36 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                 Some("use letters, digits, `-` and `_`"),
             );
         }
-        match (&svc.kind, &svc.command) {
-            (Some(_), Some(_)) => problem(
+        match (&svc.kind, &svc.command, &svc.image) {
+            (Some(_), _, Some(_)) => problem(
+                here.clone(),
+                Some("image"),
+                format!("service `{name}` has both `kind` and `image`"),
+                Some(
+                    "`kind` services run from Gauntlet's own images; `image` is for services Gauntlet does not ship",
+                ),
+            ),
+            (None, None, Some(_)) if s.stack.runtime == Runtime::Process => problem(
+                here.clone(),
+                Some("image"),
+                format!("service `{name}` has only an `image`, which needs container mode"),
+                Some(
+                    "set `stack.runtime: containers` (or `--runtime containers`), or add a `command` for process mode",
+                ),
+            ),
+            (Some(_), Some(_), _) => problem(
                 here.clone(),
                 Some("command"),
                 format!("service `{name}` has both `kind` and `command`"),
                 Some("keep `kind` to run the bundled service, or `command` to run your own"),
             ),
-            (None, None) => problem(
+            (None, None, None) => problem(
                 here.clone(),
                 None,
                 format!("service `{name}` has neither `kind` nor `command`"),
                 Some("add `kind: fabric`, or `command: [program, args…]`"),
             ),
-            (None, Some(cmd)) if cmd.is_empty() || cmd[0].is_empty() => problem(
+            (None, Some(cmd), _) if cmd.is_empty() || cmd[0].is_empty() => problem(
                 here.clone(),
                 Some("command"),
                 format!("service `{name}` has an empty `command`"),
@@ -189,13 +197,71 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             ),
             _ => {}
         }
-        if !svc.ready_path.starts_with('/') {
+        if let Some(path) = &svc.ready_path {
+            if let Some(kind) = svc
+                .kind
+                .filter(|k| matches!(k, ServiceKind::Postgres | ServiceKind::Redis))
+            {
+                problem(
+                    here.clone(),
+                    Some("ready_path"),
+                    format!(
+                        "service `{name}` is `{}`, which does not serve HTTP",
+                        kind.name()
+                    ),
+                    Some(
+                        "remove `ready_path`: PostgreSQL is probed with `pg_isready`, Redis with `PING`",
+                    ),
+                );
+            } else if !path.starts_with('/') {
+                problem(
+                    here.clone(),
+                    Some("ready_path"),
+                    format!("`ready_path` `{path}` must start with `/`"),
+                    Some("e.g. `/ready`"),
+                );
+            }
+        }
+        if let Some(cpus) = svc.cpus
+            && !(cpus > 0.0 && cpus <= 1024.0)
+        {
             problem(
-                here.clone(),
-                Some("ready_path"),
-                format!("`ready_path` `{}` must start with `/`", svc.ready_path),
-                Some("e.g. `/ready`"),
+                [here.clone(), vec![k("cpus")]].concat(),
+                None,
+                format!("`cpus` {cpus} is not a CPU limit"),
+                Some("a number of cores above 0, e.g. `0.5` or `2`"),
             );
+        }
+        if let Some(memory) = svc.memory
+            && memory.bytes() < 6 * 1024 * 1024
+        {
+            problem(
+                [here.clone(), vec![k("memory")]].concat(),
+                None,
+                format!(
+                    "`memory` {} bytes is below Docker's minimum of 6MiB",
+                    memory.bytes()
+                ),
+                Some("e.g. `512MiB`"),
+            );
+        }
+        if svc.port == Some(0) {
+            problem(
+                [here.clone(), vec![k("port")]].concat(),
+                None,
+                "`port` 0 is not a port".to_owned(),
+                Some("the port the service listens on inside its container, e.g. `8080`"),
+            );
+        }
+        for (volume, path) in &svc.volumes {
+            if !is_name(volume) || !path.starts_with('/') {
+                problem(
+                    [here.clone(), vec![k("volumes")]].concat(),
+                    Some(volume),
+                    format!("volume `{volume}: {path}` needs a plain name and an absolute path"),
+                    Some("e.g. `volumes: { cache: /var/cache/app }`"),
+                );
+            }
         }
         if svc.ready_timeout.0.is_zero() {
             problem(

@@ -1,0 +1,96 @@
+//! Readiness probes, shared by both stacks: an HTTP GET that must answer
+//! 2xx, and Redis `PING`. Each probe is one bounded attempt; callers poll.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ATTEMPT: Duration = Duration::from_secs(1);
+
+/// `GET path` on `addr` (`host:port`) answers a 2xx status.
+pub async fn http_ok(addr: &str, path: &str) -> bool {
+    tokio::time::timeout(ATTEMPT, async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 16];
+        let mut got = 0;
+        while got < 12 {
+            let n = stream.read(&mut head[got..]).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let line = std::str::from_utf8(&head[..got]).ok()?;
+        let status = line.strip_prefix("HTTP/1.")?.get(2..5)?;
+        Some(status.starts_with('2'))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Redis answers `PING` with `+PONG` on `addr`.
+pub async fn redis_pong(addr: &str) -> bool {
+    tokio::time::timeout(ATTEMPT, async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 7];
+        stream.read_exact(&mut buf).await.ok()?;
+        Some(&buf == b"+PONG\r\n")
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn one_answer(answer: &'static [u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(answer).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn http_probe_reads_the_status() {
+        let ok = one_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        assert!(http_ok(&ok, "/ready").await);
+        let unavailable = one_answer(b"HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
+        assert!(!http_ok(&unavailable, "/ready").await);
+        let garbage = one_answer(b"+PONG\r\n").await;
+        assert!(!http_ok(&garbage, "/ready").await);
+    }
+
+    #[tokio::test]
+    async fn redis_probe_wants_pong() {
+        let pong = one_answer(b"+PONG\r\n").await;
+        assert!(redis_pong(&pong).await);
+        let loading = one_answer(b"-LOADING Redis is loading\r\n").await;
+        assert!(!redis_pong(&loading).await);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_not_ready() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(!http_ok(&format!("127.0.0.1:{port}"), "/ready").await);
+        assert!(!redis_pong(&format!("127.0.0.1:{port}")).await);
+    }
+}

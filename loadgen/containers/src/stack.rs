@@ -1,0 +1,834 @@
+//! The container stack: every service of the scenario in a container on a
+//! private Docker network of its own run (reachable from the others by its
+//! service name), its port mapped to a random loopback port for the
+//! harness, its data directory a Docker volume of the run.
+//!
+//! Readiness is the same wait as the process stack's (`GET ready_path`
+//! until 200 on the mapped port; Redis `PING`; PostgreSQL `pg_isready`
+//! inside the container). The mapped port changes when a container starts
+//! again; [`Stack::watch_endpoint`] publishes the new one.
+//!
+//! Everything is labelled with the run id and owner; [`Stack::shutdown`]
+//! removes it all, and so does dropping the stack without a shutdown
+//! (an error or a panic).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, LogsOptions,
+    StartContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+use gauntlet_control::{
+    BoxFuture, ControlError, Endpoint, ServiceState, Signal, Stack, StopReport,
+};
+use gauntlet_scenario::{Readiness, Scenario, Service, ServiceKind};
+use tokio::sync::watch;
+
+use crate::docker::{DockerError, is_not_found};
+use crate::images::ImageSet;
+use crate::reaper::{self, Owner};
+use crate::{LABEL_SERVICE, probe};
+
+const RUNTIME: &str = "containers";
+/// Where every service's data volume is mounted.
+pub const DATA_PATH: &str = "/data";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("service `{service}`: {message}")]
+    Service { service: String, message: String },
+    #[error(
+        "service `{service}` was not ready within {timeout:?} ({probe}); last lines of its log:\n{tail}"
+    )]
+    NotReady {
+        service: String,
+        timeout: Duration,
+        probe: String,
+        tail: String,
+    },
+    #[error(
+        "service `{service}` exited before it was ready ({status}); last lines of its log:\n{tail}"
+    )]
+    Exited {
+        service: String,
+        status: String,
+        tail: String,
+    },
+}
+
+struct Svc {
+    name: String,
+    container: String,
+    readiness: Readiness,
+    container_port: u16,
+    ready_timeout: Duration,
+    stop_timeout: Duration,
+    endpoint: watch::Sender<Endpoint>,
+    state: Mutex<ServiceState>,
+    pid: AtomicU32,
+    data_dir: Option<PathBuf>,
+    log: PathBuf,
+    /// Serializes control actions on this service.
+    busy: tokio::sync::Mutex<()>,
+}
+
+pub struct ContainerStack {
+    docker: Docker,
+    run_id: String,
+    network: String,
+    services: Vec<Arc<Svc>>,
+    shut: AtomicBool,
+}
+
+/// What [`ContainerStack::boot`] needs.
+pub struct BootSpec<'a> {
+    pub scenario: &'a Scenario,
+    /// Names the network, containers and volumes; labels them.
+    pub run_id: &'a str,
+    /// Service logs are copied to `<run_dir>/logs/<service>.log`.
+    pub run_dir: &'a Path,
+    pub images: &'a ImageSet,
+    /// Print warnings (none in quiet mode).
+    pub quiet: bool,
+}
+
+fn substitute(text: &str, port: u16) -> String {
+    text.replace("{port}", &port.to_string())
+        .replace("{addr}", &format!("0.0.0.0:{port}"))
+        .replace("{data_dir}", DATA_PATH)
+}
+
+const POSTGRES_START: &str = "set -e
+if [ ! -s /data/pgdata/PG_VERSION ]; then
+  initdb -D /data/pgdata -U postgres --auth=trust --no-locale -E UTF8 >/dev/null
+  echo 'host all all all trust' >> /data/pgdata/pg_hba.conf
+fi
+exec postgres -D /data/pgdata -c listen_addresses='*' -p \"$PGPORT\" -k /tmp";
+
+/// Image, user and command of a service's container.
+struct Launch {
+    image: String,
+    user: Option<String>,
+    cmd: Option<Vec<String>>,
+}
+
+fn launch(name: &str, svc: &Service, images: &ImageSet) -> Result<Launch, ContainerError> {
+    let port = svc.container_port();
+    let command = svc
+        .command
+        .as_ref()
+        .map(|c| c.iter().map(|a| substitute(a, port)).collect::<Vec<_>>());
+    match (svc.kind, &svc.image) {
+        (Some(kind), _) => {
+            let image = images.for_kind(kind).ok_or_else(|| ContainerError::Service {
+                service: name.to_owned(),
+                message: format!("no image was built for `{}`", kind.name()),
+            })?;
+            let (user, cmd) = match kind {
+                ServiceKind::Fabric => (
+                    None,
+                    Some(vec![
+                        "--http-addr".to_owned(),
+                        format!("0.0.0.0:{port}"),
+                        "--data-dir".to_owned(),
+                        DATA_PATH.to_owned(),
+                    ]),
+                ),
+                ServiceKind::Postgres => (
+                    Some("postgres".to_owned()),
+                    Some(vec!["bash".into(), "-c".into(), POSTGRES_START.into()]),
+                ),
+                ServiceKind::Redis => (
+                    Some("redis".to_owned()),
+                    Some(
+                        [
+                            "redis-server",
+                            "--bind",
+                            "0.0.0.0",
+                            "--protected-mode",
+                            "no",
+                            "--dir",
+                            DATA_PATH,
+                            "--port",
+                        ]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .chain([port.to_string()])
+                        .collect(),
+                    ),
+                ),
+            };
+            Ok(Launch {
+                image: image.to_owned(),
+                user,
+                cmd,
+            })
+        }
+        (None, Some(image)) => Ok(Launch {
+            image: image.clone(),
+            user: None,
+            cmd: command,
+        }),
+        (None, None) => Err(ContainerError::Service {
+            service: name.to_owned(),
+            message: "container mode needs `kind` or `image` (a `command` alone runs only as a local process)".to_owned(),
+        }),
+    }
+}
+
+fn unsupported_err(service: &str, action: &'static str, message: String) -> ControlError {
+    ControlError::Failed {
+        service: service.to_owned(),
+        action,
+        message,
+    }
+}
+
+impl ContainerStack {
+    /// Reaps leftovers of dead runs, creates the run's network, then each
+    /// service in order, waiting until it is ready. On failure everything
+    /// created so far is removed before the error returns.
+    pub async fn boot(spec: BootSpec<'_>) -> Result<ContainerStack, ContainerError> {
+        let docker = crate::docker::connect().await?;
+        let reaped = reaper::reap_dead_runs(&docker).await?;
+        if !reaped.is_empty() && !spec.quiet {
+            eprintln!("reaped leftovers of dead runs: {}", reaped.summary());
+        }
+        let network = format!("gauntlet-{}", spec.run_id);
+        let mut stack = ContainerStack {
+            docker,
+            run_id: spec.run_id.to_owned(),
+            network,
+            services: Vec::new(),
+            shut: AtomicBool::new(false),
+        };
+        match stack.start_all(&spec).await {
+            Ok(()) => Ok(stack),
+            Err(e) => {
+                stack.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    async fn start_all(&mut self, spec: &BootSpec<'_>) -> Result<(), ContainerError> {
+        let owner = Owner::current();
+        let labels = owner.labels(&self.run_id);
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: self.network.clone(),
+                driver: Some("bridge".to_owned()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(DockerError::api(format!(
+                "creating network {}",
+                self.network
+            )))?;
+        let logs = spec.run_dir.join("logs");
+        let _ = std::fs::create_dir_all(&logs);
+        for (name, svc) in &spec.scenario.stack.services {
+            let container = format!("gauntlet-{}-{name}", self.run_id);
+            let mut svc_labels = labels.clone();
+            svc_labels.insert(LABEL_SERVICE.to_owned(), name.clone());
+            // The data volume, then the scenario's extra volumes.
+            let mut binds = Vec::new();
+            let mut data_dir = None;
+            let volumes = std::iter::once(("data".to_owned(), DATA_PATH.to_owned()))
+                .chain(svc.volumes.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for (volume, path) in volumes {
+                let volume_name = format!("{container}-{volume}");
+                let created = self
+                    .docker
+                    .create_volume(VolumeCreateRequest {
+                        name: Some(volume_name.clone()),
+                        labels: Some(svc_labels.clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(DockerError::api(format!("creating volume {volume_name}")))?;
+                if path == DATA_PATH {
+                    data_dir = Some(PathBuf::from(created.mountpoint));
+                }
+                binds.push(format!("{volume_name}:{path}"));
+            }
+            let Launch { image, user, cmd } = launch(name, svc, spec.images)?;
+            let port = svc.container_port();
+            let port_key = format!("{port}/tcp");
+            let mut env: Vec<String> = svc
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", substitute(v, port)))
+                .collect();
+            if svc.kind == Some(ServiceKind::Postgres) {
+                env.push(format!("PGPORT={port}"));
+            }
+            let body = ContainerCreateBody {
+                image: Some(image.clone()),
+                user,
+                cmd,
+                env: Some(env),
+                labels: Some(svc_labels.clone()),
+                exposed_ports: Some(vec![port_key.clone()]),
+                stop_timeout: Some(svc.stop_timeout.0.as_secs().max(1) as i64),
+                host_config: Some(HostConfig {
+                    binds: Some(binds),
+                    network_mode: Some(self.network.clone()),
+                    port_bindings: Some(HashMap::from([(
+                        port_key,
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".to_owned()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )])),
+                    nano_cpus: svc.cpus.map(|c| (c * 1e9) as i64),
+                    memory: svc.memory.map(|m| m.bytes() as i64),
+                    ..Default::default()
+                }),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        self.network.clone(),
+                        EndpointSettings {
+                            aliases: Some(vec![name.clone()]),
+                            ..Default::default()
+                        },
+                    )])),
+                }),
+                ..Default::default()
+            };
+            self.docker
+                .create_container(
+                    Some(CreateContainerOptions {
+                        name: Some(container.clone()),
+                        ..Default::default()
+                    }),
+                    body,
+                )
+                .await
+                .map_err(|e| ContainerError::Service {
+                    service: name.clone(),
+                    message: if is_not_found(&e) {
+                        format!("image `{image}` is not in the Docker engine (hint: `loadgen images build`; nothing is pulled)")
+                    } else {
+                        format!("creating container {container}: {e}")
+                    },
+                })?;
+            let (endpoint, _) = watch::channel(Endpoint {
+                host: "127.0.0.1".to_owned(),
+                port: 0,
+            });
+            let service = Arc::new(Svc {
+                name: name.clone(),
+                container,
+                readiness: svc.readiness(),
+                container_port: port,
+                ready_timeout: svc.ready_timeout.0,
+                stop_timeout: svc.stop_timeout.0,
+                endpoint,
+                state: Mutex::new(ServiceState::Stopped),
+                pid: AtomicU32::new(0),
+                data_dir,
+                log: logs.join(format!("{name}.log")),
+                busy: tokio::sync::Mutex::new(()),
+            });
+            self.services.push(service.clone());
+            self.start_service(&service).await?;
+        }
+        Ok(())
+    }
+
+    fn find(&self, service: &str) -> Result<&Arc<Svc>, ControlError> {
+        self.services
+            .iter()
+            .find(|s| s.name == service)
+            .ok_or_else(|| ControlError::UnknownService(service.to_owned()))
+    }
+
+    /// Starts the container, looks up its host port and pid, publishes the
+    /// endpoint and waits until the service is ready.
+    async fn start_service(&self, svc: &Svc) -> Result<(), ContainerError> {
+        let err = |message: String| ContainerError::Service {
+            service: svc.name.clone(),
+            message,
+        };
+        self.docker
+            .start_container(&svc.container, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| err(format!("starting container {}: {e}", svc.container)))?;
+        let inspect = self
+            .docker
+            .inspect_container(&svc.container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| err(format!("inspecting container {}: {e}", svc.container)))?;
+        let key = format!("{}/tcp", svc.container_port);
+        let host_port = inspect
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref())
+            .and_then(|p| p.get(&key).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| {
+                err(format!(
+                    "container {} has no host port for {key}",
+                    svc.container
+                ))
+            })?;
+        let pid = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .unwrap_or(0)
+            .max(0) as u32;
+        svc.pid.store(pid, Ordering::Relaxed);
+        svc.endpoint.send_replace(Endpoint {
+            host: "127.0.0.1".to_owned(),
+            port: host_port,
+        });
+        *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = ServiceState::Running;
+        self.wait_ready(svc).await
+    }
+
+    async fn wait_ready(&self, svc: &Svc) -> Result<(), ContainerError> {
+        let addr = svc.endpoint.borrow().addr();
+        let started = Instant::now();
+        let probe = match &svc.readiness {
+            Readiness::Http(path) => format!("GET http://{addr}{path} never answered 200"),
+            Readiness::Redis => format!("PING to {addr} never answered +PONG"),
+            Readiness::Postgres => "pg_isready never succeeded".to_owned(),
+        };
+        loop {
+            let ready = match &svc.readiness {
+                Readiness::Http(path) => probe::http_ok(&addr, path).await,
+                Readiness::Redis => probe::redis_pong(&addr).await,
+                Readiness::Postgres => {
+                    self.exec_ok(
+                        &svc.container,
+                        vec![
+                            "pg_isready".into(),
+                            "-q".into(),
+                            "-h".into(),
+                            "127.0.0.1".into(),
+                            "-p".into(),
+                            svc.container_port.to_string(),
+                        ],
+                    )
+                    .await
+                }
+            };
+            if ready {
+                return Ok(());
+            }
+            if let Some(status) = self.exited(&svc.container).await {
+                return Err(ContainerError::Exited {
+                    service: svc.name.clone(),
+                    status,
+                    tail: self.log_tail(&svc.container, 20).await,
+                });
+            }
+            if started.elapsed() >= svc.ready_timeout {
+                return Err(ContainerError::NotReady {
+                    service: svc.name.clone(),
+                    timeout: svc.ready_timeout,
+                    probe,
+                    tail: self.log_tail(&svc.container, 20).await,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `Some(status)` when the container is not running any more.
+    async fn exited(&self, container: &str) -> Option<String> {
+        let inspect = self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let state = inspect.state?;
+        (!state.running.unwrap_or(false))
+            .then(|| format!("exit code {}", state.exit_code.unwrap_or(-1)))
+    }
+
+    /// Runs a command in the container; true when it exits 0.
+    async fn exec_ok(&self, container: &str, cmd: Vec<String>) -> bool {
+        let Ok(exec) = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(cmd),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+        else {
+            return false;
+        };
+        if let Ok(StartExecResults::Attached { mut output, .. }) =
+            self.docker.start_exec(&exec.id, None).await
+        {
+            let drain = async { while output.next().await.is_some() {} };
+            let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        }
+        matches!(
+            self.docker.inspect_exec(&exec.id).await,
+            Ok(i) if i.exit_code == Some(0)
+        )
+    }
+
+    async fn logs(&self, container: &str, tail: Option<usize>) -> String {
+        let mut stream = self.docker.logs(
+            container,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+                ..Default::default()
+            }),
+        );
+        let mut text = String::new();
+        let collect = async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                text.push_str(&chunk.to_string());
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), collect).await;
+        text
+    }
+
+    async fn log_tail(&self, container: &str, n: usize) -> String {
+        let text = self.logs(container, Some(n)).await;
+        if text.trim().is_empty() {
+            "    (the log is empty)".to_owned()
+        } else {
+            text.lines()
+                .map(|l| format!("    {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    }
+
+    async fn stop_container(&self, svc: &Svc, timeout: Duration) -> Result<StopReport, String> {
+        let started = Instant::now();
+        let was_running = self.exited(&svc.container).await.is_none();
+        if *svc.state.lock().unwrap_or_else(|p| p.into_inner()) == ServiceState::Paused {
+            let _ = self.docker.unpause_container(&svc.container).await;
+        }
+        self.docker
+            .stop_container(
+                &svc.container,
+                Some(StopContainerOptions {
+                    t: Some(timeout.as_secs().max(1) as i32),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        svc.pid.store(0, Ordering::Relaxed);
+        *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = ServiceState::Stopped;
+        let code = self
+            .docker
+            .inspect_container(&svc.container, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.exit_code);
+        let took = started.elapsed();
+        Ok(if !was_running {
+            StopReport {
+                service: svc.name.clone(),
+                graceful: false,
+                status: format!("had already exited (exit code {})", code.unwrap_or(-1)),
+                took: Duration::ZERO,
+            }
+        } else {
+            StopReport {
+                service: svc.name.clone(),
+                graceful: code == Some(0),
+                status: match code {
+                    Some(137) => format!("did not stop within {timeout:?} after SIGTERM; killed"),
+                    Some(c) => format!("exit status: {c}"),
+                    None => "unknown exit status".to_owned(),
+                },
+                took,
+            }
+        })
+    }
+
+    async fn do_stop(&self, service: &str, timeout: Duration) -> Result<(), ControlError> {
+        let svc = self.find(service)?;
+        let _busy = svc.busy.lock().await;
+        self.stop_container(svc, timeout)
+            .await
+            .map(|_| ())
+            .map_err(|m| unsupported_err(service, "stop", m))
+    }
+
+    async fn do_start(&self, service: &str) -> Result<(), ControlError> {
+        let svc = self.find(service)?;
+        let _busy = svc.busy.lock().await;
+        self.start_service(svc)
+            .await
+            .map_err(|e| unsupported_err(service, "start", e.to_string()))
+    }
+
+    async fn do_kill(&self, service: &str, signal: Signal) -> Result<(), ControlError> {
+        match signal {
+            Signal::Stop => return self.do_pause(service, true).await,
+            Signal::Cont => return self.do_pause(service, false).await,
+            _ => {}
+        }
+        let svc = self.find(service)?;
+        let _busy = svc.busy.lock().await;
+        self.docker
+            .kill_container(
+                &svc.container,
+                Some(KillContainerOptions {
+                    signal: signal.name().to_owned(),
+                }),
+            )
+            .await
+            .map_err(|e| unsupported_err(service, "kill", e.to_string()))?;
+        if matches!(signal, Signal::Kill | Signal::Term) {
+            let deadline = Instant::now() + svc.stop_timeout.max(Duration::from_secs(1));
+            while self.exited(&svc.container).await.is_none() {
+                if Instant::now() >= deadline {
+                    return Err(unsupported_err(
+                        service,
+                        "kill",
+                        format!("still running {:?} after {signal}", svc.stop_timeout),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            svc.pid.store(0, Ordering::Relaxed);
+            *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = ServiceState::Stopped;
+        }
+        Ok(())
+    }
+
+    async fn do_pause(&self, service: &str, pause: bool) -> Result<(), ControlError> {
+        let svc = self.find(service)?;
+        let _busy = svc.busy.lock().await;
+        let (action, result) = if pause {
+            ("pause", self.docker.pause_container(&svc.container).await)
+        } else {
+            (
+                "unpause",
+                self.docker.unpause_container(&svc.container).await,
+            )
+        };
+        result.map_err(|e| unsupported_err(service, action, e.to_string()))?;
+        *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = if pause {
+            ServiceState::Paused
+        } else {
+            ServiceState::Running
+        };
+        Ok(())
+    }
+
+    async fn do_network(&self, service: &str, connect: bool) -> Result<(), ControlError> {
+        let svc = self.find(service)?;
+        let _busy = svc.busy.lock().await;
+        let result = if connect {
+            self.docker
+                .connect_network(
+                    &self.network,
+                    NetworkConnectRequest {
+                        container: svc.container.clone(),
+                        endpoint_config: Some(EndpointSettings {
+                            aliases: Some(vec![svc.name.clone()]),
+                            ..Default::default()
+                        }),
+                    },
+                )
+                .await
+        } else {
+            self.docker
+                .disconnect_network(
+                    &self.network,
+                    NetworkDisconnectRequest {
+                        container: svc.container.clone(),
+                        force: Some(true),
+                    },
+                )
+                .await
+        };
+        result.map_err(|e| {
+            unsupported_err(
+                service,
+                if connect { "reconnect" } else { "disconnect" },
+                e.to_string(),
+            )
+        })
+    }
+
+    async fn do_shutdown(&self) -> Vec<StopReport> {
+        if self.shut.swap(true, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        let mut reports = Vec::new();
+        for svc in self.services.iter().rev() {
+            let _busy = svc.busy.lock().await;
+            match self.stop_container(svc, svc.stop_timeout).await {
+                Ok(r) => reports.push(r),
+                Err(e) => reports.push(StopReport {
+                    service: svc.name.clone(),
+                    graceful: false,
+                    status: format!("docker stop failed: {e}"),
+                    took: Duration::ZERO,
+                }),
+            }
+            let log = self.logs(&svc.container, None).await;
+            let _ = std::fs::write(&svc.log, log);
+        }
+        if let Err(e) = reaper::remove_run(&self.docker, &self.run_id).await {
+            reports.push(StopReport {
+                service: "(stack)".to_owned(),
+                graceful: false,
+                status: format!("removing the run's containers, network and volumes failed: {e}"),
+                took: Duration::ZERO,
+            });
+        }
+        reports
+    }
+}
+
+impl Drop for ContainerStack {
+    /// Without a shutdown (an error path or a panic): remove everything of
+    /// the run now, from a thread of its own (no async runtime is needed).
+    fn drop(&mut self) {
+        if self.shut.load(Ordering::SeqCst) {
+            return;
+        }
+        let docker = self.docker.clone();
+        let run_id = self.run_id.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(60),
+                        reaper::remove_run(&docker, &run_id),
+                    )
+                    .await
+                });
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+impl Stack for ContainerStack {
+    fn runtime(&self) -> &'static str {
+        RUNTIME
+    }
+
+    fn services(&self) -> Vec<String> {
+        self.services.iter().map(|s| s.name.clone()).collect()
+    }
+
+    fn endpoint(&self, service: &str) -> Result<Endpoint, ControlError> {
+        Ok(self.find(service)?.endpoint.borrow().clone())
+    }
+
+    fn watch_endpoint(&self, service: &str) -> Result<watch::Receiver<Endpoint>, ControlError> {
+        Ok(self.find(service)?.endpoint.subscribe())
+    }
+
+    fn state(&self, service: &str) -> Result<ServiceState, ControlError> {
+        Ok(*self
+            .find(service)?
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn pid(&self, service: &str) -> Option<u32> {
+        let pid = self.find(service).ok()?.pid.load(Ordering::Relaxed);
+        (pid != 0).then_some(pid)
+    }
+
+    fn data_dir(&self, service: &str) -> Option<PathBuf> {
+        self.find(service).ok()?.data_dir.clone()
+    }
+
+    fn log_path(&self, service: &str) -> Option<PathBuf> {
+        Some(self.find(service).ok()?.log.clone())
+    }
+
+    fn stop<'a>(
+        &'a self,
+        service: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.do_stop(service, timeout))
+    }
+
+    fn kill<'a>(
+        &'a self,
+        service: &'a str,
+        signal: Signal,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.do_kill(service, signal))
+    }
+
+    fn pause<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.do_pause(service, true))
+    }
+
+    fn unpause<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.do_pause(service, false))
+    }
+
+    fn start<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.do_start(service))
+    }
+
+    fn restart<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let timeout = self.find(service)?.stop_timeout;
+            self.do_stop(service, timeout).await?;
+            self.do_start(service).await
+        })
+    }
+
+    fn disconnect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.do_network(service, false))
+    }
+
+    fn reconnect<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(self.do_network(service, true))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, Vec<StopReport>> {
+        Box::pin(self.do_shutdown())
+    }
+}
