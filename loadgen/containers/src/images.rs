@@ -502,8 +502,39 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, ImageError> {
             took: started.elapsed(),
             size_bytes: image_size(tag).unwrap_or(0),
         });
+        remove_older_tags(tag, progress);
     }
     Ok(BuildReport { images: set, steps })
+}
+
+/// Removes the repository's other tags (earlier binaries or recipes of the
+/// same service), so stale images do not pile up. An image a container
+/// still uses stays (Docker refuses), which is fine.
+fn remove_older_tags(tag: &str, progress: bool) {
+    let Some((repo, current)) = tag.rsplit_once(':') else {
+        return;
+    };
+    let Ok(out) = docker()
+        .args(["image", "ls", repo, "--format", "{{.Tag}}"])
+        .output()
+    else {
+        return;
+    };
+    for old in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|t| !t.is_empty() && *t != current)
+    {
+        let old = format!("{repo}:{old}");
+        let removed = docker()
+            .args(["image", "rm", &old])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if removed {
+            say(progress, format!("removed the stale image {old}"));
+        }
+    }
 }
 
 /// debootstrap into a scratch directory, trim, tar, then drop the tree.

@@ -1,0 +1,526 @@
+//! Container mode against the real Docker engine: images built here (and
+//! cached), a scenario run with the fabric in a container, the control
+//! surface (restart with a new host port while load keeps flowing, pause,
+//! network disconnect), the PostgreSQL and Redis kinds, the reaper of runs
+//! whose `loadgen` was SIGKILLed, and `loadgen clean`.
+//!
+//! Without a reachable Docker engine these tests FAIL and say so. They run
+//! one at a time (they share the engine and `clean` removes everything).
+//! The images are built from the release `fabric-node`; `ci/test.sh`
+//! builds it (`cargo build --release -p fabric --bin fabric-node`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::text;
+use gauntlet_containers::images::{self, BuildOptions};
+use gauntlet_containers::stack::{BootSpec, ContainerStack};
+use gauntlet_control::{ControlError, ServiceState, Stack};
+use gauntlet_recorder::{Outcome, RunResults};
+use gauntlet_scenario::ServiceKind;
+use loadgen::driver;
+use loadgen::plan::Plan;
+
+static ENGINE: Mutex<()> = Mutex::new(());
+
+/// Serializes the container tests and fails clearly without an engine.
+fn engine() -> MutexGuard<'static, ()> {
+    let guard = ENGINE.lock().unwrap_or_else(|p| p.into_inner());
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "no Docker engine is reachable: `docker version` says: {} — the container tests need a running Docker engine",
+            text(&o.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "no Docker engine is reachable: cannot run `docker` ({e}) — the container tests need the docker command and a running engine"
+        ),
+    }
+    guard
+}
+
+/// `target/release`, where the release fabric-node the images ship is.
+fn release_dir() -> PathBuf {
+    let dir = common::bin_dir().join("../release");
+    assert!(
+        dir.join("fabric-node").is_file(),
+        "{}/fabric-node is missing: build it with `cargo build --release -p fabric --bin fabric-node` (ci/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+fn loadgen(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .current_dir(cwd)
+        .env("GAUNTLET_BIN_DIR", release_dir())
+        .output()
+        .expect("loadgen runs")
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Names of the containers, networks and volumes labelled with `label`.
+fn objects(label: &str) -> Vec<String> {
+    let filter = format!("label={label}");
+    let mut all = docker_lines(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]);
+    all.extend(docker_lines(&[
+        "network",
+        "ls",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Name}}",
+    ]));
+    all.extend(docker_lines(&[
+        "volume",
+        "ls",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Name}}",
+    ]));
+    all
+}
+
+fn results(run_dir: &Path) -> RunResults {
+    let bytes = std::fs::read(run_dir.join("results.json")).expect("results.json");
+    serde_json::from_slice(&bytes).expect("results.json parses")
+}
+
+const SHORT: &str = r#"
+name: short
+seed: 3
+stack:
+  services:
+    fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch }, cpus: 1, memory: 256MiB }
+workload:
+  max_in_flight: 64
+  phases:
+    - { name: warmup, duration: 1s, rate: 100/s }
+    - { name: steady, duration: 1s, rate: 200/s }
+  operations:
+    - { name: append, weight: 3, fabric.stream.append: { stream: test/short/events, payload: 64B, batch: 2 } }
+    - { name: read, weight: 1, fabric.stream.read: { stream: test/short/events, from: latest-10, max: 10 } }
+"#;
+
+#[test]
+fn images_build_once_and_the_second_build_is_a_no_op() {
+    let _engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let first = loadgen(&["images", "build"], dir.path());
+    assert!(
+        first.status.success(),
+        "{}\n{}",
+        text(&first.stdout),
+        text(&first.stderr)
+    );
+    let second = loadgen(&["images", "build"], dir.path());
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let out = text(&second.stdout);
+    assert!(out.contains("nothing to build"), "{out}");
+    assert!(!out.contains("built "), "{out}");
+    // The fabric image: non-root, a health check, labels, content-hash tag.
+    let tag = out
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("gauntlet/fabric-node:"))
+        })
+        .expect("the fabric image is listed")
+        .to_owned();
+    let inspect = docker_lines(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}}@@{{json .Config.Healthcheck.Test}}@@{{index .Config.Labels \"org.gauntlet.kind\"}}@@{{index .Config.Labels \"org.gauntlet.content-hash\"}}",
+        &tag,
+    ]);
+    let fields: Vec<&str> = inspect[0].split("@@").collect();
+    assert_eq!(fields[0], "gauntlet");
+    assert!(fields[1].contains("/ready"), "{}", fields[1]);
+    assert_eq!(fields[2], "fabric");
+    assert!(tag.ends_with(fields[3]), "{tag} vs {}", fields[3]);
+}
+
+#[test]
+fn a_scenario_runs_with_the_fabric_in_a_container_and_leaves_nothing_behind() {
+    let _engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short.yaml"), SHORT).unwrap();
+    let out = loadgen(
+        &[
+            "run",
+            "short.yaml",
+            "--runtime",
+            "containers",
+            "--quiet",
+            "--out",
+            "runs",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let run_dir = std::fs::canonicalize(dir.path().join("runs/latest")).unwrap();
+    let results = results(&run_dir);
+    assert_eq!(results.runtime, "containers");
+    assert!(results.complete);
+    let total: u64 = results.totals.iter().map(|o| o.count).sum();
+    let errors: u64 = results.totals.iter().map(|o| o.errors).sum();
+    assert!(total > 0);
+    assert_eq!(errors, 0, "{}", text(&out.stdout));
+    // The container's log was kept; the container, network and volume are gone.
+    let log = std::fs::read_to_string(run_dir.join("logs/fabric.log")).unwrap();
+    assert!(log.contains("listening on 0.0.0.0:8080"), "{log}");
+    let run_id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        objects(&format!("org.gauntlet.run={run_id}")),
+        Vec::<String>::new()
+    );
+    // The scenario said nothing about containers: the resolved copy records the override.
+    let resolved = std::fs::read_to_string(run_dir.join("scenario.yaml")).unwrap();
+    assert!(resolved.contains("runtime: containers"), "{resolved}");
+}
+
+const STACK: &str = r#"
+name: trio
+stack:
+  runtime: containers
+  services:
+    fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch } }
+    db: { kind: postgres }
+    cache: { kind: redis, memory: 128MiB }
+workload:
+  phases:
+    - { name: steady, duration: 1s, rate: 10/s }
+  operations:
+    - { name: append, fabric.stream.append: { stream: test/trio/events, payload: 64B } }
+"#;
+
+fn exec(container: &str, script: &str) -> Output {
+    Command::new("docker")
+        .args(["exec", container, "bash", "-c", script])
+        .output()
+        .expect("docker exec runs")
+}
+
+/// Keeps appending through the prepared operation until `stop`; counts
+/// successes and failures.
+fn drive(
+    prepared: Arc<driver::Prepared>,
+    client: driver::HttpClient,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let outcome =
+                tokio::time::timeout(Duration::from_secs(5), prepared.execute(&client, i)).await;
+            match outcome {
+                Ok(Outcome::Ok) => ok.fetch_add(1, Ordering::Relaxed),
+                _ => failed.fetch_add(1, Ordering::Relaxed),
+            };
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_maps_a_new_port_and_load_keeps_flowing_with_postgres_and_redis_beside() {
+    let _engine = engine();
+    let scenario = gauntlet_scenario::load("trio.yaml", STACK, &[]).expect("scenario loads");
+    let opts = BuildOptions {
+        cache_dir: loadgen::bins::image_cache_dir(),
+        binaries: vec![(ServiceKind::Fabric, release_dir().join("fabric-node"))],
+        progress: false,
+    };
+    let images = tokio::task::spawn_blocking(move || images::build(&opts))
+        .await
+        .unwrap()
+        .expect("images build")
+        .images;
+    let run_dir = tempfile::tempdir().unwrap();
+    let run_id = format!("test-restart-{}", std::process::id());
+    let stack = ContainerStack::boot(BootSpec {
+        scenario: &scenario,
+        run_id: &run_id,
+        run_dir: run_dir.path(),
+        images: &images,
+        quiet: true,
+    })
+    .await
+    .expect("the stack boots");
+    let stack: Arc<dyn Stack> = Arc::new(stack);
+    assert_eq!(stack.services(), ["cache", "db", "fabric"]);
+    for service in ["cache", "db", "fabric"] {
+        assert_eq!(stack.state(service).unwrap(), ServiceState::Running);
+        assert!(stack.pid(service).is_some());
+    }
+    assert!(gauntlet_containers::probe::redis_pong(&stack.endpoint("cache").unwrap().addr()).await);
+    let fabric = format!("gauntlet-{run_id}-fabric");
+    // Services reach each other by name on the run's network.
+    let pong = exec(
+        &fabric,
+        "exec 3<>/dev/tcp/cache/6379; printf 'PING\\r\\n' >&3; head -c 5 <&3",
+    );
+    assert_eq!(text(&pong.stdout), "+PONG", "{}", text(&pong.stderr));
+    let pg = exec(&fabric, "exec 3<>/dev/tcp/db/5432 && echo open");
+    assert_eq!(text(&pg.stdout).trim(), "open", "{}", text(&pg.stderr));
+
+    // Load through the driver, whose base URL follows the endpoint.
+    let plan = Plan::new(scenario.clone());
+    let op = &plan.operations[0];
+    let client = driver::http_client(8);
+    let endpoint = stack.watch_endpoint("fabric").unwrap();
+    let before = endpoint.borrow().clone();
+    driver::setup(&client, op, &before.base_url())
+        .await
+        .unwrap();
+    let prepared = Arc::new(driver::prepare(
+        op,
+        endpoint.clone(),
+        1,
+        0,
+        &driver::StreamOffsets::default(),
+    ));
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let load = drive(
+        prepared.clone(),
+        client.clone(),
+        stop.clone(),
+        ok.clone(),
+        failed.clone(),
+    );
+    let wait_for_ok = |n: u64| {
+        let ok = ok.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while ok.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ok.load(Ordering::Relaxed)
+        }
+    };
+    assert!(wait_for_ok(20).await >= 20);
+
+    stack.restart("fabric").await.expect("restart");
+    let after = stack.endpoint("fabric").unwrap();
+    assert_ne!(
+        after.port, before.port,
+        "a restarted container maps a new host port"
+    );
+    assert_eq!(
+        *endpoint.borrow(),
+        after,
+        "the watch publishes the new endpoint"
+    );
+    let ok_at_restart = ok.load(Ordering::Relaxed);
+    assert!(
+        wait_for_ok(ok_at_restart + 20).await >= ok_at_restart + 20,
+        "load keeps flowing on the new port"
+    );
+
+    // Pause: requests stall; unpause: they flow again.
+    stack.pause("fabric").await.unwrap();
+    assert_eq!(stack.state("fabric").unwrap(), ServiceState::Paused);
+    let stalled =
+        tokio::time::timeout(Duration::from_millis(500), prepared.execute(&client, 0)).await;
+    assert!(stalled.is_err(), "a paused fabric does not answer");
+    stack.unpause("fabric").await.unwrap();
+    assert!(matches!(prepared.execute(&client, 1).await, Outcome::Ok));
+
+    // Disconnect: the fabric cannot reach redis by name; reconnect: it can.
+    stack.disconnect("fabric").await.unwrap();
+    let cut = exec(
+        &fabric,
+        "timeout 2 bash -c 'exec 3<>/dev/tcp/cache/6379' && echo open",
+    );
+    assert_ne!(text(&cut.stdout).trim(), "open");
+    stack.reconnect("fabric").await.unwrap();
+    let back = exec(&fabric, "exec 3<>/dev/tcp/cache/6379 && echo open");
+    assert_eq!(text(&back.stdout).trim(), "open", "{}", text(&back.stderr));
+
+    // SIGKILL leaves it stopped until start.
+    stack.kill("fabric", "KILL".parse().unwrap()).await.unwrap();
+    assert_eq!(stack.state("fabric").unwrap(), ServiceState::Stopped);
+    stack.start("fabric").await.unwrap();
+    assert!(matches!(prepared.execute(&client, 2).await, Outcome::Ok));
+    assert!(matches!(
+        stack.stop("nope", Duration::from_secs(1)).await,
+        Err(ControlError::UnknownService(_))
+    ));
+
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let reports = stack.shutdown().await;
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert!(reports.iter().all(|r| r.graceful), "{reports:?}");
+    assert!(
+        stack.shutdown().await.is_empty(),
+        "a second shutdown finds nothing"
+    );
+    assert_eq!(
+        objects(&format!("org.gauntlet.run={run_id}")),
+        Vec::<String>::new()
+    );
+    let log = std::fs::read_to_string(run_dir.path().join("logs/db.log")).unwrap();
+    assert!(log.contains("database system is ready"), "{log}");
+}
+
+const LONG: &str = r#"
+name: long
+stack:
+  services:
+    fabric: { kind: fabric }
+workload:
+  phases:
+    - { name: steady, duration: 10m, rate: 20/s }
+  operations:
+    - { name: append, fabric.stream.append: { stream: test/long/events, payload: 64B } }
+"#;
+
+/// Starts a long container run, waits until its stack is ready, SIGKILLs
+/// `loadgen`, and returns the run id it left behind.
+fn killed_run(dir: &Path) -> String {
+    std::fs::write(dir.join("long.yaml"), LONG).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            "long.yaml",
+            "--runtime",
+            "containers",
+            "--quiet",
+            "--out",
+            "runs",
+        ])
+        .current_dir(dir)
+        .env("GAUNTLET_BIN_DIR", release_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("ready at") => break,
+            Ok(line) => seen.push(line),
+            Err(_) if Instant::now() > deadline => {
+                let _ = child.kill();
+                panic!("the run never got ready: {seen:?}");
+            }
+            Err(_) => {}
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let run_dir = std::fs::canonicalize(dir.join("runs/latest")).unwrap();
+    run_dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn leftovers_of_a_sigkilled_run_are_reaped_by_the_next_run() {
+    let _engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = killed_run(dir.path());
+    let label = format!("org.gauntlet.run={run_id}");
+    let left = objects(&label);
+    assert_eq!(
+        left.len(),
+        3,
+        "container, network and volume are left: {left:?}"
+    );
+
+    std::fs::write(dir.path().join("short.yaml"), SHORT).unwrap();
+    let out = loadgen(
+        &[
+            "run",
+            "short.yaml",
+            "--runtime",
+            "containers",
+            "--out",
+            "runs",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("reaped leftovers of dead runs"), "{err}");
+    assert!(err.contains(&run_id), "{err}");
+    assert_eq!(objects(&label), Vec::<String>::new());
+}
+
+#[test]
+fn clean_removes_every_gauntlet_object_and_says_what() {
+    let _engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = killed_run(dir.path());
+    let out = loadgen(&["clean"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("removed container gauntlet-{run_id}-fabric")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("removed network gauntlet-{run_id}")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("removed volume gauntlet-{run_id}-fabric-data")),
+        "{said}"
+    );
+    assert_eq!(objects("org.gauntlet.managed"), Vec::<String>::new());
+    let again = loadgen(&["clean"], dir.path());
+    assert!(
+        text(&again.stdout).contains("nothing to clean"),
+        "{}",
+        text(&again.stdout)
+    );
+}
