@@ -260,9 +260,18 @@ fn drive(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_maps_a_new_port_and_load_keeps_flowing_with_postgres_and_redis_beside() {
+#[test]
+fn restart_maps_a_new_port_and_load_keeps_flowing_with_postgres_and_redis_beside() {
     let _engine = engine();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(restart_under_load());
+}
+
+async fn restart_under_load() {
     let scenario = gauntlet_scenario::load("trio.yaml", STACK, &[]).expect("scenario loads");
     let opts = BuildOptions {
         cache_dir: loadgen::bins::image_cache_dir(),
