@@ -18,11 +18,15 @@ done
 declare -A packages=(
   [xmllint]=libxml2-utils   # validates the gate's junit.xml against ci/schemas/junit.xsd
   [chromium]="chromium fonts-liberation"  # loads the HTML report in reports/tests/browser.rs
+  [debootstrap]=debootstrap       # makes the base image's root filesystem (loadgen images build)
+  [redis-server]=redis-server     # `kind: redis` in process mode (loadgen/cli/tests/process_control.rs)
+  [docker]=docker.io              # the docker command: images are built with docker import/build
 )
 
 missing=()
 for cmd in "${!packages[@]}"; do
-  if ! command -v "$cmd" >/dev/null 2>&1; then
+  # debootstrap lives in /usr/sbin, which a non-root PATH may lack.
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     read -ra pkgs <<<"${packages[$cmd]}"
     missing+=("${pkgs[@]}")
   fi
@@ -34,4 +38,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
     || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
+
+# Container mode needs a running Docker engine (nothing is pulled: images
+# are built here). Say so early rather than in the middle of the tests.
+if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  echo "ci/setup.sh: warning: no Docker engine is reachable; the container tests (loadgen/cli/tests/containers.rs) will fail" >&2
 fi

@@ -5,8 +5,8 @@
 #   ci/test.sh            everything
 #   ci/test.sh --no-smoke the test suites only
 #
-# The tests need only the Rust toolchain today; the Debian packages later
-# issues need (PostgreSQL, Redis, Chromium) are installed by ci/setup.sh.
+# The Debian packages the tests need (debootstrap, Redis, Chromium, …) are
+# installed by ci/setup.sh; the container tests need a running Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,12 @@ for arg in "$@"; do
 done
 
 ci/setup.sh
+
+echo "== container images: release fabric-node, then loadgen images build (once per CI run; a no-op when up to date)"
+# The container tests (loadgen/cli/tests/containers.rs) use these images and
+# this release binary; building here keeps the build out of the tests.
+cargo build --release -p fabric --bin fabric-node
+GAUNTLET_BIN_DIR=target/release cargo run --quiet --bin loadgen -- images build
 
 echo "== cargo test --workspace"
 # --workspace builds every binary (fabric-node among them) before the
