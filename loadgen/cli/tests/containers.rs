@@ -427,9 +427,10 @@ workload:
     - { name: append, fabric.stream.append: { stream: test/long/events, payload: 64B } }
 "#;
 
-/// Starts a long container run, waits until its stack is ready, SIGKILLs
-/// `loadgen`, and returns the run id it left behind.
-fn killed_run(dir: &Path) -> String {
+/// Starts a long container run, waits until its stack is ready, sends
+/// `loadgen` the signal, waits for it to exit, and returns the run id and
+/// the exit status.
+fn signalled_run(dir: &Path, signal: i32) -> (String, std::process::ExitStatus) {
     std::fs::write(dir.join("long.yaml"), LONG).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([
@@ -467,10 +468,86 @@ fn killed_run(dir: &Path) -> String {
             Err(_) => {}
         }
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+    let status = child.wait().unwrap();
     let run_dir = std::fs::canonicalize(dir.join("runs/latest")).unwrap();
-    run_dir.file_name().unwrap().to_string_lossy().into_owned()
+    let run_id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    (run_id, status)
+}
+
+fn killed_run(dir: &Path) -> String {
+    signalled_run(dir, libc::SIGKILL).0
+}
+
+#[test]
+fn sigterm_and_ctrl_c_stop_the_run_and_remove_its_containers() {
+    let _engine = engine();
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let dir = tempfile::tempdir().unwrap();
+        let (run_id, status) = signalled_run(dir.path(), signal);
+        assert_eq!(status.code(), Some(3), "an interrupted run exits 3");
+        assert_eq!(
+            objects(&format!("org.gauntlet.run={run_id}")),
+            Vec::<String>::new(),
+            "signal {signal}"
+        );
+        let results = results(&dir.path().join("runs").join(&run_id));
+        assert!(!results.complete);
+    }
+}
+
+#[test]
+fn a_service_that_fails_to_start_says_why_and_leaves_nothing_behind() {
+    let _engine = engine();
+    let base = docker_lines(&[
+        "image",
+        "ls",
+        "gauntlet/base",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    assert!(
+        !base.is_empty(),
+        "the base image is built (the images test or ci/test.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = SHORT.replace(
+        "  services:\n",
+        &format!(
+            "  services:\n    broken: {{ image: \"{}\", command: [bash, -c, 'echo no such config >&2; exit 4'] }}\n",
+            base[0]
+        ),
+    )
+    .replace("{ stream: test/short", "{ service: fabric, stream: test/short");
+    std::fs::write(dir.path().join("broken.yaml"), scenario).unwrap();
+    let out = loadgen(
+        &[
+            "run",
+            "broken.yaml",
+            "--runtime",
+            "containers",
+            "--quiet",
+            "--out",
+            "runs",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("service `broken` exited before it was ready"),
+        "{err}"
+    );
+    assert!(err.contains("no such config"), "{err}");
+    let run_dir = std::fs::canonicalize(dir.path().join("runs/latest")).unwrap();
+    let run_id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        objects(&format!("org.gauntlet.run={run_id}")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
