@@ -610,3 +610,44 @@ fn clean_removes_every_gauntlet_object_and_says_what() {
         text(&again.stdout)
     );
 }
+
+#[test]
+fn a_stack_dropped_without_shutdown_removes_everything() {
+    // What an error return or a panic does: the stack goes out of scope.
+    let _engine = engine();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let run_id = format!("test-drop-{}", std::process::id());
+    runtime.block_on(async {
+        let scenario = gauntlet_scenario::load("short.yaml", SHORT, &[]).unwrap();
+        let opts = BuildOptions {
+            cache_dir: loadgen::bins::image_cache_dir(),
+            binaries: vec![(ServiceKind::Fabric, release_dir().join("fabric-node"))],
+            progress: false,
+        };
+        let images = tokio::task::spawn_blocking(move || images::build(&opts))
+            .await
+            .unwrap()
+            .expect("images build")
+            .images;
+        let run_dir = tempfile::tempdir().unwrap();
+        let stack = ContainerStack::boot(BootSpec {
+            scenario: &scenario,
+            run_id: &run_id,
+            run_dir: run_dir.path(),
+            images: &images,
+            quiet: true,
+        })
+        .await
+        .expect("the stack boots");
+        assert_eq!(objects(&format!("org.gauntlet.run={run_id}")).len(), 3);
+        drop(stack);
+    });
+    assert_eq!(
+        objects(&format!("org.gauntlet.run={run_id}")),
+        Vec::<String>::new()
+    );
+}

@@ -186,6 +186,43 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
     out
 }
 
+/// SHA-256 of a file, remembered in the cache directory by path, size and
+/// modification time (a 40 MB binary need not be read again on every run).
+fn file_hash(path: &Path, cache_dir: &Path) -> std::io::Result<String> {
+    let meta = fs::metadata(path)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!("{}\t{}\t{mtime}", path.display(), meta.len());
+    let memo = cache_dir.join("binary-hashes.tsv");
+    let known = fs::read_to_string(&memo).unwrap_or_default();
+    if let Some(hash) = known
+        .lines()
+        .find_map(|l| l.strip_prefix(&key)?.strip_prefix('\t'))
+    {
+        return Ok(hash.to_owned());
+    }
+    let hash = sha256_hex(&[&fs::read(path)?]);
+    if fs::create_dir_all(cache_dir).is_ok() {
+        let kept: Vec<&str> = known
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{}\t", path.display())))
+            .collect();
+        let mut text = kept.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("{key}\t{hash}\n"));
+        let tmp = memo.with_extension("tmp");
+        if fs::write(&tmp, text).is_ok() {
+            let _ = fs::rename(&tmp, &memo);
+        }
+    }
+    Ok(hash)
+}
+
 /// The base image's recipe: what decides its content (not the mirror it
 /// is fetched from).
 pub fn base_recipe_hash(suite: &str) -> String {
@@ -372,14 +409,14 @@ pub fn planned(opts: &BuildOptions) -> Result<ImageSet, ImageError> {
     let base = format!("gauntlet/base:{}", base_recipe_hash(&source.suite));
     let mut services = Vec::new();
     for (kind, binary) in &opts.binaries {
-        let bytes = fs::read(binary).map_err(|e| {
+        let binary_hash = file_hash(binary, &opts.cache_dir).map_err(|e| {
             step_err(
                 &format!("read the {} binary", kind.binary()),
                 format!("{}: {e}", binary.display()),
             )
         })?;
         let dockerfile = service_dockerfile(*kind, &base);
-        let hash = sha256_hex(&[dockerfile.as_bytes(), &bytes]);
+        let hash = sha256_hex(&[dockerfile.as_bytes(), binary_hash.as_bytes()]);
         services.push((*kind, format!("gauntlet/{}:{}", kind.binary(), &hash[..16])));
     }
     Ok(ImageSet { base, services })
@@ -390,9 +427,38 @@ pub fn all_present(set: &ImageSet) -> bool {
     image_size(&set.base).is_some() && set.services.iter().all(|(_, t)| image_size(t).is_some())
 }
 
+/// Holds `<cache_dir>/build.lock` exclusively while alive: two builds at
+/// once (two runs finding the images missing) take turns, and the second
+/// finds the images built.
+struct BuildLock(#[allow(dead_code)] fs::File);
+
+fn lock_builds(cache_dir: &Path, progress: bool) -> Result<BuildLock, ImageError> {
+    use std::os::fd::AsRawFd;
+    let step = "lock the image cache";
+    fs::create_dir_all(cache_dir)
+        .map_err(|e| step_err(step, format!("{}: {e}", cache_dir.display())))?;
+    let path = cache_dir.join("build.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| step_err(step, format!("{}: {e}", path.display())))?;
+    // SAFETY: flock(2) on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        say(progress, "another image build is running; waiting for it");
+        // SAFETY: as above, blocking this time (the other build is bounded by its steps).
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(step_err(step, std::io::Error::last_os_error().to_string()));
+        }
+    }
+    Ok(BuildLock(file))
+}
+
 /// Builds what is missing; a no-op (that says so) when every image is there.
 pub fn build(opts: &BuildOptions) -> Result<BuildReport, ImageError> {
     check_docker_cli()?;
+    let _lock = lock_builds(&opts.cache_dir, opts.progress)?;
     let source = apt_source()?;
     let set = planned(opts)?;
     let progress = opts.progress;
@@ -410,12 +476,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, ImageError> {
             size_bytes: size,
         });
     } else {
-        fs::create_dir_all(&opts.cache_dir).map_err(|e| {
-            step_err(
-                "create the image cache directory",
-                format!("{}: {e}", opts.cache_dir.display()),
-            )
-        })?;
         let tarball = opts.cache_dir.join(format!("base-{base_hash}.tar"));
         if tarball.is_file() {
             say(
@@ -654,6 +714,19 @@ Types: deb\n# a comment\nURIs: http://deb.example/debian\nSuites: bookworm bookw
         );
         let security = "Types: deb\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
         assert_eq!(parse_deb822(security), None);
+    }
+
+    #[test]
+    fn binary_hashes_are_remembered_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("svc");
+        fs::write(&bin, b"one").unwrap();
+        let first = file_hash(&bin, dir.path()).unwrap();
+        assert_eq!(first, sha256_hex(&[b"one"]));
+        assert_eq!(file_hash(&bin, dir.path()).unwrap(), first);
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(&bin, b"two!").unwrap();
+        assert_eq!(file_hash(&bin, dir.path()).unwrap(), sha256_hex(&[b"two!"]));
     }
 
     #[test]
