@@ -12,7 +12,7 @@
 //!
 //! The Docker engine is reached with bollard (API version negotiated, so
 //! older engines such as 20.10 work); images are built with the `docker`
-//! command line (`docker import`, `docker build`).
+//! command line (`docker import`, `docker cp`, `docker commit`).
 
 pub mod docker;
 pub mod images;
