@@ -220,7 +220,7 @@ stack:
   services:
     fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch } }
     db: { kind: postgres }
-    cache: { kind: redis, memory: 128MiB }
+    cache: { kind: redis, memory: 128MiB, cpus: 0.5 }
 workload:
   phases:
     - { name: steady, duration: 1s, rate: 10/s }
@@ -302,6 +302,14 @@ async fn restart_under_load() {
     }
     assert!(gauntlet_containers::probe::redis_pong(&stack.endpoint("cache").unwrap().addr()).await);
     let fabric = format!("gauntlet-{run_id}-fabric");
+    // The scenario's resource limits are the container's.
+    let limits = docker_lines(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+        &format!("gauntlet-{run_id}-cache"),
+    ]);
+    assert_eq!(limits, [format!("{} 500000000", 128u64 * 1024 * 1024)]);
     // Services reach each other by name on the run's network.
     let pong = exec(
         &fabric,

@@ -767,6 +767,31 @@ Types: deb\n# a comment\nURIs: http://deb.example/debian\nSuites: bookworm bookw
     }
 
     #[test]
+    fn a_failed_step_names_itself_the_command_and_its_output() {
+        let err = run_step(
+            "trim the base root filesystem",
+            Command::new("sh").args(["-c", "echo first; echo 'no space left' >&2; exit 7"]),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("image build step `trim the base root filesystem` failed:"),
+            "{err}"
+        );
+        assert!(err.contains("exit status: 7"), "{err}");
+        assert!(err.contains("no space left"), "{err}");
+        let missing = run_step(
+            "debootstrap",
+            &mut Command::new("/nonexistent/debootstrap"),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("cannot run"), "{missing}");
+    }
+
+    #[test]
     fn hashes_follow_the_recipe() {
         assert_eq!(base_recipe_hash("bookworm"), base_recipe_hash("bookworm"));
         assert_ne!(base_recipe_hash("bookworm"), base_recipe_hash("trixie"));
