@@ -539,6 +539,14 @@ async fn connection(client: TcpStream, inner: Arc<Inner>, id: u64) {
         }
         (s.upstream, s.cut_epoch)
     };
+    let roller = Arc::new(Mutex::new(Roller::new(
+        inner.seed ^ id.wrapping_mul(0xA076_1D64_78BD_642F),
+    )));
+    // A reset due at once: the connection never carries a byte.
+    if reset_now(&rx.borrow(), &roller) {
+        arm_reset(&client);
+        return;
+    }
     let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(s)) => s,
         // The upstream is gone: the client sees what it would see talking
@@ -550,9 +558,6 @@ async fn connection(client: TcpStream, inner: Arc<Inner>, id: u64) {
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let roller = Arc::new(Mutex::new(Roller::new(
-        inner.seed ^ id.wrapping_mul(0xA076_1D64_78BD_642F),
-    )));
 
     let supervisor = supervise(rx.clone(), epoch, roller.clone());
     let up = pump(
@@ -567,6 +572,7 @@ async fn connection(client: TcpStream, inner: Arc<Inner>, id: u64) {
     let (mut up_done, mut down_done) = (false, false);
     let end = loop {
         tokio::select! {
+            biased;
             e = &mut supervisor => break e,
             r = &mut up, if !up_done => match r {
                 PumpEnd::Eof => up_done = true,
@@ -585,6 +591,13 @@ async fn connection(client: TcpStream, inner: Arc<Inner>, id: u64) {
         arm_reset(&client);
         arm_reset(&server);
     }
+}
+
+fn reset_now(state: &State, roller: &Mutex<Roller>) -> bool {
+    let mut roller = roller.lock().unwrap_or_else(|e| e.into_inner());
+    state.toxics.iter().any(|e| {
+        matches!(e.toxic.kind, ToxicKind::Reset { after } if after.is_zero()) && roller.applies(e)
+    })
 }
 
 /// Ends the connection on `down`, on the proxy's drop, or when a reset
@@ -607,6 +620,9 @@ async fn supervise(mut rx: watch::Receiver<State>, epoch: u64, roller: Arc<Mutex
                 })
                 .min();
             reset_at = after.map(|after| reset_at.unwrap_or_else(|| Instant::now() + after));
+        }
+        if reset_at.is_some_and(|at| at <= Instant::now()) {
+            return End::Reset;
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return End::Reset },

@@ -281,11 +281,8 @@ async fn limit_closes_after_exactly_n_bytes() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut got = Vec::new();
-    loop {
-        match events.recv().await.unwrap().1 {
-            SinkEvent::Data(d) => got.extend(d),
-            SinkEvent::Eof | SinkEvent::Error(_) => break,
-        }
+    while let SinkEvent::Data(d) = events.recv().await.unwrap().1 {
+        got.extend(d);
     }
     assert_eq!(
         got,
