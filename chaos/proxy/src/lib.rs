@@ -37,7 +37,7 @@ use tokio::time::Instant;
 /// How long the proxy waits for its upstream to accept a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest chunk read at once.
-const READ_BUF: usize = 32 * 1024;
+const READ_BUF: usize = 64 * 1024;
 /// Chunks read ahead of the writer per direction (bounds memory under latency).
 const CHUNKS_AHEAD: usize = 256;
 
