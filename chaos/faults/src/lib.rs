@@ -38,6 +38,8 @@ const FILL_BLOCK: usize = 1 << 20;
 /// nobody heals it.
 const BURN_GRACE: Duration = Duration::from_secs(5);
 
+const NO_STACK: &str = "service faults need the stack's control surface, which this run does not have (only link faults and process-mode partitions are wired)";
+
 /// A fault that could not be applied or healed.
 #[derive(Debug, thiserror::Error)]
 #[error("fault `{fault}` ({action} on `{target}`) could not be {stage}: {message}")]
@@ -77,7 +79,11 @@ struct State {
 
 /// Applies fault windows to a stack and its link proxies.
 pub struct FaultScheduler {
-    stack: Arc<dyn Stack>,
+    /// `None`: only link faults (and process-mode partitions, which go
+    /// through the proxies) can be applied.
+    stack: Option<Arc<dyn Stack>>,
+    /// `process` or `containers`.
+    runtime: String,
     /// Proxies by link name (`loadgen->fabric`).
     proxies: BTreeMap<String, Arc<Proxy>>,
     windows: Vec<FaultWindow>,
@@ -99,8 +105,41 @@ impl FaultScheduler {
         run_dir: &Path,
         run_start: Instant,
     ) -> Self {
+        let runtime = stack.runtime().to_owned();
+        Self::build(Some(stack), runtime, proxies, windows, run_dir, run_start)
+    }
+
+    /// A scheduler without the stack's control surface: link faults and,
+    /// in process mode, partitions (through the proxies) only; any other
+    /// window fails [`Self::preflight`].
+    pub fn links_only(
+        runtime: &str,
+        proxies: BTreeMap<String, Arc<Proxy>>,
+        windows: Vec<FaultWindow>,
+        run_dir: &Path,
+        run_start: Instant,
+    ) -> Self {
+        Self::build(
+            None,
+            runtime.to_owned(),
+            proxies,
+            windows,
+            run_dir,
+            run_start,
+        )
+    }
+
+    fn build(
+        stack: Option<Arc<dyn Stack>>,
+        runtime: String,
+        proxies: BTreeMap<String, Arc<Proxy>>,
+        windows: Vec<FaultWindow>,
+        run_dir: &Path,
+        run_start: Instant,
+    ) -> Self {
         FaultScheduler {
             stack,
+            runtime,
             proxies,
             windows,
             stop_timeouts: BTreeMap::new(),
@@ -122,7 +161,7 @@ impl FaultScheduler {
     /// Checks before the run that every window can be applied: its service
     /// exists, its link has a proxy, a partition has a way to cut.
     pub fn preflight(&self) -> Result<(), FaultError> {
-        let services = self.stack.services();
+        let services = self.stack.as_ref().map(|s| s.services());
         for w in &self.windows {
             let err = |message: String| FaultError {
                 fault: w.name.clone(),
@@ -141,20 +180,28 @@ impl FaultScheduler {
                 }
                 continue;
             }
-            if !services.contains(&w.target) {
-                return Err(err(format!("no service `{}` in the stack", w.target)));
+            let process_partition =
+                matches!(w.action, FaultAction::Partition) && self.runtime == "process";
+            match &services {
+                Some(services) if !services.contains(&w.target) => {
+                    return Err(err(format!("no service `{}` in the stack", w.target)));
+                }
+                None if !process_partition => {
+                    return Err(err(NO_STACK.to_owned()));
+                }
+                _ => {}
             }
-            if matches!(w.action, FaultAction::Partition)
-                && self.stack.runtime() == "process"
-                && self.links_to(&w.target).is_empty()
-            {
+            if process_partition && self.links_to(&w.target).is_empty() {
                 return Err(err(format!(
                     "a partition in process mode cuts the service's proxied links, and there is no proxied link to `{}`",
                     w.target
                 )));
             }
             if matches!(w.action, FaultAction::DiskFull { .. })
-                && self.stack.data_dir(&w.target).is_none()
+                && self
+                    .stack
+                    .as_ref()
+                    .is_some_and(|s| s.data_dir(&w.target).is_none())
             {
                 return Err(err("the stack has no data directory for it".to_owned()));
             }
@@ -176,7 +223,7 @@ impl FaultScheduler {
     }
 
     fn kind(&self, action: &FaultAction) -> String {
-        let runtime = match self.stack.runtime() {
+        let runtime = match self.runtime.as_str() {
             "containers" => "container",
             other => other,
         };
@@ -268,11 +315,11 @@ impl FaultScheduler {
         };
         let control = |e: ControlError| err(e.to_string());
         let start_s = self.now_s();
-        let stack = &self.stack;
+        let stack = || self.stack.as_ref().ok_or_else(|| err(NO_STACK.to_owned()));
         let mut end_now = false;
         let held = match &w.action {
             FaultAction::Kill { signal, .. } => {
-                stack.kill(&w.target, *signal).await.map_err(control)?;
+                stack()?.kill(&w.target, *signal).await.map_err(control)?;
                 Held::Nothing
             }
             FaultAction::Stop => {
@@ -281,15 +328,15 @@ impl FaultScheduler {
                     .get(&w.target)
                     .copied()
                     .unwrap_or(Duration::from_secs(10));
-                stack.stop(&w.target, timeout).await.map_err(control)?;
+                stack()?.stop(&w.target, timeout).await.map_err(control)?;
                 Held::Nothing
             }
             FaultAction::Pause => {
-                stack.pause(&w.target).await.map_err(control)?;
+                stack()?.pause(&w.target).await.map_err(control)?;
                 Held::Nothing
             }
             FaultAction::Resume => {
-                stack.unpause(&w.target).await.map_err(control)?;
+                stack()?.unpause(&w.target).await.map_err(control)?;
                 end_now = true;
                 // The resume heals the open pauses of its target.
                 let now = self.now_s();
@@ -306,12 +353,12 @@ impl FaultScheduler {
                 Held::Nothing
             }
             FaultAction::Restart => {
-                stack.restart(&w.target).await.map_err(control)?;
+                stack()?.restart(&w.target).await.map_err(control)?;
                 end_now = true;
                 Held::Nothing
             }
             FaultAction::Partition => {
-                if stack.runtime() == "process" {
+                if self.runtime == "process" {
                     let links = self.links_to(&w.target);
                     if links.is_empty() {
                         return Err(err("the service has no proxied link to cut".to_owned()));
@@ -320,7 +367,7 @@ impl FaultScheduler {
                         p.set_down(true).await.map_err(|e| err(e.to_string()))?;
                     }
                 } else {
-                    stack.disconnect(&w.target).await.map_err(control)?;
+                    stack()?.disconnect(&w.target).await.map_err(control)?;
                 }
                 Held::Nothing
             }
@@ -332,7 +379,7 @@ impl FaultScheduler {
                     .map_err(|e| err(format!("cannot start a burner thread: {e}")))?
             }
             FaultAction::DiskFull { max_bytes } => {
-                let dir = stack
+                let dir = stack()?
                     .data_dir(&w.target)
                     .ok_or_else(|| err("the stack has no data directory for it".to_owned()))?;
                 let path = dir.join(DISK_FILL_FILE);
@@ -435,20 +482,20 @@ impl FaultScheduler {
             message,
         };
         let control = |e: ControlError| err(e.to_string());
-        let stack = &self.stack;
+        let stack = || self.stack.as_ref().ok_or_else(|| err(NO_STACK.to_owned()));
         match (&w.action, applied.held) {
             (FaultAction::Kill { .. } | FaultAction::Stop, _) => {
-                stack.start(&w.target).await.map_err(control)?;
+                stack()?.start(&w.target).await.map_err(control)?;
             }
-            (FaultAction::Pause, _) => stack.unpause(&w.target).await.map_err(control)?,
+            (FaultAction::Pause, _) => stack()?.unpause(&w.target).await.map_err(control)?,
             (FaultAction::Resume | FaultAction::Restart, _) => {}
             (FaultAction::Partition, _) => {
-                if stack.runtime() == "process" {
+                if self.runtime == "process" {
                     for p in self.links_to(&w.target) {
                         p.set_down(false).await.map_err(|e| err(e.to_string()))?;
                     }
                 } else {
-                    stack.reconnect(&w.target).await.map_err(control)?;
+                    stack()?.reconnect(&w.target).await.map_err(control)?;
                 }
             }
             (FaultAction::Cpu { .. }, Held::Burn { stop, threads }) => {

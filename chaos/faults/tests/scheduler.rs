@@ -607,3 +607,78 @@ fn disk_full_fills_until_enospc_on_a_small_file_system() {
         5 << 20 | 7
     );
 }
+
+#[tokio::test]
+async fn without_the_stack_only_link_faults_and_process_partitions_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = echo_server().await;
+    let proxy =
+        Arc::new(Proxy::start("loadgen->svc", "127.0.0.1:0".parse().unwrap(), echo, 1).unwrap());
+    let proxies = BTreeMap::from([("loadgen->svc".to_owned(), proxy.clone())]);
+    let w = expand(
+        &[FaultSpec {
+            at: ms(0),
+            kill: svc(),
+            ..Default::default()
+        }],
+        1,
+    );
+    let sched = FaultScheduler::links_only(
+        "process",
+        proxies.clone(),
+        w,
+        dir.path(),
+        tokio::time::Instant::now(),
+    );
+    let err = sched.preflight().unwrap_err().to_string();
+    assert!(err.contains("control surface"), "{err}");
+
+    let w = expand(
+        &[
+            FaultSpec {
+                at: ms(0),
+                for_: Some(ms(200)),
+                partition: svc(),
+                ..Default::default()
+            },
+            FaultSpec {
+                at: ms(300),
+                link: link(),
+                reset: Some(ms(0)),
+                ..Default::default()
+            },
+        ],
+        1,
+    );
+    let sched = FaultScheduler::links_only(
+        "process",
+        proxies,
+        w,
+        dir.path(),
+        tokio::time::Instant::now(),
+    );
+    sched.preflight().unwrap();
+    let run = sched.run();
+    tokio::pin!(run);
+    // While partitioned, the link refuses connections.
+    let refused = async {
+        for _ in 0..100 {
+            if proxy.is_down() {
+                return tokio::net::TcpStream::connect(proxy.addr()).await.is_err();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    };
+    let (ran, refused) = tokio::join!(&mut run, refused);
+    ran.unwrap();
+    assert!(refused, "a partition refuses connections");
+    assert!(!proxy.is_down());
+    assert_eq!(proxy.toxics().len(), 1, "the reset is still applied");
+    sched.heal_all().await.unwrap();
+    assert!(proxy.toxics().is_empty());
+    let records = parse(&std::fs::read(dir.path().join(FAULTS_FILE)).unwrap()).unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.end_s.is_some()));
+    assert_eq!(records[1].kind, "link.reset");
+}
