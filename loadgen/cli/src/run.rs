@@ -115,6 +115,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         .load(&opts.overrides)
         .map_err(RunError::Invalid)?;
     let plan = Plan::new(scenario);
+    let fault_windows = crate::chaos::plan(&plan.scenario).map_err(RunError::Harness)?;
     let root = opts.out.clone().unwrap_or_else(rundir::default_root);
     let run_dir = rundir::create(&root, &plan.scenario.name)
         .map_err(harness("creating the run directory"))?;
@@ -142,7 +143,14 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         );
     }
 
-    let endpoints = stack.endpoints();
+    let mut endpoints = stack.endpoints();
+    let proxies = match crate::chaos::start_proxies(&fault_windows, &mut endpoints, plan.seed) {
+        Ok(p) => p,
+        Err(e) => {
+            stack.stop().await;
+            return Err(RunError::Harness(e));
+        }
+    };
     let offsets = StreamOffsets::default();
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
@@ -212,6 +220,21 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         collector_stop.clone(),
         plan.total_duration() + std::time::Duration::from_secs(120),
     ));
+    // Faults next to the load; one that cannot be applied stops the load.
+    let load_cancel = cancel.child_token();
+    let mut fault_failures = Vec::new();
+    let chaos = if fault_windows.is_empty() {
+        None
+    } else {
+        let runtime = plan.scenario.stack.runtime;
+        let stop = load_cancel.clone();
+        crate::chaos::start(fault_windows, proxies, runtime, &run_dir, run_start, stop)
+            .map_err(|e| {
+                fault_failures.push(e);
+                load_cancel.cancel();
+            })
+            .ok()
+    };
     engine::run(
         &plan,
         Arc::new(prepared),
@@ -219,9 +242,17 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         tx,
         counters,
         run_start,
-        cancel.clone(),
+        load_cancel.clone(),
     )
     .await;
+    let fault_records = match chaos {
+        Some(chaos) => {
+            let (records, errors) = chaos.finish().await;
+            fault_failures.extend(errors);
+            records
+        }
+        None => Vec::new(),
+    };
     let recorded = recording.await.map_err(harness("the recorder task"))?;
     collector_stop.cancel();
     let collected = collecting.await.unwrap_or_default();
@@ -245,6 +276,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         results.interrupted =
             Some("interrupted by a signal before the last phase ended".to_owned());
     }
+    if load_cancel.is_cancelled() && !cancel.is_cancelled() {
+        results.complete = false;
+        results.interrupted = Some("the load was stopped: a fault could not be applied".to_owned());
+    }
+    failures.extend(fault_failures);
+    results.recovery = crate::chaos::recovery(&results, &fault_records, &plan.scenario);
     if let Some(e) = recorded.write_error {
         failures.push(format!("writing the run directory failed: {e}"));
     }
