@@ -209,6 +209,39 @@ impl FaultScheduler {
         Ok(())
     }
 
+    /// Keeps each proxy's upstream on its service's current endpoint (a
+    /// restarted container maps a new host port): one task per proxied
+    /// link, ending when the stack drops the endpoint's sender. No-op
+    /// without a stack.
+    pub fn follow_endpoints(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, FaultError> {
+        let Some(stack) = &self.stack else {
+            return Ok(Vec::new());
+        };
+        let mut tasks = Vec::new();
+        for (link, proxy) in &self.proxies {
+            let Some((_, service)) = link.split_once("->") else {
+                continue;
+            };
+            let mut rx = stack.watch_endpoint(service).map_err(|e| FaultError {
+                fault: link.clone(),
+                target: service.to_owned(),
+                action: "follow",
+                stage: "applied",
+                message: e.to_string(),
+            })?;
+            let proxy = proxy.clone();
+            tasks.push(tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let addr = rx.borrow_and_update().addr();
+                    if let Ok(addr) = addr.parse() {
+                        proxy.set_upstream(addr);
+                    }
+                }
+            }));
+        }
+        Ok(tasks)
+    }
+
     fn now_s(&self) -> f64 {
         self.run_start.elapsed().as_secs_f64()
     }

@@ -682,3 +682,39 @@ async fn without_the_stack_only_link_faults_and_process_partitions_run() {
     assert!(records.iter().all(|r| r.end_s.is_some()));
     assert_eq!(records[1].kind, "link.reset");
 }
+
+#[tokio::test]
+async fn proxies_follow_the_services_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Arc::new(SleepStack::new(dir.path().to_owned()));
+    let first = echo_server().await;
+    let second = echo_server().await;
+    let proxy =
+        Arc::new(Proxy::start("loadgen->svc", "127.0.0.1:0".parse().unwrap(), first, 1).unwrap());
+    let proxies = BTreeMap::from([("loadgen->svc".to_owned(), proxy.clone())]);
+    let sched = FaultScheduler::new(
+        stack.clone(),
+        proxies,
+        Vec::new(),
+        dir.path(),
+        tokio::time::Instant::now(),
+    );
+    let tasks = sched.follow_endpoints().unwrap();
+    assert_eq!(tasks.len(), 1);
+    // The "container" restarts on another port.
+    stack.endpoint.send_replace(Endpoint {
+        host: "127.0.0.1".into(),
+        port: second.port(),
+    });
+    for _ in 0..200 {
+        if proxy.upstream() == second {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(proxy.upstream(), second);
+    drop(sched);
+    for t in tasks {
+        t.abort();
+    }
+}
