@@ -31,7 +31,7 @@ use crate::validate::Problem;
 
 /// A fault's target: one service or link, or a random pick from a set
 /// (with the run's seed, anew for every repeat).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Target {
     One(String),
@@ -39,6 +39,40 @@ pub enum Target {
         /// The candidates; one is picked at random for each window.
         any: Vec<String>,
     },
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        const SHAPE: &str =
+            "a name (`fabric`, `loadgen->fabric`) or a random pick `{ any: [a, b] }`";
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Any {
+            any: Vec<String>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Target;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(SHAPE)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Target, E> {
+                Ok(Target::One(v.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Target, A::Error> {
+                Err(de::Error::custom(
+                    "a fault has one target, not a list (hint: for a random pick write `{ any: [...] }`; for several targets write several faults)",
+                ))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Target, A::Error> {
+                let any = Any::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map_err(|e| de::Error::custom(format!("{e} (hint: write {SHAPE})")))?;
+                Ok(Target::Any { any: any.any })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Target {
@@ -962,6 +996,10 @@ mod tests {
             e.contains("unknown key `paus`") && e.contains("did you mean `pause`"),
             "{e}"
         );
+        let e = errors("faults:\n  - { at: 5s, kill: [fabric] }\n");
+        assert!(e.contains("one target, not a list"), "{e}");
+        let e = errors("faults:\n  - { at: 5s, kill: { any: fabric } }\n");
+        assert!(e.contains("random pick"), "{e}");
         let e = errors("checks: [fabric.no_acked_writes_lost]\n");
         assert!(
             e.contains("did you mean `fabric.no_acked_write_lost`"),
