@@ -515,3 +515,34 @@ fn check_names_round_trip() {
     }
     assert_eq!(Check::from_name("fabric.nope"), None);
 }
+
+#[test]
+fn the_writer_flushes_as_the_run_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let w = HistoryWriter::create(&path).unwrap();
+    let a = w
+        .invoke(
+            0.0,
+            Invocation::KvDelete {
+                store: STORE.into(),
+                key: "k".into(),
+            },
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    // The next record finds the buffer older than the flush period.
+    w.complete(a, 0.3, Outcome::Fail("http_404".into()))
+        .unwrap();
+    let on_disk = History::read(&path).unwrap();
+    assert_eq!(
+        on_disk.operations.len(),
+        1,
+        "readable while the writer is open"
+    );
+    assert_eq!(
+        on_disk.operations[0].outcome,
+        Outcome::Fail("http_404".into())
+    );
+    drop(w);
+}
