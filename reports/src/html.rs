@@ -234,15 +234,13 @@ fn fault_windows(run: &RunData) -> Vec<Window> {
 }
 
 fn recoveries(run: &RunData) -> Vec<Recovery> {
-    let end = run.end_s();
-    let mut out = Vec::new();
-    for f in &run.faults {
-        for op in run.operations() {
-            let slo = run.slo_p99_us.get(&op).copied();
-            out.push(recovery::recovery(&run.results, f, &op, slo, end));
-        }
-    }
-    out
+    recovery::recoveries(
+        &run.results,
+        &run.faults,
+        &run.operations(),
+        &run.slo_p99_us,
+        run.end_s(),
+    )
 }
 
 fn assess(run: &RunData, ids: &Ids, recs: &[Recovery]) -> (Status, Vec<Finding>) {

@@ -197,6 +197,7 @@ mod tests {
             git_revision: None,
             complete: true,
             interrupted: None,
+            recovery: Vec::new(),
             engine: EngineStats {
                 bottleneck: Some("engine fell behind".into()),
                 ..Default::default()

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use gauntlet_recorder::RunResults;
 use gauntlet_recorder::metrics::{MetricsRecord, family};
+use gauntlet_recorder::recovery::interval_len;
+pub use gauntlet_recorder::recovery::throughput_by_interval;
 
 /// A line: `(x, y)` points in x order.
 pub type Points = Vec<(f64, f64)>;
@@ -51,14 +53,6 @@ pub fn downsample(points: &[(f64, f64)], max_points: usize) -> Points {
     }
     out.push(points[n - 1]);
     out
-}
-
-/// Length of interval `i` in seconds (the last one may be short).
-fn interval_len(results: &RunResults, i: usize) -> f64 {
-    match results.intervals.get(i + 1) {
-        Some(next) => (next.t_s - results.intervals[i].t_s).max(1e-3),
-        None => 1.0,
-    }
 }
 
 /// Per-interval series of one operation.
@@ -127,27 +121,6 @@ pub fn operation_series(results: &RunResults, operation: &str) -> OperationSerie
         }
     }
     s
-}
-
-/// Successful operations per second of `operation`, per interval: `(interval start, length, rate)`.
-pub fn throughput_by_interval(results: &RunResults, operation: &str) -> Vec<(f64, f64, f64)> {
-    results
-        .intervals
-        .iter()
-        .enumerate()
-        .filter_map(|(i, interval)| {
-            let o = interval
-                .operations
-                .iter()
-                .find(|o| o.operation == operation)?;
-            let len = interval_len(results, i);
-            Some((
-                interval.t_s,
-                len,
-                o.count.saturating_sub(o.errors) as f64 / len,
-            ))
-        })
-        .collect()
 }
 
 /// A chart's worth of one service's metrics.

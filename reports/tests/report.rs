@@ -529,6 +529,7 @@ mod downsampling {
             git_revision: None,
             complete: true,
             interrupted: None,
+            recovery: Vec::new(),
             engine: Default::default(),
             phases: vec![PhaseResult {
                 name: "steady".into(),

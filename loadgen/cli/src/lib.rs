@@ -6,6 +6,7 @@
 //! system under test only through processes and HTTP, never by linking it.
 
 pub mod bins;
+pub mod chaos;
 pub mod collect;
 pub mod containers_cmd;
 pub mod driver;

@@ -3,6 +3,7 @@
 //! ([`Plan`], [`Sample`](gauntlet_recorder::Sample), [`RunResults`]) and the
 //! run directory; nothing is shared but the engine's counters.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -115,6 +116,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         .load(&opts.overrides)
         .map_err(RunError::Invalid)?;
     let plan = Plan::new(scenario);
+    let fault_windows = crate::chaos::plan(&plan.scenario).map_err(RunError::Harness)?;
     let root = opts.out.clone().unwrap_or_else(rundir::default_root);
     let run_dir = rundir::create(&root, &plan.scenario.name)
         .map_err(harness("creating the run directory"))?;
@@ -144,12 +146,37 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         eprintln!("{name} ready at {base} (log: {})", log.display());
     }
 
+    // Where the harness reaches each service: the stack's endpoint, or the
+    // fault proxy on its link when a fault names that link.
+    let mut endpoints = BTreeMap::new();
+    for name in stack.services() {
+        match stack.watch_endpoint(&name) {
+            Ok(rx) => {
+                endpoints.insert(name, rx);
+            }
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(RunError::Harness(e.to_string()));
+            }
+        }
+    }
+    let proxies = match crate::chaos::start_proxies(&fault_windows, &mut endpoints, plan.seed) {
+        Ok(p) => p,
+        Err(e) => {
+            stack.shutdown().await;
+            return Err(RunError::Harness(e));
+        }
+    };
     let offsets = StreamOffsets::default();
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
-        let endpoint = stack
-            .watch_endpoint(&op.service)
-            .map_err(|e| RunError::Harness(e.to_string()))?;
+        let Some(endpoint) = endpoints.get(&op.service).cloned() else {
+            stack.shutdown().await;
+            return Err(RunError::Harness(format!(
+                "operation `{}`: no service `{}` is running",
+                op.name, op.service
+            )));
+        };
         let base = endpoint.borrow().base_url();
         if let Err(e) = driver::setup(&client, op, &base).await {
             stack.shutdown().await;
@@ -222,6 +249,27 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         collector_stop.clone(),
         plan.total_duration() + std::time::Duration::from_secs(120),
     ));
+    // Faults next to the load; one that cannot be applied stops the load.
+    let load_cancel = cancel.child_token();
+    let mut fault_failures = Vec::new();
+    let chaos = if fault_windows.is_empty() {
+        None
+    } else {
+        let stop = load_cancel.clone();
+        crate::chaos::start(
+            fault_windows,
+            proxies,
+            stack.clone(),
+            &run_dir,
+            run_start,
+            stop,
+        )
+        .map_err(|e| {
+            fault_failures.push(e);
+            load_cancel.cancel();
+        })
+        .ok()
+    };
     engine::run(
         &plan,
         Arc::new(prepared),
@@ -229,9 +277,17 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         tx,
         counters,
         run_start,
-        cancel.clone(),
+        load_cancel.clone(),
     )
     .await;
+    let fault_records = match chaos {
+        Some(chaos) => {
+            let (records, errors) = chaos.finish().await;
+            fault_failures.extend(errors);
+            records
+        }
+        None => Vec::new(),
+    };
     let recorded = recording.await.map_err(harness("the recorder task"))?;
     collector_stop.cancel();
     let collected = collecting.await.unwrap_or_default();
@@ -255,6 +311,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         results.interrupted =
             Some("interrupted by a signal before the last phase ended".to_owned());
     }
+    if load_cancel.is_cancelled() && !cancel.is_cancelled() {
+        results.complete = false;
+        results.interrupted = Some("the load was stopped: a fault could not be applied".to_owned());
+    }
+    failures.extend(fault_failures);
+    results.recovery = crate::chaos::recovery(&results, &fault_records, &plan.scenario);
     if let Some(e) = recorded.write_error {
         failures.push(format!("writing the run directory failed: {e}"));
     }

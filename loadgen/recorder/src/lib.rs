@@ -10,6 +10,7 @@
 pub mod faults;
 pub mod hlog;
 pub mod metrics;
+pub mod recovery;
 pub mod results;
 
 use std::collections::BTreeMap;
@@ -314,6 +315,7 @@ impl Recorder {
             git_revision: meta.git_revision.clone(),
             complete,
             interrupted: None,
+            recovery: Vec::new(),
             engine,
             phases,
             totals,

@@ -36,6 +36,9 @@ pub struct RunResults {
     pub totals: Vec<OperationResult>,
     /// Per 1 s interval (by completion time), per operation.
     pub intervals: Vec<IntervalResult>,
+    /// Per fault window and operation: time to recover (see [`crate::recovery`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<crate::recovery::FaultRecovery>,
 }
 
 /// The load generator's own health: whether it, not the system, was the bottleneck.

@@ -14,6 +14,7 @@
 //! ([`validate`]).
 
 pub mod diag;
+pub mod faults;
 pub mod gate;
 pub mod model;
 pub mod tree;
@@ -25,6 +26,7 @@ pub use validate::target_service;
 use std::path::Path;
 
 pub use diag::Diagnostic;
+pub use faults::{CheckName, FaultAction, FaultSpec, FaultWindow, LinkAction, LinkStream, Target};
 pub use gate::{GateSpec, MaxPercent, MinRate, Percent, Profile, Slo, Tolerances};
 pub use model::*;
 pub use units::{Duration, Rate, Size, UnitError};

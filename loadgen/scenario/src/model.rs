@@ -39,6 +39,12 @@ pub struct Scenario {
     /// Relative tolerances against a baseline, for `loadgen gate` and `loadgen ab`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateSpec>,
+    /// Faults injected while the load runs (see `faults.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::faults::FaultSpec>,
+    /// Checks run on the operation history once the faults have healed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::faults::CheckName>,
 }
 
 fn default_seed() -> u64 {

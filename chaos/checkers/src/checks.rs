@@ -1,0 +1,567 @@
+//! The checkers: each reads the history, the read-back and the fault
+//! windows, and gives a verdict that names its evidence.
+//!
+//! The model: an `ok` operation took effect; a `fail` did not; an `unknown`
+//! may have taken effect at any moment after it was sent (even after later
+//! operations — a request can sit in a server's queue). So a checker may
+//! only demand what acknowledged operations imply.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use gauntlet_recorder::faults::Fault;
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Digest, History, Invocation, Operation, Outcome, ReadBack};
+
+/// Most evidence items a verdict lists (the counts cover the rest).
+pub const MAX_EVIDENCE: usize = 10;
+
+/// A check a scenario can ask for in `checks:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Check {
+    /// Every acknowledged append is readable at its offset with its payload.
+    NoAckedWriteLost,
+    /// No offset is acknowledged to two operations (or read twice).
+    OffsetsUnique,
+    /// Acked enqueues minus acked (or maybe-acked) acks ⊆ delivered by the drain.
+    QueueAtLeastOnce,
+    /// Each key holds its last acknowledged value, or an unknown write's.
+    KvReadYourWrites,
+}
+
+impl Check {
+    pub const ALL: [Check; 4] = [
+        Check::NoAckedWriteLost,
+        Check::OffsetsUnique,
+        Check::QueueAtLeastOnce,
+        Check::KvReadYourWrites,
+    ];
+
+    /// The name in `checks:`, results and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::NoAckedWriteLost => "fabric.no_acked_write_lost",
+            Check::OffsetsUnique => "fabric.offsets_unique",
+            Check::QueueAtLeastOnce => "fabric.queue.at_least_once",
+            Check::KvReadYourWrites => "fabric.kv.read_your_writes",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    pub fn run(self, history: &History, readback: &ReadBack, faults: &[Fault]) -> CheckVerdict {
+        match self {
+            Check::NoAckedWriteLost => no_acked_write_lost(history, readback, faults),
+            Check::OffsetsUnique => offsets_unique(history, readback, faults),
+            Check::QueueAtLeastOnce => queue_at_least_once(history, readback, faults),
+            Check::KvReadYourWrites => kv_read_your_writes(history, readback, faults),
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One piece of evidence: an operation and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    /// What is wrong, e.g. `offset 41 of t/ns/s missing`.
+    pub what: String,
+    /// The operation's id in `history.jsonl`.
+    pub operation: u64,
+    pub invoked_s: f64,
+    pub completed_s: Option<f64>,
+    /// Where it falls relative to the faults, e.g. `0.4 s into kill-1`.
+    pub relative_to_faults: String,
+}
+
+/// A check's verdict, in the shape `verdict.json`'s `checks` list holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckVerdict {
+    pub name: String,
+    pub passed: bool,
+    /// `pass` or `fail`.
+    pub outcome: String,
+    /// One paragraph for people: what was checked, what was wrong.
+    pub evidence: String,
+    /// What was counted (`acknowledged_events`, `missing`, `duplicates`, …).
+    pub counts: BTreeMap<String, u64>,
+    /// The first violations, earliest first.
+    pub violations: Vec<EvidenceItem>,
+}
+
+/// `t` relative to the fault windows: inside one, else after the last one
+/// that ended, else before the first.
+pub fn relative_to_faults(t: f64, faults: &[Fault]) -> String {
+    if faults.is_empty() {
+        return "no faults in the run".to_owned();
+    }
+    let open_end = f64::INFINITY;
+    if let Some(f) = faults
+        .iter()
+        .filter(|f| f.start_s <= t && t <= f.end_s.unwrap_or(open_end))
+        .max_by(|a, b| a.start_s.total_cmp(&b.start_s))
+    {
+        return format!("{:.2} s into fault `{}`", t - f.start_s, f.name);
+    }
+    if let Some(f) = faults
+        .iter()
+        .filter(|f| f.end_s.is_some_and(|e| e < t))
+        .max_by(|a, b| a.end_or(0.0).total_cmp(&b.end_or(0.0)))
+    {
+        return format!("{:.2} s after fault `{}` ended", t - f.end_or(0.0), f.name);
+    }
+    let next = faults
+        .iter()
+        .min_by(|a, b| a.start_s.total_cmp(&b.start_s))
+        .expect("faults is not empty");
+    format!("{:.2} s before fault `{}`", next.start_s - t, next.name)
+}
+
+struct Builder<'a> {
+    check: Check,
+    faults: &'a [Fault],
+    counts: BTreeMap<String, u64>,
+    violations: Vec<EvidenceItem>,
+    total_violations: u64,
+}
+
+impl<'a> Builder<'a> {
+    fn new(check: Check, faults: &'a [Fault]) -> Self {
+        Builder {
+            check,
+            faults,
+            counts: BTreeMap::new(),
+            violations: Vec::new(),
+            total_violations: 0,
+        }
+    }
+
+    fn count(&mut self, what: &str, n: u64) {
+        *self.counts.entry(what.to_owned()).or_default() += n;
+    }
+
+    fn violation(&mut self, op: Option<&Operation>, what: String) {
+        self.total_violations += 1;
+        // Keep the earliest ones.
+        let at = op.map_or(f64::INFINITY, |o| o.completed_s.unwrap_or(o.invoked_s));
+        self.violations.push(EvidenceItem {
+            what,
+            operation: op.map_or(0, |o| o.id),
+            invoked_s: op.map_or(f64::NAN, |o| o.invoked_s),
+            completed_s: op.and_then(|o| o.completed_s),
+            relative_to_faults: if at.is_finite() {
+                relative_to_faults(at, self.faults)
+            } else {
+                "not tied to an operation".to_owned()
+            },
+        });
+        if self.violations.len() > 4 * MAX_EVIDENCE {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        self.violations.sort_by(|a, b| {
+            let ka = a.completed_s.unwrap_or(a.invoked_s);
+            let kb = b.completed_s.unwrap_or(b.invoked_s);
+            ka.total_cmp(&kb).then(a.operation.cmp(&b.operation))
+        });
+        self.violations.truncate(MAX_EVIDENCE);
+    }
+
+    fn finish(mut self, checked: String) -> CheckVerdict {
+        self.trim();
+        self.count("violations", 0);
+        let passed = self.total_violations == 0;
+        let evidence = if passed {
+            checked
+        } else {
+            let first: Vec<String> = self
+                .violations
+                .iter()
+                .map(|v| {
+                    let at = match v.completed_s {
+                        Some(c) => format!("acknowledged at {c:.2} s"),
+                        None if v.invoked_s.is_finite() => format!("sent at {:.2} s", v.invoked_s),
+                        None => String::new(),
+                    };
+                    if at.is_empty() {
+                        v.what.clone()
+                    } else {
+                        format!(
+                            "{} (operation {}, {at}, {})",
+                            v.what, v.operation, v.relative_to_faults
+                        )
+                    }
+                })
+                .collect();
+            format!(
+                "{} violation(s); {checked}. First: {}",
+                self.total_violations,
+                first.join("; ")
+            )
+        };
+        *self.counts.get_mut("violations").expect("inserted above") = self.total_violations;
+        CheckVerdict {
+            name: self.check.name().to_owned(),
+            passed,
+            outcome: if passed { "pass" } else { "fail" }.to_owned(),
+            evidence,
+            counts: self.counts,
+            violations: self.violations,
+        }
+    }
+}
+
+fn appends(history: &History) -> impl Iterator<Item = (&Operation, &str, &[Digest])> {
+    history
+        .operations
+        .iter()
+        .filter_map(|op| match &op.invocation {
+            Invocation::StreamAppend { stream, payloads } => {
+                Some((op, stream.as_str(), payloads.as_slice()))
+            }
+            _ => None,
+        })
+}
+
+/// Every event of every acknowledged append is in the read-back at its
+/// offset with the same payload. Unknown appends may or may not be there.
+pub fn no_acked_write_lost(
+    history: &History,
+    readback: &ReadBack,
+    faults: &[Fault],
+) -> CheckVerdict {
+    let mut b = Builder::new(Check::NoAckedWriteLost, faults);
+    let read: HashMap<&str, HashMap<u64, &Digest>> = readback
+        .streams
+        .iter()
+        .map(|(s, msgs)| {
+            (
+                s.as_str(),
+                msgs.iter().map(|m| (m.offset, &m.payload)).collect(),
+            )
+        })
+        .collect();
+    let present: HashMap<&str, BTreeSet<&Digest>> = readback
+        .streams
+        .iter()
+        .map(|(s, msgs)| (s.as_str(), msgs.iter().map(|m| &m.payload).collect()))
+        .collect();
+    let mut unread_streams = BTreeSet::new();
+    for (op, stream, payloads) in appends(history) {
+        match &op.outcome {
+            Outcome::Ok(ack) => {
+                b.count("acknowledged_appends", 1);
+                b.count("acknowledged_events", payloads.len() as u64);
+                if ack.offsets.len() != payloads.len() {
+                    b.violation(
+                        Some(op),
+                        format!(
+                            "append to {stream} acknowledged {} offset(s) for {} event(s)",
+                            ack.offsets.len(),
+                            payloads.len()
+                        ),
+                    );
+                }
+                let Some(messages) = read.get(stream) else {
+                    unread_streams.insert(stream.to_owned());
+                    continue;
+                };
+                for (offset, payload) in ack.offsets.iter().zip(payloads) {
+                    match messages.get(offset) {
+                        None => {
+                            b.count("missing", 1);
+                            b.violation(Some(op), format!("offset {offset} of {stream} missing"));
+                        }
+                        Some(found) if *found != payload => {
+                            b.count("changed", 1);
+                            b.violation(
+                                Some(op),
+                                format!(
+                                    "offset {offset} of {stream} holds payload {} instead of {}",
+                                    found.0, payload.0
+                                ),
+                            );
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            Outcome::Unknown(_) => {
+                b.count("unknown_appends", 1);
+                if let Some(p) = present.get(stream)
+                    && payloads.iter().all(|d| p.contains(d))
+                {
+                    b.count("unknown_appends_present", 1);
+                }
+            }
+            Outcome::Fail(_) => b.count("failed_appends", 1),
+        }
+    }
+    for stream in &unread_streams {
+        b.violation(
+            None,
+            format!(
+                "stream {stream} was not read back, so its acknowledged appends are unverified"
+            ),
+        );
+    }
+    let checked = format!(
+        "{} acknowledged event(s) in {} append(s) looked up in {} stream(s) read back; {} unknown append(s) may or may not be present",
+        b.counts.get("acknowledged_events").copied().unwrap_or(0),
+        b.counts.get("acknowledged_appends").copied().unwrap_or(0),
+        readback.streams.len(),
+        b.counts.get("unknown_appends").copied().unwrap_or(0),
+    );
+    b.finish(checked)
+}
+
+/// No offset is acknowledged to two operations or twice in one, and no
+/// offset appears twice in a stream's read-back.
+pub fn offsets_unique(history: &History, readback: &ReadBack, faults: &[Fault]) -> CheckVerdict {
+    let mut b = Builder::new(Check::OffsetsUnique, faults);
+    let mut owner: HashMap<(&str, u64), (&Operation, &Digest)> = HashMap::new();
+    for (op, stream, payloads) in appends(history) {
+        let Outcome::Ok(ack) = &op.outcome else {
+            continue;
+        };
+        for (offset, payload) in ack.offsets.iter().zip(payloads) {
+            b.count("acknowledged_offsets", 1);
+            match owner.get(&(stream, *offset)) {
+                Some((first, first_payload)) => {
+                    let how = if *first_payload == payload {
+                        "the same payload".to_owned()
+                    } else {
+                        format!("payloads {} and {}", first_payload.0, payload.0)
+                    };
+                    b.count("reused", 1);
+                    b.violation(
+                        Some(op),
+                        format!(
+                            "offset {offset} of {stream} acknowledged to operations {} and {} ({how})",
+                            first.id, op.id
+                        ),
+                    );
+                }
+                None => {
+                    owner.insert((stream, *offset), (op, payload));
+                }
+            }
+        }
+    }
+    for (stream, msgs) in &readback.streams {
+        let mut seen = BTreeSet::new();
+        for m in msgs {
+            b.count("read_offsets", 1);
+            if !seen.insert(m.offset) {
+                b.count("read_twice", 1);
+                b.violation(
+                    None,
+                    format!("offset {} of {stream} read back twice", m.offset),
+                );
+            }
+        }
+    }
+    let checked = format!(
+        "{} acknowledged offset(s) and {} read-back offset(s) checked for reuse",
+        b.counts.get("acknowledged_offsets").copied().unwrap_or(0),
+        b.counts.get("read_offsets").copied().unwrap_or(0),
+    );
+    b.finish(checked)
+}
+
+/// Every acknowledged enqueue whose job was not (maybe) acknowledged as
+/// done is delivered by the drain, with its payload. Duplicate deliveries
+/// are counted, not failed (at-least-once allows them).
+pub fn queue_at_least_once(
+    history: &History,
+    readback: &ReadBack,
+    faults: &[Fault],
+) -> CheckVerdict {
+    let mut b = Builder::new(Check::QueueAtLeastOnce, faults);
+    let mut enqueued: BTreeMap<(&str, &str), (&Operation, &Digest)> = BTreeMap::new();
+    let mut acked: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut deliveries: HashMap<(&str, &str), u64> = HashMap::new();
+    for op in &history.operations {
+        match (&op.invocation, &op.outcome) {
+            (Invocation::QueueEnqueue { queue, payload }, Outcome::Ok(ack)) => {
+                b.count("acknowledged_enqueues", 1);
+                match &ack.job_id {
+                    Some(id) => {
+                        enqueued.insert((queue, id), (op, payload));
+                    }
+                    None => b.violation(
+                        Some(op),
+                        format!("enqueue to {queue} acknowledged without a job id"),
+                    ),
+                }
+            }
+            (Invocation::QueueEnqueue { .. }, Outcome::Unknown(_)) => {
+                b.count("unknown_enqueues", 1)
+            }
+            (Invocation::QueueAck { queue, job_id }, outcome) => match outcome {
+                Outcome::Ok(_) => {
+                    b.count("acknowledged_acks", 1);
+                    acked.insert((queue, job_id));
+                }
+                Outcome::Unknown(_) => {
+                    b.count("unknown_acks", 1);
+                    acked.insert((queue, job_id));
+                }
+                Outcome::Fail(_) => b.count("failed_acks", 1),
+            },
+            (Invocation::QueueReceive { queue }, Outcome::Ok(ack)) => {
+                for job in &ack.jobs {
+                    b.count("delivered_during_run", 1);
+                    *deliveries.entry((queue, &job.job_id)).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut drained: HashMap<(&str, &str), &Digest> = HashMap::new();
+    for (queue, jobs) in &readback.queues {
+        for job in jobs {
+            b.count("delivered_by_drain", 1);
+            *deliveries.entry((queue, &job.job_id)).or_default() += 1;
+            drained.insert((queue, &job.job_id), &job.payload);
+        }
+    }
+    let duplicates: u64 = deliveries.values().map(|n| n.saturating_sub(1)).sum();
+    b.count("duplicate_deliveries", duplicates);
+    let mut undrained = BTreeSet::new();
+    for ((queue, job_id), (op, payload)) in &enqueued {
+        if acked.contains(&(*queue, *job_id)) {
+            continue;
+        }
+        b.count("expected_after_drain", 1);
+        if !readback.queues.contains_key(*queue) {
+            undrained.insert(queue.to_string());
+            continue;
+        }
+        match drained.get(&(*queue, *job_id)) {
+            None => {
+                b.count("missing", 1);
+                b.violation(
+                    Some(op),
+                    format!("job {job_id} of {queue} never delivered by the drain"),
+                );
+            }
+            Some(found) if *found != *payload => {
+                b.count("changed", 1);
+                b.violation(
+                    Some(op),
+                    format!(
+                        "job {job_id} of {queue} delivered with payload {} instead of {}",
+                        found.0, payload.0
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    for queue in &undrained {
+        b.violation(
+            None,
+            format!("queue {queue} was not drained, so its acknowledged jobs are unverified"),
+        );
+    }
+    let checked = format!(
+        "{} job(s) acknowledged as enqueued and not acked looked up among {} delivered by the drain; {} duplicate deliveries",
+        b.counts.get("expected_after_drain").copied().unwrap_or(0),
+        b.counts.get("delivered_by_drain").copied().unwrap_or(0),
+        duplicates
+    );
+    b.finish(checked)
+}
+
+/// After the faults, each key written holds the value of an acknowledged
+/// write no later acknowledged write superseded (invoked after it was
+/// acknowledged), or the value of an unknown write; a key with no
+/// acknowledged write may also be absent.
+pub fn kv_read_your_writes(
+    history: &History,
+    readback: &ReadBack,
+    faults: &[Fault],
+) -> CheckVerdict {
+    let mut b = Builder::new(Check::KvReadYourWrites, faults);
+    type Key<'a> = (&'a str, &'a str);
+    let mut writes: BTreeMap<Key, Vec<(&Operation, Option<&Digest>)>> = BTreeMap::new();
+    for op in &history.operations {
+        let (store, key, value) = match &op.invocation {
+            Invocation::KvPut { store, key, value } => (store, key, Some(value)),
+            Invocation::KvDelete { store, key } => (store, key, None),
+            _ => continue,
+        };
+        writes.entry((store, key)).or_default().push((op, value));
+    }
+    let show = |v: Option<&Digest>| v.map_or("absent".to_owned(), |d| d.0.clone());
+    for ((store, key), ops) in &writes {
+        b.count("keys", 1);
+        let ok: Vec<&(&Operation, Option<&Digest>)> =
+            ops.iter().filter(|(o, _)| o.outcome.is_ok()).collect();
+        b.count("acknowledged_writes", ok.len() as u64);
+        let mut allowed: Vec<Option<&Digest>> = ok
+            .iter()
+            .filter(|(w, _)| {
+                let done = w.completed_s.unwrap_or(f64::INFINITY);
+                !ok.iter().any(|(v, _)| v.invoked_s > done)
+            })
+            .map(|(_, v)| *v)
+            .collect();
+        allowed.extend(
+            ops.iter()
+                .filter(|(o, _)| o.outcome.is_unknown())
+                .map(|(_, v)| *v),
+        );
+        if ok.is_empty() {
+            allowed.push(None);
+        }
+        let Some(found) = readback.kv.get(*store).and_then(|s| s.get(*key)) else {
+            b.violation(
+                ok.last().map(|(o, _)| *o),
+                format!("key {key} of {store} was not read back"),
+            );
+            continue;
+        };
+        if !allowed.contains(&found.as_ref()) {
+            let last = ok.iter().max_by(|a, b| {
+                a.0.completed_s
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.0.completed_s.unwrap_or(0.0))
+            });
+            b.count("stale", 1);
+            match last {
+                Some((op, value)) => b.violation(
+                    Some(op),
+                    format!(
+                        "key {key} of {store} holds {} instead of its last acknowledged value {}",
+                        show(found.as_ref()),
+                        show(*value)
+                    ),
+                ),
+                None => b.violation(
+                    ops.first().map(|(o, _)| *o),
+                    format!(
+                        "key {key} of {store} holds {}, a value no write could have left",
+                        show(found.as_ref())
+                    ),
+                ),
+            }
+        }
+    }
+    let checked = format!(
+        "{} key(s) with {} acknowledged write(s) read back",
+        b.counts.get("keys").copied().unwrap_or(0),
+        b.counts.get("acknowledged_writes").copied().unwrap_or(0)
+    );
+    b.finish(checked)
+}

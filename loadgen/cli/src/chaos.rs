@@ -1,0 +1,172 @@
+//! The run's fault injection: proxies on the links the faults name, the
+//! fault scheduler next to the engine, and recovery times at the end.
+//!
+//! Link faults (`loadgen->SERVICE`) and process-mode partitions go through
+//! the proxies; service faults (kill, stop, pause, restart, cpu, disk_full)
+//! through the stack's control surface (`gauntlet_control::Stack`), the
+//! same code for processes and containers. A proxy follows its service's
+//! endpoint when a container restart maps a new port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use gauntlet_control::{Endpoint, Stack};
+use gauntlet_faults::{FaultError, FaultScheduler};
+use gauntlet_proxy::Proxy;
+use gauntlet_recorder::RunResults;
+use gauntlet_recorder::faults::Fault;
+use gauntlet_recorder::recovery::{FaultRecovery, recoveries};
+use gauntlet_scenario::Scenario;
+use gauntlet_scenario::faults::{FaultAction, FaultWindow, expand};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The scenario's fault windows, or why this build cannot run them.
+pub fn plan(scenario: &Scenario) -> Result<Vec<FaultWindow>, String> {
+    if let Some(check) = scenario.checks.first() {
+        return Err(format!(
+            "check `{}` needs the operation history, which this build does not record yet; remove `checks:` to run the faults alone",
+            check.name()
+        ));
+    }
+    Ok(expand(&scenario.faults, scenario.seed))
+}
+
+/// The links the windows act on: link faults' targets, and every link to
+/// a partitioned service.
+fn links(windows: &[FaultWindow]) -> BTreeSet<String> {
+    windows
+        .iter()
+        .filter_map(|w| match w.action {
+            FaultAction::Partition => Some(format!("loadgen->{}", w.target)),
+            _ if w.action.is_link() => Some(w.target.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts a proxy on each link the windows need and points the link's
+/// endpoint (`endpoints`: base URLs by service) at it.
+pub fn start_proxies(
+    windows: &[FaultWindow],
+    endpoints: &mut BTreeMap<String, watch::Receiver<Endpoint>>,
+    seed: u64,
+) -> Result<BTreeMap<String, Arc<Proxy>>, String> {
+    let mut proxies = BTreeMap::new();
+    for link in links(windows) {
+        let service = link
+            .strip_prefix("loadgen->")
+            .ok_or_else(|| format!("link `{link}` is not a loadgen link"))?;
+        let base = endpoints
+            .get(service)
+            .ok_or_else(|| format!("link `{link}`: no service `{service}` is running"))?
+            .borrow()
+            .addr();
+        let upstream: SocketAddr = base
+            .parse()
+            .map_err(|e| format!("link `{link}`: service address `{base}`: {e}"))?;
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
+        let proxy =
+            Proxy::start(link.clone(), listen, upstream, seed).map_err(|e| e.to_string())?;
+        eprintln!("fault proxy on {link}: {} -> {upstream}", proxy.addr());
+        let proxied = Endpoint {
+            host: proxy.addr().ip().to_string(),
+            port: proxy.addr().port(),
+        };
+        endpoints.insert(service.to_owned(), watch::channel(proxied).1);
+        proxies.insert(link, Arc::new(proxy));
+    }
+    Ok(proxies)
+}
+
+/// The fault timeline running next to the load.
+pub struct Running {
+    scheduler: Arc<FaultScheduler>,
+    task: JoinHandle<Result<(), FaultError>>,
+    /// Keeps the proxies alive for the whole run.
+    _proxies: BTreeMap<String, Arc<Proxy>>,
+    /// Tasks that repoint the proxies when an endpoint changes.
+    followers: Vec<JoinHandle<()>>,
+}
+
+/// Starts the timeline on the run's clock. A fault that cannot be applied
+/// stops the load (`stop_load`) and fails the run.
+pub fn start(
+    windows: Vec<FaultWindow>,
+    proxies: BTreeMap<String, Arc<Proxy>>,
+    stack: Arc<dyn Stack>,
+    run_dir: &Path,
+    run_start: Instant,
+    stop_load: CancellationToken,
+) -> Result<Running, String> {
+    let scheduler = Arc::new(FaultScheduler::new(
+        stack,
+        proxies.clone(),
+        windows,
+        run_dir,
+        run_start,
+    ));
+    scheduler.preflight().map_err(|e| e.to_string())?;
+    let followers = scheduler.follow_endpoints().map_err(|e| e.to_string())?;
+    let s = scheduler.clone();
+    let task = tokio::spawn(async move {
+        let result = s.run().await;
+        if result.is_err() {
+            stop_load.cancel();
+        }
+        result
+    });
+    Ok(Running {
+        scheduler,
+        task,
+        _proxies: proxies,
+        followers,
+    })
+}
+
+impl Running {
+    /// After the load: stops what is left of the timeline, heals every
+    /// fault still applied, and returns the windows with the failures.
+    pub async fn finish(self) -> (Vec<Fault>, Vec<String>) {
+        let mut failures = Vec::new();
+        if !self.task.is_finished() {
+            self.task.abort();
+        }
+        match self.task.await {
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Ok(Ok(())) => {}
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => failures.push(format!("the fault scheduler failed: {e}")),
+        }
+        if let Err(e) = self.scheduler.heal_all().await {
+            failures.push(e.to_string());
+        }
+        for follower in &self.followers {
+            follower.abort();
+        }
+        (self.scheduler.records(), failures)
+    }
+}
+
+/// Time to recover per fault and operation, for `results.json`.
+pub fn recovery(results: &RunResults, faults: &[Fault], scenario: &Scenario) -> Vec<FaultRecovery> {
+    let operations: Vec<String> = scenario
+        .workload
+        .operations
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    let slo_p99_us: BTreeMap<String, u64> = scenario
+        .slo
+        .iter()
+        .filter_map(|(op, slo)| Some((op.clone(), slo.p99?.0.as_micros() as u64)))
+        .collect();
+    recoveries(results, faults, &operations, &slo_p99_us, results.elapsed_s)
+        .iter()
+        .map(FaultRecovery::from)
+        .collect()
+}
