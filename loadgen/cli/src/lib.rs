@@ -7,6 +7,7 @@
 
 pub mod bins;
 pub mod collect;
+pub mod data;
 pub mod driver;
 pub mod engine;
 pub mod gate_cmd;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use gauntlet_control::Endpoint;
 use gauntlet_recorder::{Recorder, RunMeta, RunResults, hlog::HlogWriter};
 use gauntlet_scenario::{Diagnostic, Scenario};
 use tokio::sync::mpsc;
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::collect;
-use crate::driver::{self, StreamOffsets};
+use crate::driver::{self, Shared, Target};
 use crate::engine::{self, EngineCounters, process_cpu};
 use crate::plan::Plan;
 use crate::recording::{self, Progress};
@@ -109,6 +110,28 @@ fn harness<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RunError + '_ 
     move |e| RunError::Harness(format!("{what}: {e}"))
 }
 
+/// A watch channel per service (booted and external) with its current
+/// endpoint, and the [`Target`] operations reach it through.
+type Endpoints = std::collections::BTreeMap<String, (tokio::sync::watch::Sender<Endpoint>, Target)>;
+
+fn endpoint_channels(
+    plan: &Plan,
+    booted: &std::collections::BTreeMap<String, String>,
+) -> Result<Endpoints, String> {
+    let mut out = Endpoints::new();
+    let external = &plan.scenario.stack.external;
+    for (name, url) in booted.iter().chain(external.iter()) {
+        let base = gauntlet_scenario::parse_base_url(url)
+            .map_err(|(message, _)| format!("service `{name}`: {message}"))?;
+        let (tx, rx) = tokio::sync::watch::channel(Endpoint {
+            host: base.host,
+            port: base.port,
+        });
+        out.insert(name.clone(), (tx, Target::new(rx, &base.prefix)));
+    }
+    Ok(out)
+}
+
 pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutcome, RunError> {
     let scenario = opts
         .source
@@ -142,16 +165,34 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         );
     }
 
-    let endpoints = stack.endpoints();
-    let offsets = StreamOffsets::default();
-    let mut prepared = Vec::new();
-    for (i, op) in plan.operations.iter().enumerate() {
-        let base = &endpoints[&op.service];
-        if let Err(e) = driver::setup(&client, op, base).await {
+    // Every service's endpoint as a watch channel: operations read it per
+    // request, so a service that moves (a container restarted on a new
+    // port) is followed. Process-stack endpoints never change; external
+    // services are fixed base URLs.
+    let endpoint_senders = match endpoint_channels(&plan, &stack.endpoints()) {
+        Ok(senders) => senders,
+        Err(e) => {
             stack.stop().await;
             return Err(RunError::Harness(e));
         }
-        prepared.push(driver::prepare(op, base, plan.seed, i, &offsets));
+    };
+    let targets = |service: &str| endpoint_senders[service].1.clone();
+    let shared = Shared::default();
+    let mut prepared = Vec::new();
+    for (i, op) in plan.operations.iter().enumerate() {
+        let ready = match driver::setup(&client, op, &targets).await {
+            Ok(()) => {
+                driver::prepare(op, &targets, plan.seed, i, &shared).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        match ready {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                stack.stop().await;
+                return Err(RunError::Harness(e));
+            }
+        }
     }
 
     let runtime = plan.scenario.stack.runtime.to_string();
@@ -166,7 +207,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     let hlog = HlogWriter::create(&run_dir.join("latency.hlog"), SystemTime::now())
         .map_err(harness("creating latency.hlog"))?;
     let recorder = Recorder::new(
-        plan.operations.iter().map(|o| o.name.clone()).collect(),
+        plan.recorded_names(),
         plan.phases
             .iter()
             .map(|p| gauntlet_recorder::PhaseInfo {

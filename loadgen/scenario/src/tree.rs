@@ -161,8 +161,10 @@ impl Node {
 
     /// Applies `--set PATH=VALUE`. Segments are separated by dots; a segment
     /// may match a key containing dots (`fabric.stream.append`), an index
-    /// (`phases.2`) or the element of a list whose `name` it equals
-    /// (`phases.steady`). The last key is created when missing.
+    /// (`phases.2`; the list's length appends) or the element of a list
+    /// whose `name` it equals (`phases.steady`). Missing keys are created
+    /// (intermediate ones as mappings). The value is YAML, so any value can
+    /// be set: `--set 'workload.phases.0.rate={ from: 1/s, to: 9/s }'`.
     pub fn set(&mut self, assignment: &str) -> Result<(), TreeError> {
         let origin = Pos::Override(assignment.to_owned());
         let err = |message: String, hint: &str| TreeError {
@@ -220,19 +222,29 @@ impl Node {
                             return Ok(());
                         }
                         None => {
-                            return Err(err(
-                                format!(
-                                    "`--set`: no key `{}` at `{}`",
-                                    rest[0],
-                                    parts[..i].join(".")
-                                ),
-                                "check the path against the scenario; lists take an index or an element's name",
-                            ));
+                            // A missing intermediate key: a new mapping.
+                            let key = Node {
+                                value: Value::Str(rest[0].to_owned()),
+                                pos: origin.clone(),
+                            };
+                            let map = Node {
+                                value: Value::Map(Vec::new()),
+                                pos: origin.clone(),
+                            };
+                            entries.push((key, map));
+                            let last = entries.len() - 1;
+                            i += 1;
+                            node = &mut entries[last].1;
                         }
                     }
                 }
                 Value::Seq(items) => {
                     let seg = rest[0];
+                    if seg.parse::<usize>() == Ok(items.len()) && i + 1 == parts.len() {
+                        // One past the end appends.
+                        items.push(value);
+                        return Ok(());
+                    }
                     let idx = match seg.parse::<usize>() {
                         Ok(idx) if idx < items.len() => idx,
                         _ => items
@@ -249,7 +261,7 @@ impl Node {
                                         "`--set`: no element `{seg}` in the list at `{}`",
                                         parts[..i].join(".")
                                     ),
-                                    "use an index from 0 or the `name` of an element",
+                                    "use an index from 0 (the list's length appends) or the `name` of an element",
                                 )
                             })?,
                     };
@@ -299,8 +311,8 @@ enum Frame {
     Map(Node, Option<Node>),
 }
 
-#[derive(Default)]
-struct Builder {
+struct Builder<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
     stack: Vec<Frame>,
     done: Option<Node>,
     anchors: HashMap<usize, Node>,
@@ -309,7 +321,7 @@ struct Builder {
     documents: usize,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn push_value(&mut self, node: Node) {
         match self.stack.last_mut() {
             None => self.done = Some(node),
@@ -346,7 +358,7 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
+impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = pos_of(mark);
         match ev {
@@ -361,6 +373,28 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
+                let text = match interpolate(&text, self.env) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        if self.error.is_none() {
+                            let quoted = usize::from(style != TScalarStyle::Plain);
+                            let before = &text[..e.offset];
+                            let at = match &pos {
+                                Pos::At { line, col } if !before.contains('\n') => Pos::At {
+                                    line: *line,
+                                    col: col + quoted + before.chars().count(),
+                                },
+                                other => other.clone(),
+                            };
+                            self.error = Some(TreeError {
+                                pos: at,
+                                message: e.message,
+                                hint: Some(e.hint),
+                            });
+                        }
+                        text
+                    }
+                };
                 let value = if style == TScalarStyle::Plain {
                     match Yaml::from_str(&text) {
                         Yaml::Integer(i) => Value::Int(i),
@@ -419,9 +453,93 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// Parses one YAML document into a tree. An empty document is `Null`.
+/// Why `${…}` could not be replaced, at which byte of the scalar.
+struct EnvError {
+    offset: usize,
+    message: String,
+    hint: String,
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` with the environment's value;
+/// `$${` is a literal `${`.
+fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, EnvError> {
+    if !text.contains("${") {
+        return Ok(text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        if rest.starts_with("$${") {
+            out.push_str("${");
+            i += 3;
+            continue;
+        }
+        if !rest.starts_with("${") {
+            let c = rest.chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        }
+        let Some(end) = rest.find('}') else {
+            return Err(EnvError {
+                offset: i,
+                message: "`${` without a closing `}`".to_owned(),
+                hint: "write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`".to_owned(),
+            });
+        };
+        let inner = &rest[2..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(EnvError {
+                offset: i,
+                message: format!("`${{{inner}}}` does not name an environment variable"),
+                hint: "names are letters, digits and `_`: `${RATE}`, `${RATE:-500/s}`".to_owned(),
+            });
+        }
+        match (env(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(EnvError {
+                    offset: i,
+                    message: format!("environment variable `{name}` is not set"),
+                    hint: format!(
+                        "set it (`{name}=… loadgen run …`), give a default (`${{{name}:-value}}`), or write `$${{` for a literal `${{`"
+                    ),
+                });
+            }
+        }
+        i += end + 1;
+    }
+    Ok(out)
+}
+
+/// Parses one YAML document into a tree, `${NAME}` taken from the process
+/// environment. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, TreeError> {
-    let mut builder = Builder::default();
+    parse_with_env(text, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`] with the environment given as a lookup.
+pub fn parse_with_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, TreeError> {
+    let mut builder = Builder {
+        env,
+        stack: Vec::new(),
+        done: None,
+        anchors: HashMap::new(),
+        pending_anchor: Vec::new(),
+        error: None,
+        documents: 0,
+    };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| TreeError {
         pos: pos_of(*e.marker()),
@@ -512,7 +630,59 @@ mod tests {
         assert_eq!(json["ops"][0]["fabric.stream.append"]["payload"], "4KiB");
         assert_eq!(json["seed"], 7);
         assert!(tree.set("phases.nope.rate=1/s").is_err());
+        // Any value: mappings, new nested keys, appended list elements.
+        tree.set("phases.0.rate={ from: 1/s, to: 5/s }").unwrap();
+        tree.set("stack.external.web=http://127.0.0.1:9").unwrap();
+        tree.set("phases.2={ name: cool, rate: 1/s }").unwrap();
+        let json = tree.to_json();
+        assert_eq!(json["phases"][0]["rate"]["to"], "5/s");
+        assert_eq!(json["stack"]["external"]["web"], "http://127.0.0.1:9");
+        assert_eq!(json["phases"][2]["name"], "cool");
+        assert!(tree.set("phases.9.rate=1/s").is_err());
         assert!(tree.set("no-equals").is_err());
+    }
+
+    #[test]
+    fn env_variables_are_interpolated_and_typed() {
+        let env = |n: &str| match n {
+            "RATE" => Some("750/s".to_owned()),
+            "SEED" => Some("42".to_owned()),
+            _ => None,
+        };
+        let tree = parse_with_env(
+            "rate: ${RATE}\nseed: ${SEED}\nq: '${SEED}'\nd: ${NOPE:-5s}\nlit: a$${X}b\nmix: x-${SEED}-y\n",
+            &env,
+        )
+        .unwrap();
+        let json = tree.to_json();
+        assert_eq!(json["rate"], "750/s");
+        assert_eq!(
+            json["seed"], 42,
+            "a plain scalar is typed after interpolation"
+        );
+        assert_eq!(json["q"], "42", "a quoted scalar stays a string");
+        assert_eq!(json["d"], "5s");
+        assert_eq!(json["lit"], "a${X}b");
+        assert_eq!(json["mix"], "x-42-y");
+    }
+
+    #[test]
+    fn a_missing_env_variable_is_located_and_named() {
+        let env = |_: &str| None;
+        let err = parse_with_env("a: 1\nrate: x${MISSING_RATE}\n", &env).unwrap_err();
+        assert_eq!(err.pos, Pos::At { line: 2, col: 8 });
+        assert!(
+            err.message.contains("`MISSING_RATE` is not set"),
+            "{}",
+            err.message
+        );
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("${MISSING_RATE:-value}"), "{hint}");
+        let err = parse_with_env("a: \"${BAD NAME}\"\n", &env).unwrap_err();
+        assert!(err.message.contains("does not name"), "{}", err.message);
+        assert_eq!(err.pos, Pos::At { line: 1, col: 5 });
+        let err = parse_with_env("a: ${OPEN\n", &env).unwrap_err();
+        assert!(err.message.contains("without a closing"), "{}", err.message);
     }
 
     #[test]
