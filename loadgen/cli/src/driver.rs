@@ -81,10 +81,22 @@ impl Target {
 #[derive(Default)]
 pub struct Shared {
     offsets: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<AtomicI64>>>,
+    groups: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<i64>>>>,
     pub counters: Counters,
 }
 
 impl Shared {
+    /// The offset this run last committed for a consumer group, behind the
+    /// lock every commit of the group takes: a group's commits are sent one
+    /// at a time, in increasing order, as one consumer would.
+    fn group(&self, service: &str, stream: &str, group: &str) -> Arc<tokio::sync::Mutex<i64>> {
+        let mut known = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .entry(format!("{service}\u{0}{stream}\u{0}{group}"))
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(-1)))
+            .clone()
+    }
+
     /// Highest offset acknowledged or seen on `stream` of `service` (`-1`: none yet).
     fn latest(&self, service: &str, stream: &str) -> Arc<AtomicI64> {
         let mut known = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
@@ -140,8 +152,8 @@ enum Call {
         stream: String,
         path: String,
         latest: Arc<AtomicI64>,
-        /// Highest offset this operation committed (never sent lower).
-        committed: AtomicI64,
+        /// The group's last committed offset; held while committing.
+        committed: Arc<tokio::sync::Mutex<i64>>,
     },
     QueueEnqueue {
         target: Target,
@@ -312,8 +324,8 @@ fn prepare_call(
                     &format!("consumer-groups/{}/offsets", c.group),
                 ),
                 latest: shared.latest(service, &stream),
+                committed: shared.group(service, &stream, &c.group),
                 stream,
-                committed: AtomicI64::new(-1),
             }
         }
         Action::QueueEnqueue(e) => Call::QueueEnqueue {
@@ -751,10 +763,9 @@ impl Call {
                         known
                     }
                 };
-                // Never ask to go below what this operation committed.
-                let offset = committed
-                    .fetch_max(target_offset, Ordering::Relaxed)
-                    .max(target_offset);
+                // One commit of the group at a time, never below the last.
+                let mut committed = committed.lock().await;
+                let offset = target_offset.max(*committed);
                 if offset < 0 {
                     return Outcome::Error("empty_stream".to_owned());
                 }
@@ -762,7 +773,10 @@ impl Call {
                     offset: offset as u64,
                 });
                 match send(client, Method::POST, &target.url(path), body).await {
-                    Ok((status, _)) if status.is_success() => Outcome::Ok,
+                    Ok((status, _)) if status.is_success() => {
+                        *committed = offset;
+                        Outcome::Ok
+                    }
                     Ok((status, _)) => http_status(status),
                     Err(kind) => Outcome::Error(kind),
                 }

@@ -40,6 +40,9 @@ enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override a scenario value before validating, as `run` does (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Print the JSON Schema of the scenario format.
     Schema,
@@ -135,7 +138,7 @@ fn main() -> ExitCode {
             let source = scenario.map_or_else(Source::default_smoke, Source::File);
             run_command(source, out, set, quiet)
         }
-        Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Validate { files, set }) => validate(&files, &set),
         Some(Command::Schema) => {
             print!("{}", gauntlet_scenario::json_schema());
             exit::OK
@@ -195,10 +198,10 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn validate(files: &[PathBuf]) -> i32 {
+fn validate(files: &[PathBuf], overrides: &[String]) -> i32 {
     let mut bad = 0;
     for file in files {
-        match gauntlet_scenario::load_file(file, &[]) {
+        match gauntlet_scenario::load_file(file, overrides) {
             Ok(s) => println!(
                 "{}: ok (scenario `{}`, {} phases, {} operations)",
                 file.display(),

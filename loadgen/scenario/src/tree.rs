@@ -311,8 +311,8 @@ enum Frame {
     Map(Node, Option<Node>),
 }
 
-struct Builder<'e> {
-    env: &'e dyn Fn(&str) -> Option<String>,
+#[derive(Default)]
+struct Builder {
     stack: Vec<Frame>,
     done: Option<Node>,
     anchors: HashMap<usize, Node>,
@@ -321,7 +321,7 @@ struct Builder<'e> {
     documents: usize,
 }
 
-impl Builder<'_> {
+impl Builder {
     fn push_value(&mut self, node: Node) {
         match self.stack.last_mut() {
             None => self.done = Some(node),
@@ -358,7 +358,7 @@ impl Builder<'_> {
     }
 }
 
-impl MarkedEventReceiver for Builder<'_> {
+impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = pos_of(mark);
         match ev {
@@ -373,28 +373,6 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
-                let text = match interpolate(&text, self.env) {
-                    Ok(text) => text,
-                    Err(e) => {
-                        if self.error.is_none() {
-                            let quoted = usize::from(style != TScalarStyle::Plain);
-                            let before = &text[..e.offset];
-                            let at = match &pos {
-                                Pos::At { line, col } if !before.contains('\n') => Pos::At {
-                                    line: *line,
-                                    col: col + quoted + before.chars().count(),
-                                },
-                                other => other.clone(),
-                            };
-                            self.error = Some(TreeError {
-                                pos: at,
-                                message: e.message,
-                                hint: Some(e.hint),
-                            });
-                        }
-                        text
-                    }
-                };
                 let value = if style == TScalarStyle::Plain {
                     match Yaml::from_str(&text) {
                         Yaml::Integer(i) => Value::Int(i),
@@ -453,74 +431,168 @@ impl MarkedEventReceiver for Builder<'_> {
     }
 }
 
-/// Why `${…}` could not be replaced, at which byte of the scalar.
-struct EnvError {
-    offset: usize,
-    message: String,
-    hint: String,
+/// A `${…}` replaced on one line: columns (1-based, end exclusive) in the
+/// expanded text and in the original.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    new_start: usize,
+    new_end: usize,
+    old_start: usize,
+    old_end: usize,
 }
 
-/// Replaces `${NAME}` and `${NAME:-default}` with the environment's value;
-/// `$${` is a literal `${`.
-fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, EnvError> {
-    if !text.contains("${") {
-        return Ok(text.to_owned());
+/// Per line (0-based), the replacements made on it, in order.
+type Shifts = Vec<Vec<Span>>;
+
+fn env_error(line: usize, col: usize, message: String, hint: String) -> TreeError {
+    TreeError {
+        pos: Pos::At { line, col },
+        message,
+        hint: Some(hint),
     }
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in the text (comments aside)
+/// with the environment's value; `$${` is a literal `${`. Done on the text,
+/// before YAML parsing, so a placeholder works anywhere a value does (flow
+/// mappings included) and a number stays a number; positions are mapped
+/// back to the original through the returned shifts.
+fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Shifts), TreeError> {
     let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        let rest = &text[i..];
-        if rest.starts_with("$${") {
-            out.push_str("${");
-            i += 3;
-            continue;
-        }
-        if !rest.starts_with("${") {
-            let c = rest.chars().next().unwrap_or_default();
-            out.push(c);
-            i += c.len_utf8();
-            continue;
-        }
-        let Some(end) = rest.find('}') else {
-            return Err(EnvError {
-                offset: i,
-                message: "`${` without a closing `}`".to_owned(),
-                hint: "write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`".to_owned(),
-            });
-        };
-        let inner = &rest[2..end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
-        };
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(EnvError {
-                offset: i,
-                message: format!("`${{{inner}}}` does not name an environment variable"),
-                hint: "names are letters, digits and `_`: `${RATE}`, `${RATE:-500/s}`".to_owned(),
-            });
-        }
-        match (env(name), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => {
-                return Err(EnvError {
-                    offset: i,
-                    message: format!("environment variable `{name}` is not set"),
-                    hint: format!(
-                        "set it (`{name}=… loadgen run …`), give a default (`${{{name}:-value}}`), or write `$${{` for a literal `${{`"
-                    ),
-                });
+    let mut shifts: Shifts = Vec::new();
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let mut spans = Vec::new();
+        let chars: Vec<char> = line.chars().collect();
+        let (mut i, mut new_col) = (0usize, 1usize);
+        let (mut single, mut double) = (false, false);
+        while i < chars.len() {
+            let c = chars[i];
+            let at = |s: &str| chars[i..].iter().take(s.len()).copied().eq(s.chars());
+            if !single && !double && c == '#' && (i == 0 || chars[i - 1].is_whitespace()) {
+                // A comment: the rest of the line as it is.
+                out.extend(&chars[i..]);
+                break;
             }
+            match c {
+                '"' if !single && (i == 0 || chars[i - 1] != '\\') => double = !double,
+                '\'' if !double => single = !single,
+                _ => {}
+            }
+            if at("$${") {
+                out.push_str("${");
+                spans.push(Span {
+                    new_start: new_col,
+                    new_end: new_col + 2,
+                    old_start: i + 1,
+                    old_end: i + 4,
+                });
+                i += 3;
+                new_col += 2;
+                continue;
+            }
+            if !at("${") {
+                out.push(c);
+                i += 1;
+                new_col += 1;
+                continue;
+            }
+            let Some(len) = chars[i + 2..].iter().position(|&c| c == '}') else {
+                return Err(env_error(
+                    n + 1,
+                    i + 1,
+                    "`${` without a closing `}`".to_owned(),
+                    "write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`".to_owned(),
+                ));
+            };
+            let inner: String = chars[i + 2..i + 2 + len].iter().collect();
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner.as_str(), None),
+            };
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(env_error(
+                    n + 1,
+                    i + 1,
+                    format!("`${{{inner}}}` does not name an environment variable"),
+                    "names are letters, digits and `_`: `${RATE}`, `${RATE:-500/s}`".to_owned(),
+                ));
+            }
+            let value = match (env(name), default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_owned(),
+                (None, None) => {
+                    return Err(env_error(
+                        n + 1,
+                        i + 1,
+                        format!("environment variable `{name}` is not set"),
+                        format!(
+                            "set it (`{name}=… loadgen run …`), give a default (`${{{name}:-value}}`), or write `$${{` for a literal `${{`"
+                        ),
+                    ));
+                }
+            };
+            if value.contains(['\n', '\r']) {
+                return Err(env_error(
+                    n + 1,
+                    i + 1,
+                    format!("environment variable `{name}` holds a line break"),
+                    "a value from the environment is one line".to_owned(),
+                ));
+            }
+            let width = value.chars().count();
+            out.push_str(&value);
+            spans.push(Span {
+                new_start: new_col,
+                new_end: new_col + width,
+                old_start: i + 1,
+                old_end: i + 3 + len + 1,
+            });
+            i += 3 + len;
+            new_col += width;
         }
-        i += end + 1;
+        shifts.push(spans);
     }
-    Ok(out)
+    Ok((out, shifts))
+}
+
+/// The original position of a position in the expanded text.
+fn unshift(pos: &mut Pos, shifts: &Shifts) {
+    if let Pos::At { line, col } = pos
+        && let Some(spans) = shifts.get(line.saturating_sub(1))
+    {
+        let mut delta = 0isize;
+        for sp in spans {
+            if *col < sp.new_start {
+                break;
+            }
+            if *col < sp.new_end {
+                *col = sp.old_start;
+                return;
+            }
+            delta = sp.old_end as isize - sp.new_end as isize;
+        }
+        *col = (*col as isize + delta).max(1) as usize;
+    }
+}
+
+fn unshift_tree(node: &mut Node, shifts: &Shifts) {
+    unshift(&mut node.pos, shifts);
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| unshift_tree(n, shifts)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            unshift_tree(k, shifts);
+            unshift_tree(v, shifts);
+        }),
+        _ => {}
+    }
 }
 
 /// Parses one YAML document into a tree, `${NAME}` taken from the process
@@ -531,15 +603,24 @@ pub fn parse(text: &str) -> Result<Node, TreeError> {
 
 /// [`parse`] with the environment given as a lookup.
 pub fn parse_with_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, TreeError> {
-    let mut builder = Builder {
-        env,
-        stack: Vec::new(),
-        done: None,
-        anchors: HashMap::new(),
-        pending_anchor: Vec::new(),
-        error: None,
-        documents: 0,
-    };
+    if !text.contains("${") {
+        return parse_yaml(text);
+    }
+    let (expanded, shifts) = interpolate(text, env)?;
+    match parse_yaml(&expanded) {
+        Ok(mut node) => {
+            unshift_tree(&mut node, &shifts);
+            Ok(node)
+        }
+        Err(mut e) => {
+            unshift(&mut e.pos, &shifts);
+            Err(e)
+        }
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<Node, TreeError> {
+    let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| TreeError {
         pos: pos_of(*e.marker()),
@@ -650,10 +731,29 @@ mod tests {
             _ => None,
         };
         let tree = parse_with_env(
-            "rate: ${RATE}\nseed: ${SEED}\nq: '${SEED}'\nd: ${NOPE:-5s}\nlit: a$${X}b\nmix: x-${SEED}-y\n",
+            "rate: ${RATE}\nseed: ${SEED}\nq: '${SEED}'\nd: ${NOPE:-5s}\nlit: a$${X}b\nmix: x-${SEED}-y\nflow: { r: ${RATE}, s: ${SEED} }  # ${IGNORED}\nafter: [${SEED}, oops\n",
+            &env,
+        )
+        .unwrap_err();
+        // Positions after a replacement point at the original text.
+        assert_eq!(err_pos(&tree), Pos::At { line: 9, col: 1 });
+        let tree = parse_with_env(
+            "rate: ${RATE}\nseed: ${SEED}\nq: '${SEED}'\nd: ${NOPE:-5s}\nlit: a$${X}b\nmix: x-${SEED}-y\nflow: { r: ${RATE}, s: ${SEED}, t: 1 }  # ${IGNORED}\n",
             &env,
         )
         .unwrap();
+        let t = tree
+            .find(&[Seg::Key("flow".into()), Seg::Key("t".into())])
+            .0;
+        assert_eq!(
+            t.pos,
+            Pos::At { line: 7, col: 36 },
+            "columns after a replacement are the original's"
+        );
+        let r = tree
+            .find(&[Seg::Key("flow".into()), Seg::Key("r".into())])
+            .0;
+        assert_eq!(r.pos, Pos::At { line: 7, col: 12 });
         let json = tree.to_json();
         assert_eq!(json["rate"], "750/s");
         assert_eq!(
@@ -664,6 +764,12 @@ mod tests {
         assert_eq!(json["d"], "5s");
         assert_eq!(json["lit"], "a${X}b");
         assert_eq!(json["mix"], "x-42-y");
+        assert_eq!(json["flow"]["r"], "750/s");
+        assert_eq!(json["flow"]["s"], 42);
+    }
+
+    fn err_pos(e: &TreeError) -> Pos {
+        e.pos.clone()
     }
 
     #[test]

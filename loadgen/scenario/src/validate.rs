@@ -594,6 +594,9 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
     out
 }
 
+/// How a rule reports: path, key to point at, message, hint.
+type Report<'a> = dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&str>) + 'a;
+
 /// The rules of one action; `previous` is the step before it in a chain.
 fn check_action(
     action: &Action,
@@ -602,9 +605,7 @@ fn check_action(
     problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
 ) {
     let at = |key: &str| [path.to_vec(), vec![k(key)]].concat();
-    let resource = |problem: &mut dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
-                    key: &str,
-                    value: &str| {
+    let resource = |problem: &mut Report, key: &str, value: &str| {
         if !is_stream_path(value) {
             problem(
                 at(key),
@@ -614,11 +615,7 @@ fn check_action(
             );
         }
     };
-    let payload = |problem: &mut dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
-                   key: &str,
-                   p: &Payload,
-                   times: u64,
-                   limit: u64| {
+    let payload = |problem: &mut Report, key: &str, p: &Payload, times: u64, limit: u64| {
         if let Payload::Random(dist) = p {
             if dist.min() == 0 {
                 problem(
