@@ -374,3 +374,48 @@ fn env_and_set_reach_any_value() {
         "{err}"
     );
 }
+
+/// Operations resolve their service's address per request from a watch
+/// channel: when the endpoint changes mid-run (a container restarted on a
+/// new port), the next requests go to the new address.
+#[test]
+fn operations_follow_a_moving_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&dir.path().join("a"));
+    let b = Node::start(&dir.path().join("b"));
+    let text = format!(
+        "name: moving\nstack: {{ external: {{ fabric: \"http://127.0.0.1:{}\" }} }}\nworkload:\n  phases: [ {{ name: p, duration: 1s, rate: 1/s }} ]\n  operations:\n    - {{ name: append, fabric.stream.append: {{ stream: t/m/s, payload: 8B }} }}\n",
+        a.port
+    );
+    let plan = loadgen::plan::Plan::new(gauntlet_scenario::load("m.yaml", &text, &[]).unwrap());
+    let endpoint = |port| gauntlet_control::Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let (tx, rx) = tokio::sync::watch::channel(endpoint(a.port));
+    let target = loadgen::driver::Target::new(rx, "");
+    let targets = |_: &str| target.clone();
+    let shared = loadgen::driver::Shared::default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = loadgen::driver::http_client(4);
+        let op = &plan.operations[0];
+        let prepared = loadgen::driver::prepare(op, &targets, 1, 0, &shared).unwrap();
+        let append = || async {
+            let mut chain = loadgen::driver::Chain::default();
+            prepared.execute(&client, &mut chain).await
+        };
+        loadgen::driver::setup(&client, op, &targets).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(append().await, gauntlet_recorder::Outcome::Ok);
+        }
+        tx.send(endpoint(b.port)).unwrap();
+        loadgen::driver::setup(&client, op, &targets).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(append().await, gauntlet_recorder::Outcome::Ok);
+        }
+    });
+    let latest = |n: &Node| n.json("/api/v1/streams/t/m/s/offsets/latest")["offset"].as_i64();
+    assert_eq!(latest(&a), Some(2), "three appends before the move");
+    assert_eq!(latest(&b), Some(1), "two appends after it");
+}
