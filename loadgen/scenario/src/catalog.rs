@@ -794,7 +794,7 @@ impl JsonSchema for Operation {
         );
         props.insert(
             "weight".into(),
-            serde_json::json!({ "type": "integer", "minimum": 1, "default": 1 }),
+            serde_json::json!({ "type": "integer", "minimum": 0, "default": 1, "description": "Relative share of arrivals; 0 only runs it in phases whose `mix` names it." }),
         );
         props.insert(
             "then".into(),
