@@ -518,6 +518,16 @@ fn phase_mixes_name_operations() {
         .replace("name: read, weight: 2", "name: read, weight: 0");
     let s = load("s.yaml", &text, &[]).unwrap();
     assert_eq!(s.workload.phases[2].mix.as_ref().unwrap()["append"], 1);
+    // …but a phase without a mix needs an operation with a weight.
+    let text = text.replace("name: append, weight: 8", "name: append, weight: 0");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "warmup and ramp have no mix");
+    assert_eq!(errs[0].location(), "s.yaml:9:7", "{}", errs[0]);
+    assert!(
+        errs[0]
+            .message
+            .contains("phase `warmup` has no operation to run")
+    );
 }
 
 #[test]

@@ -476,6 +476,20 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             }
             _ => {}
         }
+        if phase.mix.is_none()
+            && !w.operations.is_empty()
+            && w.operations.iter().all(|o| o.weight == 0)
+        {
+            problem(
+                here.clone(),
+                None,
+                format!(
+                    "phase `{}` has no operation to run: every weight is 0",
+                    phase.name
+                ),
+                Some("give the phase a `mix:`, or an operation a weight above 0"),
+            );
+        }
         if let Some(mix) = &phase.mix {
             let mix_path = [here.clone(), vec![k("mix")]].concat();
             for name in mix.keys() {
