@@ -135,6 +135,7 @@ enum Call {
         target: Target,
         path: String,
         payload: PayloadGen,
+        bodies: Bodies,
         batch: u32,
         latest: Arc<AtomicI64>,
     },
@@ -159,6 +160,7 @@ enum Call {
         target: Target,
         path: String,
         payload: PayloadGen,
+        bodies: Bodies,
         delay_s: f64,
     },
     QueueReserve {
@@ -195,9 +197,56 @@ enum Call {
     },
 }
 
+/// Request bodies prepared before the run when they do not depend on the
+/// request (random payloads): a pool drawn from the seed, request *n*
+/// taking body *n* mod the pool's size. Templates are rendered per request.
+enum Bodies {
+    Pool(Vec<Bytes>),
+    Render,
+}
+
+/// Most bodies, and most bytes, a pool holds.
+const BODY_POOL: usize = 64;
+const POOL_BYTES: usize = 32 << 20;
+
+impl Bodies {
+    fn new(payload: &Payload, per_body: u64, make: impl Fn(&Ctx) -> Bytes) -> Self {
+        let Payload::Random(dist) = payload else {
+            return Bodies::Render;
+        };
+        // Base64 and the JSON around it.
+        let estimate = (dist.max() * 4 / 3 + 32) * per_body;
+        let n = (POOL_BYTES as u64 / estimate.max(1)).clamp(1, BODY_POOL as u64);
+        Bodies::Pool((0..n).map(|seq| make(&Ctx { seq, key: None })).collect())
+    }
+
+    fn get(&self, ctx: &Ctx, make: impl Fn(&Ctx) -> Bytes) -> Bytes {
+        match self {
+            Bodies::Pool(pool) => pool[(ctx.seq % pool.len() as u64) as usize].clone(),
+            Bodies::Render => make(ctx),
+        }
+    }
+}
+
+fn enqueue_body(payload: &PayloadGen, delay_s: f64, ctx: &Ctx) -> Bytes {
+    json_bytes(&fabric_wire::EnqueueRequest {
+        payload: fabric_wire::encode_payload(&payload.generate(ctx, 0)),
+        delay_seconds: delay_s,
+        headers: Default::default(),
+    })
+}
+
+fn put_body(value: &PayloadGen, ttl_s: Option<f64>, ctx: &Ctx) -> Bytes {
+    json_bytes(&fabric_wire::KvPutRequest {
+        value: fabric_wire::encode_payload(&value.generate(ctx, 0)),
+        ttl_seconds: ttl_s,
+    })
+}
+
 enum KvVerb {
     Put {
         value: PayloadGen,
+        bodies: Bodies,
         ttl_s: Option<f64>,
     },
     Get,
@@ -300,13 +349,20 @@ fn prepare_call(
             .map(|k| KeyGen::new(k, seed, stream ^ (7 << 48), &shared.counters))
     };
     Ok(match action {
-        Action::StreamAppend(a) => Call::StreamAppend {
-            target,
-            path: fabric_wire::stream_path(&a.stream, "events"),
-            payload: payload(&a.payload, 1),
-            batch: a.batch,
-            latest: shared.latest(service, &a.stream),
-        },
+        Action::StreamAppend(a) => {
+            let gen_payload = payload(&a.payload, 1);
+            let batch = a.batch;
+            Call::StreamAppend {
+                target,
+                path: fabric_wire::stream_path(&a.stream, "events"),
+                bodies: Bodies::new(&a.payload, u64::from(batch), |ctx| {
+                    append_body(&gen_payload, batch, ctx)
+                }),
+                payload: gen_payload,
+                batch,
+                latest: shared.latest(service, &a.stream),
+            }
+        }
         Action::StreamRead(r) => Call::StreamRead {
             target,
             stream: r.stream.clone(),
@@ -328,12 +384,19 @@ fn prepare_call(
                 stream,
             }
         }
-        Action::QueueEnqueue(e) => Call::QueueEnqueue {
-            target,
-            path: format!("/api/v1/queues/{}/jobs", e.queue),
-            payload: payload(&e.payload, 1),
-            delay_s: secs(e.delay),
-        },
+        Action::QueueEnqueue(e) => {
+            let gen_payload = payload(&e.payload, 1);
+            let delay_s = secs(e.delay);
+            Call::QueueEnqueue {
+                target,
+                path: format!("/api/v1/queues/{}/jobs", e.queue),
+                bodies: Bodies::new(&e.payload, 1, |ctx| {
+                    enqueue_body(&gen_payload, delay_s, ctx)
+                }),
+                payload: gen_payload,
+                delay_s,
+            }
+        }
         Action::QueueReserve(r) => Call::QueueReserve {
             target,
             path: format!("/api/v1/queues/{}/reserve", r.queue),
@@ -366,16 +429,21 @@ fn prepare_call(
             nack: true,
             delay_s: n.delay.map(secs),
         },
-        Action::KvPut(p) => Call::Kv {
-            target,
-            verb: KvVerb::Put {
-                value: payload(&p.value, 1),
-                ttl_s: p.ttl.map(secs),
-            },
-            keys_path: format!("/api/v1/kv/{}/keys/", inherited(p.store.as_ref())),
-            key: key(&p.key),
-            missing: Missing::Error,
-        },
+        Action::KvPut(p) => {
+            let value = payload(&p.value, 1);
+            let ttl_s = p.ttl.map(secs);
+            Call::Kv {
+                target,
+                verb: KvVerb::Put {
+                    bodies: Bodies::new(&p.value, 1, |ctx| put_body(&value, ttl_s, ctx)),
+                    value,
+                    ttl_s,
+                },
+                keys_path: format!("/api/v1/kv/{}/keys/", inherited(p.store.as_ref())),
+                key: key(&p.key),
+                missing: Missing::Error,
+            }
+        }
         Action::KvGet(g) => Call::Kv {
             target,
             verb: KvVerb::Get,
@@ -664,10 +732,13 @@ impl Call {
                 target,
                 path,
                 payload,
+                bodies,
                 batch,
                 latest,
             } => {
-                let body = append_body(payload, *batch, &Ctx { seq, key: None });
+                let body = bodies.get(&Ctx { seq, key: None }, |ctx| {
+                    append_body(payload, *batch, ctx)
+                });
                 match send(client, Method::POST, &target.url(path), body).await {
                     Ok((status, body)) if status.is_success() => {
                         match serde_json::from_slice::<AppendResponse>(&body) {
@@ -785,13 +856,11 @@ impl Call {
                 target,
                 path,
                 payload,
+                bodies,
                 delay_s,
             } => {
-                let bytes = payload.generate(&Ctx { seq, key: None }, 0);
-                let body = json_bytes(&fabric_wire::EnqueueRequest {
-                    payload: fabric_wire::encode_payload(&bytes),
-                    delay_seconds: *delay_s,
-                    headers: Default::default(),
+                let body = bodies.get(&Ctx { seq, key: None }, |ctx| {
+                    enqueue_body(payload, *delay_s, ctx)
                 });
                 match send(client, Method::POST, &target.url(path), body).await {
                     Ok((status, body)) if status.is_success() => {
@@ -851,18 +920,16 @@ impl Call {
                 encode_segment(&mut path, &key);
                 let url = target.url(&path);
                 let outcome = match verb {
-                    KvVerb::Put { value, ttl_s } => {
-                        let bytes = value.generate(
-                            &Ctx {
-                                seq,
-                                key: Some(&key),
-                            },
-                            0,
-                        );
-                        let body = json_bytes(&fabric_wire::KvPutRequest {
-                            value: fabric_wire::encode_payload(&bytes),
-                            ttl_seconds: *ttl_s,
-                        });
+                    KvVerb::Put {
+                        value,
+                        bodies,
+                        ttl_s,
+                    } => {
+                        let ctx = Ctx {
+                            seq,
+                            key: Some(&key),
+                        };
+                        let body = bodies.get(&ctx, |ctx| put_body(value, *ttl_s, ctx));
                         match send(client, Method::PUT, &url, body).await {
                             Ok((status, _)) if status.is_success() => Outcome::Ok,
                             Ok((status, _)) => http_status(status),
@@ -971,6 +1038,39 @@ mod tests {
         })
         .unwrap();
         assert_eq!(target.url("/x"), "http://127.0.0.1:2000/base/x");
+    }
+
+    #[test]
+    fn random_bodies_are_pooled_templates_rendered() {
+        let counters = Counters::default();
+        let random = Payload::Random(gauntlet_scenario::SizeDist::Fixed(gauntlet_scenario::Size(
+            64,
+        )));
+        let generator = PayloadGen::new(&random, 1, 0, &counters);
+        let bodies = Bodies::new(&random, 10, |ctx| append_body(&generator, 10, ctx));
+        let Bodies::Pool(pool) = &bodies else {
+            panic!("random payloads are pooled")
+        };
+        assert_eq!(pool.len(), BODY_POOL);
+        let at = |seq| bodies.get(&Ctx { seq, key: None }, |_| unreachable!());
+        assert_eq!(at(3), at(3 + BODY_POOL as u64));
+        assert_ne!(at(3), at(4));
+        let doc: serde_json::Value = serde_json::from_slice(&at(0)).unwrap();
+        assert_eq!(doc["events"].as_array().unwrap().len(), 10);
+        // Big bodies: fewer of them.
+        let big = Payload::Random(gauntlet_scenario::SizeDist::Fixed(gauntlet_scenario::Size(
+            4 << 20,
+        )));
+        let n = match Bodies::new(&big, 1, |_| Bytes::new()) {
+            Bodies::Pool(p) => p.len(),
+            Bodies::Render => 0,
+        };
+        assert!((1..=6).contains(&n), "{n}");
+        let json = Payload::Json(serde_json::json!({ "id": "{{seq}}" }));
+        assert!(matches!(
+            Bodies::new(&json, 1, |_| Bytes::new()),
+            Bodies::Render
+        ));
     }
 
     #[test]
