@@ -768,6 +768,28 @@ mod tests {
         assert_eq!(json["flow"]["s"], 42);
     }
 
+    proptest::proptest! {
+        /// Whatever the values, every node after a replacement keeps the
+        /// position it has in the text as written.
+        #[test]
+        fn positions_survive_any_replacement(a in "[a-z0-9/]{0,40}", b in "[A-Za-z0-9._-]{1,40}") {
+            let env = |n: &str| match n {
+                "A" => Some(a.clone()),
+                "B" => Some(b.clone()),
+                _ => None,
+            };
+            let text = "x: { p: \"${A}\", q: ${B}, r: 1 }\ny: [${B}, \"${A:-d}\", 2]\n";
+            let tree = parse_with_env(text, &env).unwrap();
+            let at = |path: &[Seg]| tree.find(path).0.pos.clone();
+            let key = |k: &str| Seg::Key(k.to_owned());
+            proptest::prop_assert_eq!(at(&[key("x"), key("r")]), Pos::At { line: 1, col: 29 });
+            proptest::prop_assert_eq!(at(&[key("x"), key("q")]), Pos::At { line: 1, col: 20 });
+            proptest::prop_assert_eq!(at(&[key("y"), Seg::Index(2)]), Pos::At { line: 2, col: 22 });
+            let json = tree.to_json();
+            proptest::prop_assert_eq!(json["x"]["p"].as_str(), Some(a.as_str()));
+        }
+    }
+
     fn err_pos(e: &TreeError) -> Pos {
         e.pos.clone()
     }
