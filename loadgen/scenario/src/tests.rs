@@ -636,6 +636,14 @@ fn chains_need_what_they_act_on() {
         "two steps named `get`",
         "name them apart",
     );
+    let errs = errors(&op(
+        "{ name: x, http: { url: / }, then: [ { fabric.kv.get: { store: t/n/kv, key: k } } ] }",
+    ));
+    assert!(
+        errs[0].message.contains("speaks another protocol") && errs[0].location() == "s.yaml:10:61",
+        "{}",
+        errs[0]
+    );
     // A step's recorded name is an operation name for SLOs and gates.
     let text = format!(
         "{}slo:\n  x.ack: {{ p99: 5ms }}\n  x.ak: {{ p99: 5ms }}\n",

@@ -592,6 +592,20 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                     Some("name them apart with `name:`; each is recorded as `OPERATION.NAME`"),
                 );
             }
+            if step.action.service().is_none() && step.action.needs() != op.action.needs() {
+                problem(
+                    step_path.clone(),
+                    None,
+                    format!(
+                        "step `{}` speaks another protocol than `{}` and names no service",
+                        step.name,
+                        op.action.key()
+                    ),
+                    Some(
+                        "add `service: NAME` to the step; steps default to the operation's service",
+                    ),
+                );
+            }
             if step.action.service().is_some() {
                 check_target(
                     s,
