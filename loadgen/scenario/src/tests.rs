@@ -207,12 +207,24 @@ fn every_bundled_scenario_is_valid() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml") {
                 seen += 1;
-                if let Err(errs) = load_file(&path, &[]) {
-                    panic!(
+                match load_file(&path, &[]) {
+                    Err(errs) => panic!(
                         "{}: {}",
                         path.display(),
                         errs.iter().map(|e| e.to_string()).collect::<String>()
-                    );
+                    ),
+                    // Bundled scenarios target only loopback (or the project's
+                    // own containers, which are reached through loopback).
+                    Ok(s) => {
+                        for (name, url) in &s.stack.external {
+                            let host = parse_base_url(url).unwrap().host;
+                            assert!(
+                                ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()),
+                                "{}: external service `{name}` is not on loopback: {url}",
+                                path.display()
+                            );
+                        }
+                    }
                 }
             }
         }
