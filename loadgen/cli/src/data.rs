@@ -3,9 +3,9 @@
 //!
 //! Everything random is a pure function of `(seed, stream, seq)`: the
 //! scenario's seed, a number naming the generator (the operation and its
-//! field) and the request's sequence number. Two runs with the same seed
-//! send the same bytes for request *n* of an operation, whatever the
-//! concurrency. Only the clock (`{{timestamp}}`) and run-wide counters
+//! field) and the request's sequence number (taken when the request is
+//! sent). Two runs with the same seed send the same bytes as the *n*-th
+//! request of an operation. Only the clock (`{{timestamp}}`) and run-wide counters
 //! (`{{counter:NAME}}`, in the order requests take them) depend on the run.
 //!
 //! The random generator is SplitMix64, written here so the bytes never
