@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gauntlet_recorder::{EngineStats, Outcome, Sample};
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{HttpClient, Prepared};
+use crate::driver::{Chain, HttpClient, Prepared};
 use crate::plan::Plan;
 
 /// Share of operations that may start late with a free slot before the run
@@ -92,20 +92,25 @@ impl EngineCounters {
     }
 }
 
-/// Picks operations by weight, deterministically for a seed.
+/// Picks operations by weight (one weight table per phase), deterministically for a seed.
 pub struct Mix {
-    cumulative: Vec<u64>,
+    cumulative: Vec<Vec<u64>>,
     rng: ChaCha8Rng,
 }
 
 impl Mix {
-    pub fn new(weights: &[u32], seed: u64) -> Self {
-        let mut sum = 0u64;
+    pub fn new(weights: &[Vec<u32>], seed: u64) -> Self {
         let cumulative = weights
             .iter()
-            .map(|w| {
-                sum += u64::from(*w);
-                sum
+            .map(|table| {
+                let mut sum = 0u64;
+                table
+                    .iter()
+                    .map(|w| {
+                        sum += u64::from(*w);
+                        sum
+                    })
+                    .collect()
             })
             .collect();
         Self {
@@ -114,15 +119,13 @@ impl Mix {
         }
     }
 
-    /// The index of the next operation, and a number to pick among its prepared bodies.
-    pub fn pick(&mut self) -> (usize, usize) {
-        let total = *self.cumulative.last().unwrap_or(&1);
+    /// The index of the next operation in `phase`.
+    pub fn pick(&mut self, phase: usize) -> usize {
+        let cumulative = &self.cumulative[phase];
+        let total = *cumulative.last().unwrap_or(&1);
         let x = self.rng.random_range(0..total.max(1));
-        let op = self.cumulative.partition_point(|&c| c <= x);
-        (
-            op.min(self.cumulative.len().saturating_sub(1)),
-            self.rng.next_u32() as usize,
-        )
+        let op = cumulative.partition_point(|&c| c <= x);
+        op.min(cumulative.len().saturating_sub(1))
     }
 }
 
@@ -137,8 +140,7 @@ pub async fn run(
     run_start: Instant,
     cancel: CancellationToken,
 ) {
-    let weights: Vec<u32> = plan.operations.iter().map(|o| o.weight).collect();
-    let mut mix = Mix::new(&weights, plan.seed);
+    let mut mix = Mix::new(&plan.phase_weights(), plan.seed);
     let pool = Arc::new(Semaphore::new(plan.max_in_flight));
     let late_after = plan.late_after;
     let timeout = plan.timeout;
@@ -158,7 +160,7 @@ pub async fn run(
             } else if cancel.is_cancelled() {
                 break 'phases;
             }
-            let (op, pick) = mix.pick();
+            let op = mix.pick(phase_index);
             let (permit, waited) = match pool.clone().try_acquire_owned() {
                 Ok(permit) => (permit, false),
                 Err(_) => {
@@ -200,16 +202,16 @@ pub async fn run(
             let counters = counters.clone();
             tokio::spawn(async move {
                 let sent = Instant::now();
-                let outcome = match tokio::time::timeout(
-                    timeout,
-                    prepared[op].execute(&client, pick),
-                )
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => Outcome::Error("timeout".to_owned()),
-                };
+                let mut chain = Chain::default();
+                let outcome =
+                    match tokio::time::timeout(timeout, prepared[op].execute(&client, &mut chain))
+                        .await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) => Outcome::Error("timeout".to_owned()),
+                    };
                 let done = Instant::now();
+                let chained = outcome == Outcome::Ok && prepared[op].has_steps();
                 let _ = samples.send(Sample {
                     operation: op,
                     phase: phase_index,
@@ -219,6 +221,23 @@ pub async fn run(
                     outcome,
                     completed_at: done.saturating_duration_since(run_start),
                 });
+                if chained {
+                    // Each step is timed from its own start.
+                    prepared[op]
+                        .run_steps(&client, chain, timeout, |operation, outcome, start, end| {
+                            let us = end.saturating_duration_since(start).as_micros() as u64;
+                            let _ = samples.send(Sample {
+                                operation,
+                                phase: phase_index,
+                                latency_us: us,
+                                service_us: us,
+                                late: false,
+                                outcome,
+                                completed_at: end.saturating_duration_since(run_start),
+                            });
+                        })
+                        .await;
+                }
                 counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             });
@@ -235,21 +254,28 @@ mod tests {
 
     #[test]
     fn the_mix_follows_weights_and_the_seed() {
-        let mut a = Mix::new(&[8, 2], 42);
-        let mut b = Mix::new(&[8, 2], 42);
-        let picks: Vec<usize> = (0..10_000).map(|_| a.pick().0).collect();
-        let again: Vec<usize> = (0..10_000).map(|_| b.pick().0).collect();
+        let mut a = Mix::new(&[vec![8, 2]], 42);
+        let mut b = Mix::new(&[vec![8, 2]], 42);
+        let picks: Vec<usize> = (0..10_000).map(|_| a.pick(0)).collect();
+        let again: Vec<usize> = (0..10_000).map(|_| b.pick(0)).collect();
         assert_eq!(picks, again, "same seed, same mix");
         let first = picks.iter().filter(|&&p| p == 0).count();
         assert!((7_500..8_500).contains(&first), "{first}");
-        let mut c = Mix::new(&[8, 2], 43);
-        let other: Vec<usize> = (0..10_000).map(|_| c.pick().0).collect();
+        let mut c = Mix::new(&[vec![8, 2]], 43);
+        let other: Vec<usize> = (0..10_000).map(|_| c.pick(0)).collect();
         assert_ne!(picks, other);
     }
 
     #[test]
     fn a_single_operation_is_always_picked() {
-        let mut m = Mix::new(&[3], 1);
-        assert!((0..100).all(|_| m.pick().0 == 0));
+        let mut m = Mix::new(&[vec![3]], 1);
+        assert!((0..100).all(|_| m.pick(0) == 0));
+    }
+
+    #[test]
+    fn each_phase_has_its_own_mix() {
+        let mut m = Mix::new(&[vec![1, 0], vec![0, 1]], 1);
+        assert!((0..100).all(|_| m.pick(0) == 0));
+        assert!((0..100).all(|_| m.pick(1) == 1));
     }
 }

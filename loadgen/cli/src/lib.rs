@@ -9,6 +9,7 @@ pub mod bins;
 pub mod chaos;
 pub mod collect;
 pub mod containers_cmd;
+pub mod data;
 pub mod driver;
 pub mod engine;
 pub mod gate_cmd;

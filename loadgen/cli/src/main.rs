@@ -50,6 +50,9 @@ enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override a scenario value before validating, as `run` does (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Print the JSON Schema of the scenario format.
     Schema,
@@ -163,7 +166,7 @@ fn main() -> ExitCode {
             command: ImagesCommand::Build { quiet },
         }) => loadgen::containers_cmd::build_command(quiet),
         Some(Command::Clean) => loadgen::containers_cmd::clean_command(),
-        Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Validate { files, set }) => validate(&files, &set),
         Some(Command::Schema) => {
             print!("{}", gauntlet_scenario::json_schema());
             exit::OK
@@ -223,10 +226,10 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn validate(files: &[PathBuf]) -> i32 {
+fn validate(files: &[PathBuf], overrides: &[String]) -> i32 {
     let mut bad = 0;
     for file in files {
-        match gauntlet_scenario::load_file(file, &[]) {
+        match gauntlet_scenario::load_file(file, overrides) {
             Ok(s) => println!(
                 "{}: ok (scenario `{}`, {} phases, {} operations)",
                 file.display(),

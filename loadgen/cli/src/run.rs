@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use gauntlet_control::Endpoint;
 use gauntlet_recorder::{Recorder, RunMeta, RunResults, hlog::HlogWriter};
 use gauntlet_scenario::{Diagnostic, Scenario};
 use tokio::sync::mpsc;
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::collect;
-use crate::driver::{self, StreamOffsets};
+use crate::driver::{self, Shared, Target};
 use crate::engine::{self, EngineCounters, process_cpu};
 use crate::plan::Plan;
 use crate::recording::{self, Progress};
@@ -146,9 +147,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         eprintln!("{name} ready at {base} (log: {})", log.display());
     }
 
-    // Where the harness reaches each service: the stack's endpoint, or the
-    // fault proxy on its link when a fault names that link.
+    // Where the harness reaches each service, as a watch channel that
+    // operations read per request: the stack's endpoint (it moves when a
+    // container restarts on a new port), an external service's fixed base
+    // URL, or the fault proxy on the link when a fault names that link.
     let mut endpoints = BTreeMap::new();
+    let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
     for name in stack.services() {
         match stack.watch_endpoint(&name) {
             Ok(rx) => {
@@ -160,6 +164,22 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             }
         }
     }
+    for (name, url) in &plan.scenario.stack.external {
+        match gauntlet_scenario::parse_base_url(url) {
+            Ok(base) => {
+                let endpoint = Endpoint {
+                    host: base.host,
+                    port: base.port,
+                };
+                endpoints.insert(name.clone(), tokio::sync::watch::channel(endpoint).1);
+                prefixes.insert(name.clone(), base.prefix);
+            }
+            Err((message, _)) => {
+                stack.shutdown().await;
+                return Err(RunError::Harness(format!("service `{name}`: {message}")));
+            }
+        }
+    }
     let proxies = match crate::chaos::start_proxies(&fault_windows, &mut endpoints, plan.seed) {
         Ok(p) => p,
         Err(e) => {
@@ -167,22 +187,28 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             return Err(RunError::Harness(e));
         }
     };
-    let offsets = StreamOffsets::default();
+    let targets = |service: &str| {
+        Target::new(
+            endpoints[service].clone(),
+            prefixes.get(service).map_or("", String::as_str),
+        )
+    };
+    let shared = Shared::default();
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
-        let Some(endpoint) = endpoints.get(&op.service).cloned() else {
-            stack.shutdown().await;
-            return Err(RunError::Harness(format!(
-                "operation `{}`: no service `{}` is running",
-                op.name, op.service
-            )));
+        let ready = match driver::setup(&client, op, &targets).await {
+            Ok(()) => {
+                driver::prepare(op, &targets, plan.seed, i, &shared).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
         };
-        let base = endpoint.borrow().base_url();
-        if let Err(e) = driver::setup(&client, op, &base).await {
-            stack.shutdown().await;
-            return Err(RunError::Harness(e));
+        match ready {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(RunError::Harness(e));
+            }
         }
-        prepared.push(driver::prepare(op, endpoint, plan.seed, i, &offsets));
     }
 
     let runtime = plan.scenario.stack.runtime.to_string();
@@ -197,7 +223,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     let hlog = HlogWriter::create(&run_dir.join("latency.hlog"), SystemTime::now())
         .map_err(harness("creating latency.hlog"))?;
     let recorder = Recorder::new(
-        plan.operations.iter().map(|o| o.name.clone()).collect(),
+        plan.recorded_names(),
         plan.phases
             .iter()
             .map(|p| gauntlet_recorder::PhaseInfo {

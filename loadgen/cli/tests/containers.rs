@@ -246,15 +246,16 @@ fn drive(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let deadline = Instant::now() + Duration::from_secs(120);
-        let mut i = 0;
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            let outcome =
-                tokio::time::timeout(Duration::from_secs(5), prepared.execute(&client, i)).await;
+            let outcome = tokio::time::timeout(
+                Duration::from_secs(5),
+                prepared.execute(&client, &mut driver::Chain::default()),
+            )
+            .await;
             match outcome {
                 Ok(Outcome::Ok) => ok.fetch_add(1, Ordering::Relaxed),
                 _ => failed.fetch_add(1, Ordering::Relaxed),
             };
-            i += 1;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -325,16 +326,12 @@ async fn restart_under_load() {
     let client = driver::http_client(8);
     let endpoint = stack.watch_endpoint("fabric").unwrap();
     let before = endpoint.borrow().clone();
-    driver::setup(&client, op, &before.base_url())
-        .await
-        .unwrap();
-    let prepared = Arc::new(driver::prepare(
-        op,
-        endpoint.clone(),
-        1,
-        0,
-        &driver::StreamOffsets::default(),
-    ));
+    let target = driver::Target::new(endpoint.clone(), "");
+    let targets = |_: &str| target.clone();
+    driver::setup(&client, op, &targets).await.unwrap();
+    let prepared = Arc::new(
+        driver::prepare(op, &targets, 1, 0, &driver::Shared::default()).expect("prepared"),
+    );
     let (stop, ok, failed) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
@@ -379,11 +376,19 @@ async fn restart_under_load() {
     // Pause: requests stall; unpause: they flow again.
     stack.pause("fabric").await.unwrap();
     assert_eq!(stack.state("fabric").unwrap(), ServiceState::Paused);
-    let stalled =
-        tokio::time::timeout(Duration::from_millis(500), prepared.execute(&client, 0)).await;
+    let stalled = tokio::time::timeout(
+        Duration::from_millis(500),
+        prepared.execute(&client, &mut driver::Chain::default()),
+    )
+    .await;
     assert!(stalled.is_err(), "a paused fabric does not answer");
     stack.unpause("fabric").await.unwrap();
-    assert!(matches!(prepared.execute(&client, 1).await, Outcome::Ok));
+    assert!(matches!(
+        prepared
+            .execute(&client, &mut driver::Chain::default())
+            .await,
+        Outcome::Ok
+    ));
 
     // Disconnect: the fabric cannot reach redis by name; reconnect: it can.
     stack.disconnect("fabric").await.unwrap();
@@ -400,7 +405,12 @@ async fn restart_under_load() {
     stack.kill("fabric", "KILL".parse().unwrap()).await.unwrap();
     assert_eq!(stack.state("fabric").unwrap(), ServiceState::Stopped);
     stack.start("fabric").await.unwrap();
-    assert!(matches!(prepared.execute(&client, 2).await, Outcome::Ok));
+    assert!(matches!(
+        prepared
+            .execute(&client, &mut driver::Chain::default())
+            .await,
+        Outcome::Ok
+    ));
     assert!(matches!(
         stack.stop("nope", Duration::from_secs(1)).await,
         Err(ControlError::UnknownService(_))

@@ -68,13 +68,18 @@ async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
     let client = driver::http_client(4);
     let endpoint = stack.watch_endpoint("fabric").unwrap();
     let port = endpoint.borrow().port;
-    driver::setup(&client, &plan.operations[0], &endpoint.borrow().base_url())
+    let target = driver::Target::new(endpoint.clone(), "");
+    let targets = |_: &str| target.clone();
+    driver::setup(&client, &plan.operations[0], &targets)
         .await
         .unwrap();
-    let offsets = driver::StreamOffsets::default();
-    let append = driver::prepare(&plan.operations[0], endpoint.clone(), 1, 0, &offsets);
-    for i in 0..5 {
-        assert!(matches!(append.execute(&client, i).await, Outcome::Ok));
+    let shared = driver::Shared::default();
+    let append = driver::prepare(&plan.operations[0], &targets, 1, 0, &shared).expect("prepared");
+    for _ in 0..5 {
+        assert!(matches!(
+            append.execute(&client, &mut driver::Chain::default()).await,
+            Outcome::Ok
+        ));
     }
 
     // Pause: SIGSTOP to the group; the fabric does not answer until unpaused.
@@ -108,7 +113,10 @@ async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
         before_kill,
         "fsync always: nothing lost"
     );
-    assert!(matches!(append.execute(&client, 6).await, Outcome::Ok));
+    assert!(matches!(
+        append.execute(&client, &mut driver::Chain::default()).await,
+        Outcome::Ok
+    ));
 
     // Restart: graceful stop, start, ready; same port.
     stack.restart("fabric").await.unwrap();

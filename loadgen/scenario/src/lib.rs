@@ -7,12 +7,14 @@
 //! touches the network and never knows how a run is executed.
 //!
 //! Loading is three steps: the YAML becomes a tree that remembers positions
-//! ([`tree`]); `--set` overrides edit that tree; serde deserialises it, and
+//! ([`tree`]), `${NAME}` replaced from the environment; `--set` overrides edit that tree; serde deserialises it, and
 //! each error serde reports is mapped back to a position. To report *all*
 //! mistakes rather than the first, the offending entry is set aside and
 //! deserialisation is retried (bounded), then the semantic rules run
 //! ([`validate`]).
 
+pub mod catalog;
+pub mod data;
 pub mod diag;
 pub mod faults;
 pub mod gate;
@@ -21,10 +23,12 @@ pub mod tree;
 pub mod units;
 mod validate;
 
-pub use validate::target_service;
+pub use validate::{BaseUrl, parse_base_url, target_service};
 
 use std::path::Path;
 
+pub use catalog::*;
+pub use data::{Body, KeyDistribution, KeySpec, Payload, SizeDist};
 pub use diag::Diagnostic;
 pub use faults::{CheckName, FaultAction, FaultSpec, FaultWindow, LinkAction, LinkStream, Target};
 pub use gate::{GateSpec, MaxPercent, MinRate, Percent, Profile, Slo, Tolerances};
@@ -36,12 +40,24 @@ use tree::{Node, Pos, Seg};
 /// Most distinct structural errors collected from one file.
 const MAX_ERRORS: usize = 50;
 
-/// Parses, overrides and validates a scenario. `file` names the source in diagnostics.
+/// Parses, overrides and validates a scenario. `file` names the source in
+/// diagnostics; `${NAME}` is taken from the process environment.
 pub fn load(file: &str, text: &str, overrides: &[String]) -> Result<Scenario, Vec<Diagnostic>> {
+    load_with_env(file, text, overrides, &|name| std::env::var(name).ok())
+}
+
+/// [`load`] with the environment given as a lookup (`${NAME}`, `${NAME:-default}`).
+pub fn load_with_env(
+    file: &str,
+    text: &str,
+    overrides: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Scenario, Vec<Diagnostic>> {
     load_document(
         file,
         text,
         overrides,
+        env,
         "a scenario is a mapping with `name`, `stack` and `workload`",
         validate::check,
     )
@@ -53,6 +69,7 @@ pub fn load_profile(file: &str, text: &str) -> Result<Profile, Vec<Diagnostic>> 
         file,
         text,
         &[],
+        &|name| std::env::var(name).ok(),
         "a gate profile is a mapping with `slo` and/or `gate`",
         validate::check_profile,
     )
@@ -82,6 +99,7 @@ fn load_document<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,
     overrides: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
     shape: &str,
     check: fn(&T) -> Vec<validate::Problem>,
 ) -> Result<T, Vec<Diagnostic>> {
@@ -100,7 +118,8 @@ fn load_document<T: serde::de::DeserializeOwned>(
         }
     };
 
-    let mut root = tree::parse(text).map_err(|e| vec![diagnostic(e.pos, e.message, e.hint)])?;
+    let mut root =
+        tree::parse_with_env(text, env).map_err(|e| vec![diagnostic(e.pos, e.message, e.hint)])?;
     if !matches!(root.value, tree::Value::Map(_)) {
         return Err(vec![diagnostic(
             root.pos.clone(),

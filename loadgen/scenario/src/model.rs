@@ -12,6 +12,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::catalog::Operation;
 use crate::gate::{GateSpec, Slo};
 use crate::units::{Duration, Rate, Size};
 
@@ -59,7 +60,13 @@ pub struct Stack {
     #[serde(default)]
     pub runtime: Runtime,
     /// Services by name; operations refer to them by this name.
+    #[serde(default)]
     pub services: BTreeMap<String, Service>,
+    /// Services that are not booted, by name: a base URL each
+    /// (`http://127.0.0.1:8080`, optionally with a path prefix). Operations
+    /// name them in `service:` like booted ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -293,7 +300,8 @@ pub struct Workload {
     pub late_after: Duration,
     /// The phases, run one after the other.
     pub phases: Vec<Phase>,
-    /// The operation mix, chosen by weight for every arrival.
+    /// The operation mix, chosen by weight for every arrival (a phase's
+    /// `mix` replaces the weights in that phase).
     pub operations: Vec<Operation>,
 }
 
@@ -317,22 +325,53 @@ pub enum EngineKind {
     Closed,
 }
 
-/// A stretch of the run with its own arrival rate.
+/// A stretch of the run with its own arrival rate and, optionally, its own
+/// operation mix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
     pub name: String,
     pub duration: Duration,
-    /// A constant rate (`500/s`) or a linear ramp (`{ from: 500/s, to: 5000/s }`).
+    /// Constant (`500/s`), ramp (`{ from, to }`), steps (`{ from, to, steps | every }`),
+    /// spike (`{ base, burst, every, for }`) or soak (`{ soak: 500/s }`).
     pub rate: RateSpec,
+    /// This phase's operation weights by operation name, replacing the
+    /// operations' own `weight`s; operations not listed are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<BTreeMap<String, u32>>,
 }
 
-/// A phase's arrival rate.
+/// A phase's arrival rate over time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateSpec {
+    /// The same rate throughout.
     Constant(Rate),
+    /// From one rate to another, linearly.
     Ramp { from: Rate, to: Rate },
+    /// Constant levels from `from` to `to`, evenly spaced: `steps` of them
+    /// over the phase, or one every `every` (the last may be shorter).
+    Steps {
+        from: Rate,
+        to: Rate,
+        steps: Option<u32>,
+        every: Option<Duration>,
+    },
+    /// `base` with bursts at `burst`: every `every`, the last `for` of the
+    /// period runs at `burst`.
+    Spike {
+        base: Rate,
+        burst: Rate,
+        every: Duration,
+        burst_for: Duration,
+    },
+    /// A long constant rate (at least one minute), to find what only time reveals.
+    Soak(Rate),
 }
+
+/// Keys of a rate mapping, by shape.
+const RATE_KEYS: [&str; 8] = [
+    "from", "to", "steps", "every", "base", "burst", "for", "soak",
+];
 
 impl Serialize for RateSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -344,17 +383,59 @@ impl Serialize for RateSpec {
                 map.serialize_entry("to", to)?;
                 map.end()
             }
+            RateSpec::Steps {
+                from,
+                to,
+                steps,
+                every,
+            } => {
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("from", from)?;
+                map.serialize_entry("to", to)?;
+                if let Some(n) = steps {
+                    map.serialize_entry("steps", n)?;
+                }
+                if let Some(e) = every {
+                    map.serialize_entry("every", e)?;
+                }
+                map.end()
+            }
+            RateSpec::Spike {
+                base,
+                burst,
+                every,
+                burst_for,
+            } => {
+                let mut map = s.serialize_map(Some(4))?;
+                map.serialize_entry("base", base)?;
+                map.serialize_entry("burst", burst)?;
+                map.serialize_entry("every", every)?;
+                map.serialize_entry("for", burst_for)?;
+                map.end()
+            }
+            RateSpec::Soak(rate) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("soak", rate)?;
+                map.end()
+            }
         }
     }
 }
 
 impl<'de> Deserialize<'de> for RateSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
-        struct Ramp {
-            from: Rate,
-            to: Rate,
+        struct Shape {
+            from: Option<Rate>,
+            to: Option<Rate>,
+            steps: Option<u32>,
+            every: Option<Duration>,
+            base: Option<Rate>,
+            burst: Option<Rate>,
+            #[serde(rename = "for")]
+            burst_for: Option<Duration>,
+            soak: Option<Rate>,
         }
         struct V;
         impl<'de> Visitor<'de> for V {
@@ -381,12 +462,90 @@ impl<'de> Deserialize<'de> for RateSpec {
                 )))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RateSpec, A::Error> {
-                let ramp = Ramp::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RateSpec::Ramp {
-                    from: ramp.from,
-                    to: ramp.to,
-                })
+                let s = Shape::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                shape(s)
             }
+        }
+        fn given(s: &Shape) -> Vec<&'static str> {
+            let present = [
+                s.from.is_some(),
+                s.to.is_some(),
+                s.steps.is_some(),
+                s.every.is_some(),
+                s.base.is_some(),
+                s.burst.is_some(),
+                s.burst_for.is_some(),
+                s.soak.is_some(),
+            ];
+            RATE_KEYS
+                .iter()
+                .zip(present)
+                .filter(|(_, p)| *p)
+                .map(|(k, _)| *k)
+                .collect()
+        }
+        fn shape<E: de::Error>(s: Shape) -> Result<RateSpec, E> {
+            let keys = given(&s);
+            let only = |allowed: &[&str], shape: &str, example: &str| -> Result<(), E> {
+                match keys.iter().find(|k| !allowed.contains(k)) {
+                    Some(k) => Err(E::custom(format!(
+                        "`{k}` does not belong to a {shape} rate (hint: a {shape} is `{example}`)"
+                    ))),
+                    None => Ok(()),
+                }
+            };
+            let need = |v: bool, key: &str, shape: &str, example: &str| -> Result<(), E> {
+                if v {
+                    Ok(())
+                } else {
+                    Err(E::custom(format!(
+                        "a {shape} rate needs `{key}` (hint: a {shape} is `{example}`)"
+                    )))
+                }
+            };
+            const SOAK: &str = "{ soak: 500/s }";
+            const SPIKE: &str = "{ base: 100/s, burst: 2000/s, every: 30s, for: 2s }";
+            const STEPS: &str =
+                "{ from: 100/s, to: 1000/s, steps: 4 } or { from: 100/s, to: 1000/s, every: 30s }";
+            const RAMP: &str = "{ from: 100/s, to: 1000/s }";
+            if let Some(rate) = s.soak {
+                only(&["soak"], "soak", SOAK)?;
+                return Ok(RateSpec::Soak(rate));
+            }
+            if s.base.is_some() || s.burst.is_some() || s.burst_for.is_some() {
+                only(&["base", "burst", "every", "for"], "spike", SPIKE)?;
+                need(s.base.is_some(), "base", "spike", SPIKE)?;
+                need(s.burst.is_some(), "burst", "spike", SPIKE)?;
+                need(s.every.is_some(), "every", "spike", SPIKE)?;
+                need(s.burst_for.is_some(), "for", "spike", SPIKE)?;
+                return Ok(RateSpec::Spike {
+                    base: s.base.unwrap_or_default(),
+                    burst: s.burst.unwrap_or_default(),
+                    every: s.every.unwrap_or_default(),
+                    burst_for: s.burst_for.unwrap_or_default(),
+                });
+            }
+            if s.steps.is_some() || s.every.is_some() {
+                need(s.from.is_some(), "from", "steps", STEPS)?;
+                need(s.to.is_some(), "to", "steps", STEPS)?;
+                if s.steps.is_some() && s.every.is_some() {
+                    return Err(E::custom(
+                        "give `steps` or `every`, not both (hint: `steps: 4` splits the phase into 4 levels; `every: 30s` changes level every 30s)",
+                    ));
+                }
+                return Ok(RateSpec::Steps {
+                    from: s.from.unwrap_or_default(),
+                    to: s.to.unwrap_or_default(),
+                    steps: s.steps,
+                    every: s.every,
+                });
+            }
+            need(s.from.is_some(), "from", "ramp", RAMP)?;
+            need(s.to.is_some(), "to", "ramp", RAMP)?;
+            Ok(RateSpec::Ramp {
+                from: s.from.unwrap_or_default(),
+                to: s.to.unwrap_or_default(),
+            })
         }
         d.deserialize_any(V)
     }
@@ -398,285 +557,40 @@ impl JsonSchema for RateSpec {
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let rate = generator.subschema_for::<Rate>();
+        let duration = generator.subschema_for::<Duration>();
         json_schema!({
-            "description": "A constant rate or a linear ramp between two rates.",
+            "description": "A constant rate, a ramp, steps, a spike or a soak.",
             "oneOf": [
                 rate,
                 {
+                    "description": "A linear ramp.",
                     "type": "object",
                     "properties": { "from": rate, "to": rate },
                     "required": ["from", "to"],
                     "additionalProperties": false
-                }
-            ]
-        })
-    }
-}
-
-/// One kind of operation in the mix, with its name and weight.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Operation {
-    /// Name in results, reports and gates (unique in the scenario).
-    pub name: String,
-    /// Relative share of arrivals (default 1).
-    pub weight: u32,
-    /// What the operation does.
-    pub action: Action,
-}
-
-/// What an operation does: exactly one of the catalog's keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Action {
-    /// Append a batch of events to a fabric stream.
-    #[serde(rename = "fabric.stream.append")]
-    StreamAppend(StreamAppend),
-    /// Read messages from a fabric stream.
-    #[serde(rename = "fabric.stream.read")]
-    StreamRead(StreamRead),
-}
-
-impl Action {
-    /// The YAML keys of the catalog, in the order the schema lists them.
-    pub const KEYS: [&'static str; 2] = ["fabric.stream.append", "fabric.stream.read"];
-
-    pub fn key(&self) -> &'static str {
-        match self {
-            Action::StreamAppend(_) => Self::KEYS[0],
-            Action::StreamRead(_) => Self::KEYS[1],
-        }
-    }
-
-    /// The service the action targets, when the scenario names one.
-    pub fn service(&self) -> Option<&str> {
-        match self {
-            Action::StreamAppend(a) => a.service.as_deref(),
-            Action::StreamRead(r) => r.service.as_deref(),
-        }
-    }
-
-    /// The service kind the action needs.
-    pub fn needs(&self) -> ServiceKind {
-        match self {
-            Action::StreamAppend(_) | Action::StreamRead(_) => ServiceKind::Fabric,
-        }
-    }
-}
-
-/// `fabric.stream.append`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StreamAppend {
-    /// The fabric service (default: the scenario's only fabric service).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// `tenant/namespace/name`.
-    pub stream: String,
-    /// Size of each event's payload (default `256B`).
-    #[serde(default = "default_payload")]
-    pub payload: Size,
-    /// Events per append request, all-or-nothing (default 1).
-    #[serde(default = "default_batch")]
-    pub batch: u32,
-}
-
-fn default_payload() -> Size {
-    Size(256)
-}
-fn default_batch() -> u32 {
-    1
-}
-
-/// `fabric.stream.read`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StreamRead {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// `tenant/namespace/name`.
-    pub stream: String,
-    /// Where to read from: `start`, `latest-N` (the last N messages) or an offset.
-    #[serde(default)]
-    pub from: ReadFrom,
-    /// Most messages per read, 1..=1000 (default 100).
-    #[serde(default = "default_max_messages")]
-    pub max: u32,
-}
-
-fn default_max_messages() -> u32 {
-    100
-}
-
-/// Where a read starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadFrom {
-    #[default]
-    Start,
-    /// The last N messages before the latest offset at the time of the read.
-    Latest(u64),
-    Offset(u64),
-}
-
-impl Serialize for ReadFrom {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            ReadFrom::Start => s.serialize_str("start"),
-            ReadFrom::Latest(n) => s.collect_str(&format_args!("latest-{n}")),
-            ReadFrom::Offset(o) => s.serialize_u64(*o),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ReadFrom {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ReadFrom;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`start`, `latest-N` or an offset")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ReadFrom, E> {
-                Ok(ReadFrom::Offset(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ReadFrom, E> {
-                u64::try_from(v).map(ReadFrom::Offset).map_err(|_| {
-                    E::custom(format!(
-                        "offset {v} is negative (hint: use `latest-{}` to read the last messages)",
-                        v.unsigned_abs()
-                    ))
-                })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ReadFrom, E> {
-                if v == "start" {
-                    return Ok(ReadFrom::Start);
-                }
-                if v == "latest" {
-                    return Ok(ReadFrom::Latest(1));
-                }
-                if let Some(n) = v.strip_prefix("latest-")
-                    && let Ok(n) = n.parse::<u64>()
-                    && n > 0
+                },
                 {
-                    return Ok(ReadFrom::Latest(n));
+                    "description": "Constant levels from `from` to `to`: `steps` of them, or one every `every`.",
+                    "type": "object",
+                    "properties": { "from": rate, "to": rate, "steps": { "type": "integer", "minimum": 2 }, "every": duration },
+                    "required": ["from", "to"],
+                    "oneOf": [ { "required": ["steps"] }, { "required": ["every"] } ],
+                    "additionalProperties": false
+                },
+                {
+                    "description": "`base` rate with bursts at `burst` for `for` at the end of every `every`.",
+                    "type": "object",
+                    "properties": { "base": rate, "burst": rate, "every": duration, "for": duration },
+                    "required": ["base", "burst", "every", "for"],
+                    "additionalProperties": false
+                },
+                {
+                    "description": "A long constant rate (at least 1m).",
+                    "type": "object",
+                    "properties": { "soak": rate },
+                    "required": ["soak"],
+                    "additionalProperties": false
                 }
-                Err(E::custom(format!(
-                    "`{v}` is not a read position (hint: write `start`, `latest-100` or an offset such as `0`)"
-                )))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for ReadFrom {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ReadFrom".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "`start`, `latest-N` (the last N messages) or an offset.",
-            "oneOf": [
-                { "type": "string", "pattern": "^(start|latest|latest-[1-9][0-9]*)$" },
-                { "type": "integer", "minimum": 0 }
-            ]
-        })
-    }
-}
-
-impl Serialize for Operation {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(3))?;
-        map.serialize_entry("name", &self.name)?;
-        map.serialize_entry("weight", &self.weight)?;
-        match &self.action {
-            Action::StreamAppend(a) => map.serialize_entry(self.action.key(), a)?,
-            Action::StreamRead(r) => map.serialize_entry(self.action.key(), r)?,
-        }
-        map.end()
-    }
-}
-
-/// Field names an operation accepts, for "did you mean" and the schema.
-pub const OPERATION_FIELDS: [&str; 4] = ["name", "weight", Action::KEYS[0], Action::KEYS[1]];
-
-impl<'de> Deserialize<'de> for Operation {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Operation;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "an operation: `name`, `weight` and one action such as `fabric.stream.append`",
-                )
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Operation, A::Error> {
-                let mut name = None;
-                let mut weight = None;
-                let mut action: Option<Action> = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    let set_action = |action: &mut Option<Action>, new: Action| {
-                        if let Some(old) = action {
-                            return Err(de::Error::custom(format!(
-                                "an operation has one action, found `{}` and `{}` (hint: split them into two operations)",
-                                old.key(),
-                                new.key()
-                            )));
-                        }
-                        *action = Some(new);
-                        Ok(())
-                    };
-                    match key.as_str() {
-                        "name" => name = Some(map.next_value::<String>()?),
-                        "weight" => weight = Some(map.next_value::<u32>()?),
-                        k if k == Action::KEYS[0] => {
-                            let a = Action::StreamAppend(map.next_value()?);
-                            set_action(&mut action, a)?;
-                        }
-                        k if k == Action::KEYS[1] => {
-                            let a = Action::StreamRead(map.next_value()?);
-                            set_action(&mut action, a)?;
-                        }
-                        other => return Err(de::Error::unknown_field(other, &OPERATION_FIELDS)),
-                    }
-                }
-                let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
-                let action = action.ok_or_else(|| {
-                    de::Error::custom(format!(
-                        "operation `{name}` has no action (hint: add one of {})",
-                        Action::KEYS.map(|k| format!("`{k}`")).join(", ")
-                    ))
-                })?;
-                Ok(Operation {
-                    name,
-                    weight: weight.unwrap_or(1),
-                    action,
-                })
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-impl JsonSchema for Operation {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Operation".into()
-    }
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let append = generator.subschema_for::<StreamAppend>();
-        let read = generator.subschema_for::<StreamRead>();
-        json_schema!({
-            "description": "One kind of operation in the mix: a name, a weight and exactly one action.",
-            "type": "object",
-            "properties": {
-                "name": { "type": "string", "description": "Name in results, reports and gates." },
-                "weight": { "type": "integer", "minimum": 1, "default": 1 },
-                "fabric.stream.append": append,
-                "fabric.stream.read": read
-            },
-            "required": ["name"],
-            "additionalProperties": false,
-            "oneOf": [
-                { "required": ["fabric.stream.append"] },
-                { "required": ["fabric.stream.read"] }
             ]
         })
     }

@@ -269,12 +269,24 @@ fn every_bundled_scenario_is_valid() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml") {
                 seen += 1;
-                if let Err(errs) = load_file(&path, &[]) {
-                    panic!(
+                match load_file(&path, &[]) {
+                    Err(errs) => panic!(
                         "{}: {}",
                         path.display(),
                         errs.iter().map(|e| e.to_string()).collect::<String>()
-                    );
+                    ),
+                    // Bundled scenarios target only loopback (or the project's
+                    // own containers, which are reached through loopback).
+                    Ok(s) => {
+                        for (name, url) in &s.stack.external {
+                            let host = parse_base_url(url).unwrap().host;
+                            assert!(
+                                ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()),
+                                "{}: external service `{name}` is not on loopback: {url}",
+                                path.display()
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -337,4 +349,472 @@ fn env_values_may_be_numbers_or_booleans() {
     let env = &s.stack.services["fabric"].env;
     assert_eq!(env["DELAY"], "3000");
     assert_eq!(env["FLAG"], "true");
+}
+
+/// A scenario with the given `stack` body and operations, two phases.
+fn catalog(stack: &str, operations: &str) -> String {
+    format!(
+        "name: cat\nstack:\n{stack}\nworkload:\n  phases:\n    - {{ name: a, duration: 2s, rate: 10/s }}\n    - {{ name: b, duration: 2m, rate: 10/s }}\n  operations:\n{operations}"
+    )
+}
+
+const FABRIC: &str = "  services:\n    fabric: { kind: fabric }";
+
+/// The one error of `text`, rendered; panics when there is not exactly one.
+fn one_error(text: &str) -> Diagnostic {
+    let errs = errors(text);
+    let rendered: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 1, "{rendered:#?}");
+    errs.into_iter().next().unwrap()
+}
+
+fn assert_error(text: &str, location: &str, message: &str, hint: &str) {
+    let e = one_error(text);
+    assert_eq!(e.location(), location, "{e}");
+    assert!(e.message.contains(message), "message: {e}");
+    assert!(
+        e.hint.as_deref().unwrap_or_default().contains(hint),
+        "hint: {e}"
+    );
+}
+
+#[test]
+fn every_catalog_action_loads_with_its_defaults() {
+    let text = catalog(
+        FABRIC,
+        r#"    - { name: append, fabric.stream.append: { stream: t/n/s, payload: { size: { min: 1B, max: 2KiB } }, batch: 3 } }
+    - { name: read, fabric.stream.read: { stream: t/n/s, from: follow }, then: [ { fabric.stream.commit: { group: g } } ] }
+    - { name: commit, fabric.stream.commit: { stream: t/n/s, group: g2 } }
+    - { name: enqueue, fabric.queue.enqueue: { queue: t/n/q, delay: 5s, payload: { json: { id: "{{seq}}" } } } }
+    - { name: work, fabric.queue.reserve: { queue: t/n/q }, then: [ { fabric.queue.ack: {} } ] }
+    - { name: batch, fabric.queue.receive: { queue: t/n/q, max: 5 }, then: [ { name: retry, fabric.queue.nack: { delay: 1s } } ] }
+    - { name: put, fabric.kv.put: { store: t/n/kv, key: "k-{{seq}}", value: { text: "v{{seq}}" }, ttl: 1m }, then: [ { fabric.kv.get: {} }, { fabric.kv.delete: { missing: ok } } ] }
+    - { name: get, fabric.kv.get: { store: t/n/kv, key: { prefix: k-, count: 100, distribution: { zipf: 1.2 } }, missing: ok } }
+    - { name: web, http: { url: "/x/{{seq}}", method: POST, body: "hello {{seq}}", expect: [200, 201] } }
+"#,
+    );
+    let s = load("s.yaml", &text, &[]).unwrap();
+    let ops = &s.workload.operations;
+    match &ops[1].action {
+        Action::StreamRead(r) => assert_eq!(r.from, ReadFrom::Follow),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ops[1].then[0].name, "commit");
+    assert_eq!(ops[1].step_name(&ops[1].then[0]), "read.commit");
+    assert_eq!(ops[5].then[0].name, "retry");
+    match &ops[4].action {
+        Action::QueueReserve(r) => {
+            assert_eq!(r.visibility, Duration::from_secs(30));
+            assert_eq!(r.wait, Duration::default());
+        }
+        other => panic!("{other:?}"),
+    }
+    match &ops[7].action {
+        Action::KvGet(g) => {
+            assert_eq!(g.missing, Missing::Ok);
+            assert_eq!(
+                g.key,
+                Some(KeySpec::Space {
+                    prefix: "k-".into(),
+                    count: 100,
+                    distribution: KeyDistribution::Zipf(1.2)
+                })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match &ops[8].action {
+        Action::Http(h) => {
+            assert_eq!(h.method, "POST");
+            assert_eq!(h.expect, Expect::Codes(vec![200, 201]));
+            assert_eq!(h.body, Some(Body(Payload::Text("hello {{seq}}".into()))));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The resolved copy states every default and loads back to the same scenario.
+    let again = load("resolved.yaml", &to_yaml(&s), &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn external_services_boot_nothing_and_are_targets() {
+    let text = catalog(
+        "  external:\n    nginx: \"http://127.0.0.1:8080/base\"",
+        "    - { name: index, http: { url: /index.html } }\n    - { name: append, fabric.stream.append: { service: nginx, stream: t/n/s } }\n",
+    );
+    let s = load("s.yaml", &text, &[]).unwrap();
+    assert!(s.stack.services.is_empty());
+    assert_eq!(
+        target_service(&s, &s.workload.operations[0].action),
+        Some("nginx")
+    );
+    let base = parse_base_url(&s.stack.external["nginx"]).unwrap();
+    assert_eq!(
+        (base.host.as_str(), base.port, base.prefix.as_str()),
+        ("127.0.0.1", 8080, "/base")
+    );
+    assert_eq!(parse_base_url("http://[::1]").unwrap().port, 80);
+
+    assert_error(
+        &text.replace("http://127.0.0.1:8080/base", "https://127.0.0.1:8443"),
+        "s.yaml:4:12",
+        "plain HTTP only",
+        "`http://`",
+    );
+    assert_error(
+        &text.replace("http://127.0.0.1:8080/base", "http://127.0.0.1:99999"),
+        "s.yaml:4:12",
+        "no valid host and port",
+        "http://127.0.0.1:8080",
+    );
+    assert_error(
+        &text.replace("service: nginx", "service: ngnix"),
+        "s.yaml:11:56",
+        "no service `ngnix`",
+        "did you mean `nginx`?",
+    );
+    let both = catalog(
+        &format!("{FABRIC}\n  external:\n    fabric: \"http://127.0.0.1:1\""),
+        "    - { name: a, fabric.stream.append: { stream: t/n/s } }\n",
+    );
+    assert_error(
+        &both,
+        "s.yaml:6:5",
+        "both a booted service and an external one",
+        "another name",
+    );
+    let nothing = catalog("  services: {}", "    - { name: a, http: { url: / } }\n");
+    let errs = errors(&nothing);
+    assert_eq!(errs[0].location(), "s.yaml:3:11", "{}", errs[0]);
+    assert!(errs[0].message.contains("the stack has no services"));
+    assert!(errs[0].hint.as_deref().unwrap().contains("external:"));
+}
+
+#[test]
+fn phase_shapes_parse_and_their_mistakes_are_explained() {
+    let with_rate = |rate: &str| GOOD.replace("rate: { from: 100/s, to: 400/s }", rate);
+    let s = load(
+        "s.yaml",
+        &with_rate("rate: { from: 100/s, to: 400/s, steps: 4 }"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        s.workload.phases[1].rate,
+        RateSpec::Steps {
+            from: Rate(100.0),
+            to: Rate(400.0),
+            steps: Some(4),
+            every: None
+        }
+    );
+    let s = load(
+        "s.yaml",
+        &with_rate("rate: { base: 10/s, burst: 100/s, every: 1s, for: 100ms }"),
+        &[],
+    )
+    .unwrap();
+    assert!(matches!(s.workload.phases[1].rate, RateSpec::Spike { .. }));
+    assert_eq!(to_yaml(&s).matches("for: 100ms").count(), 1);
+
+    assert_error(
+        &with_rate("rate: { from: 100/s, to: 400/s, steps: 4, every: 1s }"),
+        "s.yaml:10:41",
+        "give `steps` or `every`, not both",
+        "`steps: 4`",
+    );
+    assert_error(
+        &with_rate("rate: { from: 100/s, to: 400/s, steps: 1 }"),
+        "s.yaml:10:74",
+        "`steps: 1` is not a staircase",
+        "2 or more",
+    );
+    assert_error(
+        &with_rate("rate: { from: 100/s, to: 400/s, every: 2s }"),
+        "s.yaml:10:74",
+        "shorter than the phase",
+        "at least two steps",
+    );
+    assert_error(
+        &with_rate("rate: { base: 10/s, burst: 100/s, every: 1s }"),
+        "s.yaml:10:41",
+        "a spike rate needs `for`",
+        "{ base: 100/s, burst: 2000/s, every: 30s, for: 2s }",
+    );
+    assert_error(
+        &with_rate("rate: { base: 10/s, burst: 100/s, every: 1s, for: 1s }"),
+        "s.yaml:10:85",
+        "shorter than `every: 1s`",
+        "every: 30s, for: 2s",
+    );
+    assert_error(
+        &with_rate("rate: { soak: 100/s }"),
+        "s.yaml:10:31",
+        "a soak phase lasts at least 1m, not 2s",
+        "constant rate",
+    );
+    assert_error(
+        &with_rate("rate: { from: 100/s, too: 400/s }"),
+        "s.yaml:10:56",
+        "unknown key `too`",
+        "did you mean `to`?",
+    );
+    assert_error(
+        &with_rate("rate: { from: 100/s, burst: 400/s }"),
+        "s.yaml:10:41",
+        "`from` does not belong to a spike rate",
+        "base: 100/s",
+    );
+}
+
+#[test]
+fn phase_mixes_name_operations() {
+    let text = GOOD.replace(
+        "rate: 400/s }",
+        "rate: 400/s, mix: { append: 1, raed: 2 } }",
+    );
+    assert_error(
+        &text,
+        "s.yaml:11:68",
+        "no operation `raed`",
+        "did you mean `read`?",
+    );
+    let text = GOOD.replace("rate: 400/s }", "rate: 400/s, mix: { append: 0 } }");
+    assert_error(
+        &text,
+        "s.yaml:11:55",
+        "mixes no operation",
+        "weight above 0",
+    );
+    // With a mix somewhere, an operation may have weight 0 (only in mixes).
+    let text = GOOD
+        .replace("rate: 400/s }", "rate: 400/s, mix: { append: 1 } }")
+        .replace("name: read, weight: 2", "name: read, weight: 0");
+    let s = load("s.yaml", &text, &[]).unwrap();
+    assert_eq!(s.workload.phases[2].mix.as_ref().unwrap()["append"], 1);
+    // …but a phase without a mix needs an operation with a weight.
+    let text = text.replace("name: append, weight: 8", "name: append, weight: 0");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "warmup and ramp have no mix");
+    assert_eq!(errs[0].location(), "s.yaml:9:7", "{}", errs[0]);
+    assert!(
+        errs[0]
+            .message
+            .contains("phase `warmup` has no operation to run")
+    );
+}
+
+#[test]
+fn payloads_keys_and_templates_are_checked() {
+    let op = |action: &str| catalog(FABRIC, &format!("    - {{ name: x, {action} }}\n"));
+    assert_error(
+        &op("fabric.stream.append: { stream: t/n/s, payload: { jsn: { a: 1 } } }"),
+        "s.yaml:10:66",
+        "unknown payload kind `jsn`",
+        "{ json: … }",
+    );
+    assert_error(
+        &op("fabric.stream.append: { stream: t/n/s, payload: { size: { min: 2KiB, max: 1KiB } } }"),
+        "s.yaml:10:66",
+        "`min` 2KiB is above `max` 1KiB",
+        "swap them",
+    );
+    assert_error(
+        &op(
+            "fabric.stream.append: { stream: t/n/s, payload: { size: { one_of: [1B, 2B], weights: [1] } } }",
+        ),
+        "s.yaml:10:66",
+        "one weight per size",
+        "",
+    );
+    assert_error(
+        &op("fabric.queue.enqueue: { queue: t/n/q, payload: { json: { id: \"{{sequence}}\" } } }"),
+        "s.yaml:10:65",
+        "unknown placeholder `{{sequence}}`",
+        "seq, counter:NAME",
+    );
+    assert_error(
+        &op("fabric.stream.append: { stream: t/n/s, payload: { size: 0B } }"),
+        "s.yaml:10:66",
+        "`payload` must be at least 1B",
+        "empty payloads",
+    );
+    assert_error(
+        &op("fabric.stream.append: { stream: t/n/s, batch: 1000, payload: 16KiB }"),
+        "s.yaml:10:79",
+        "exceeds the 8MiB",
+        "lower the size",
+    );
+    assert_error(
+        &op("fabric.kv.get: { store: t/n/kv, key: { prefix: a, cout: 10 } }"),
+        "s.yaml:10:55",
+        "unknown key `cout` in a key space",
+        "did you mean `count`?",
+    );
+    assert_error(
+        &op("fabric.kv.get: { store: t/n/kv, key: { count: 10, distribution: { zipf: 0 } } }"),
+        "s.yaml:10:55",
+        "Zipf exponent",
+        "{ zipf: 1.1 }",
+    );
+    assert_error(
+        &op("fabric.kv.get: { key: a }"),
+        "s.yaml:10:33",
+        "`fabric.kv.get` names no `store`",
+        "chain it after another KV operation",
+    );
+    assert_error(
+        &op("fabric.kv.put: { store: t/n/kv }"),
+        "s.yaml:10:33",
+        "`fabric.kv.put` names no `key`",
+        "key: { prefix: user-",
+    );
+}
+
+#[test]
+fn chains_need_what_they_act_on() {
+    let op = |text: &str| catalog(FABRIC, &format!("    - {text}\n"));
+    assert_error(
+        &op("{ name: x, fabric.queue.ack: {} }"),
+        "s.yaml:10:36",
+        "acts on the jobs a reserve or receive got",
+        "then: [ { fabric.queue.ack: {} } ]",
+    );
+    assert_error(
+        &op(
+            "{ name: x, fabric.queue.enqueue: { queue: t/n/q }, then: [ { fabric.queue.nack: {} } ] }",
+        ),
+        "s.yaml:10:87",
+        "`fabric.queue.nack` acts on the jobs",
+        "chain it",
+    );
+    assert_error(
+        &op("{ name: x, fabric.stream.commit: { group: g } }"),
+        "s.yaml:10:40",
+        "names no `stream`",
+        "chain it after a read or an append",
+    );
+    assert_error(
+        &op(
+            "{ name: x, fabric.queue.reserve: { queue: t/n/q }, then: [ { weight: 2, fabric.queue.ack: {} } ] }",
+        ),
+        "s.yaml:10:66",
+        "a step has no `weight`",
+        "only operations have weights",
+    );
+    assert_error(
+        &op(
+            "{ name: x, fabric.kv.put: { store: t/n/kv, key: k }, then: [ { fabric.kv.get: {} }, { fabric.kv.get: {} } ] }",
+        ),
+        "s.yaml:10:91",
+        "two steps named `get`",
+        "name them apart",
+    );
+    let errs = errors(&op(
+        "{ name: x, http: { url: / }, then: [ { fabric.kv.get: { store: t/n/kv, key: k } } ] }",
+    ));
+    assert!(
+        errs[0].message.contains("speaks another protocol") && errs[0].location() == "s.yaml:10:61",
+        "{}",
+        errs[0]
+    );
+    // A step's recorded name is an operation name for SLOs and gates.
+    let text = format!(
+        "{}slo:\n  x.ack: {{ p99: 5ms }}\n  x.ak: {{ p99: 5ms }}\n",
+        op(
+            "{ name: x, fabric.queue.reserve: { queue: t/n/q }, then: [ { fabric.queue.ack: {} } ] }"
+        )
+    );
+    assert_error(
+        &text,
+        "s.yaml:13:3",
+        "no operation `x.ak`",
+        "did you mean `x.ack`?",
+    );
+}
+
+#[test]
+fn http_operations_are_checked() {
+    let op = |http: &str| {
+        catalog(
+            FABRIC,
+            &format!("    - {{ name: x, http: {{ {http} }} }}\n"),
+        )
+    };
+    assert_error(
+        &op("url: /a, method: GTE"),
+        "s.yaml:10:43",
+        "`GTE` is not an HTTP method",
+        "use one of GET, POST",
+    );
+    assert_error(
+        &op("url: index.html"),
+        "s.yaml:10:31",
+        "not relative to the service",
+        "start it with `/`",
+    );
+    assert_error(
+        &op("url: /, expect: 999"),
+        "s.yaml:10:42",
+        "not an HTTP status",
+        "100 to 599",
+    );
+    assert_error(
+        &op("url: /, body: hi"),
+        "s.yaml:10:40",
+        "a GET request with a body",
+        "method: POST",
+    );
+    assert_error(
+        &op("url: /, headers: { \"bad header\": x }"),
+        "s.yaml:10:45",
+        "`bad header` is not a header name",
+        "content-type",
+    );
+    assert_error(
+        &op("url: /, max: 3"),
+        "s.yaml:10:34",
+        "unknown key `max`",
+        "",
+    );
+}
+
+#[test]
+fn queue_limits_are_the_fabric_s() {
+    let op = |action: &str| catalog(FABRIC, &format!("    - {{ name: x, {action} }}\n"));
+    assert_error(
+        &op("fabric.queue.receive: { queue: t/n/q, max: 101 }"),
+        "s.yaml:10:61",
+        "`max` 101 is out of range",
+        "1 to 100 jobs",
+    );
+    assert_error(
+        &op("fabric.queue.reserve: { queue: t/n/q, wait: 30s }"),
+        "s.yaml:10:62",
+        "20s long poll",
+        "at most `20s`",
+    );
+    assert_error(
+        &op("fabric.queue.enqueue: { queue: not-a-path }"),
+        "s.yaml:10:49",
+        "`not-a-path` is not a queue path",
+        "tenant/namespace/name",
+    );
+}
+
+#[test]
+fn env_variables_fill_values_and_a_missing_one_is_located() {
+    let text = GOOD.replace("rate: 400/s }", "rate: ${STEADY_RATE} }");
+    let env = |n: &str| (n == "STEADY_RATE").then(|| "900/s".to_owned());
+    let s = load_with_env("s.yaml", &text, &[], &env).unwrap();
+    assert_eq!(s.workload.phases[2].rate, RateSpec::Constant(Rate(900.0)));
+    let errs = load_with_env("s.yaml", &text, &[], &|_| None).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].location(), "s.yaml:11:43");
+    assert!(errs[0].message.contains("`STEADY_RATE` is not set"));
+    assert!(
+        errs[0].to_string().contains("${STEADY_RATE}"),
+        "{}",
+        errs[0]
+    );
 }

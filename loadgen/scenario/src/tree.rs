@@ -161,8 +161,10 @@ impl Node {
 
     /// Applies `--set PATH=VALUE`. Segments are separated by dots; a segment
     /// may match a key containing dots (`fabric.stream.append`), an index
-    /// (`phases.2`) or the element of a list whose `name` it equals
-    /// (`phases.steady`). The last key is created when missing.
+    /// (`phases.2`; the list's length appends) or the element of a list
+    /// whose `name` it equals (`phases.steady`). Missing keys are created
+    /// (intermediate ones as mappings). The value is YAML, so any value can
+    /// be set: `--set 'workload.phases.0.rate={ from: 1/s, to: 9/s }'`.
     pub fn set(&mut self, assignment: &str) -> Result<(), TreeError> {
         let origin = Pos::Override(assignment.to_owned());
         let err = |message: String, hint: &str| TreeError {
@@ -220,19 +222,29 @@ impl Node {
                             return Ok(());
                         }
                         None => {
-                            return Err(err(
-                                format!(
-                                    "`--set`: no key `{}` at `{}`",
-                                    rest[0],
-                                    parts[..i].join(".")
-                                ),
-                                "check the path against the scenario; lists take an index or an element's name",
-                            ));
+                            // A missing intermediate key: a new mapping.
+                            let key = Node {
+                                value: Value::Str(rest[0].to_owned()),
+                                pos: origin.clone(),
+                            };
+                            let map = Node {
+                                value: Value::Map(Vec::new()),
+                                pos: origin.clone(),
+                            };
+                            entries.push((key, map));
+                            let last = entries.len() - 1;
+                            i += 1;
+                            node = &mut entries[last].1;
                         }
                     }
                 }
                 Value::Seq(items) => {
                     let seg = rest[0];
+                    if seg.parse::<usize>() == Ok(items.len()) && i + 1 == parts.len() {
+                        // One past the end appends.
+                        items.push(value);
+                        return Ok(());
+                    }
                     let idx = match seg.parse::<usize>() {
                         Ok(idx) if idx < items.len() => idx,
                         _ => items
@@ -249,7 +261,7 @@ impl Node {
                                         "`--set`: no element `{seg}` in the list at `{}`",
                                         parts[..i].join(".")
                                     ),
-                                    "use an index from 0 or the `name` of an element",
+                                    "use an index from 0 (the list's length appends) or the `name` of an element",
                                 )
                             })?,
                     };
@@ -419,8 +431,195 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// Parses one YAML document into a tree. An empty document is `Null`.
+/// A `${…}` replaced on one line: columns (1-based, end exclusive) in the
+/// expanded text and in the original.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    new_start: usize,
+    new_end: usize,
+    old_start: usize,
+    old_end: usize,
+}
+
+/// Per line (0-based), the replacements made on it, in order.
+type Shifts = Vec<Vec<Span>>;
+
+fn env_error(line: usize, col: usize, message: String, hint: String) -> TreeError {
+    TreeError {
+        pos: Pos::At { line, col },
+        message,
+        hint: Some(hint),
+    }
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in the text (comments aside)
+/// with the environment's value; `$${` is a literal `${`. Done on the text,
+/// before YAML parsing, so a placeholder works anywhere a value does (flow
+/// mappings included) and a number stays a number; positions are mapped
+/// back to the original through the returned shifts.
+fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Shifts), TreeError> {
+    let mut out = String::with_capacity(text.len());
+    let mut shifts: Shifts = Vec::new();
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let mut spans = Vec::new();
+        let chars: Vec<char> = line.chars().collect();
+        let (mut i, mut new_col) = (0usize, 1usize);
+        let (mut single, mut double) = (false, false);
+        while i < chars.len() {
+            let c = chars[i];
+            let at = |s: &str| chars[i..].iter().take(s.len()).copied().eq(s.chars());
+            if !single && !double && c == '#' && (i == 0 || chars[i - 1].is_whitespace()) {
+                // A comment: the rest of the line as it is.
+                out.extend(&chars[i..]);
+                break;
+            }
+            match c {
+                '"' if !single && (i == 0 || chars[i - 1] != '\\') => double = !double,
+                '\'' if !double => single = !single,
+                _ => {}
+            }
+            if at("$${") {
+                out.push_str("${");
+                spans.push(Span {
+                    new_start: new_col,
+                    new_end: new_col + 2,
+                    old_start: i + 1,
+                    old_end: i + 4,
+                });
+                i += 3;
+                new_col += 2;
+                continue;
+            }
+            if !at("${") {
+                out.push(c);
+                i += 1;
+                new_col += 1;
+                continue;
+            }
+            let Some(len) = chars[i + 2..].iter().position(|&c| c == '}') else {
+                return Err(env_error(
+                    n + 1,
+                    i + 1,
+                    "`${` without a closing `}`".to_owned(),
+                    "write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`".to_owned(),
+                ));
+            };
+            let inner: String = chars[i + 2..i + 2 + len].iter().collect();
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner.as_str(), None),
+            };
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(env_error(
+                    n + 1,
+                    i + 1,
+                    format!("`${{{inner}}}` does not name an environment variable"),
+                    "names are letters, digits and `_`: `${RATE}`, `${RATE:-500/s}`".to_owned(),
+                ));
+            }
+            let value = match (env(name), default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_owned(),
+                (None, None) => {
+                    return Err(env_error(
+                        n + 1,
+                        i + 1,
+                        format!("environment variable `{name}` is not set"),
+                        format!(
+                            "set it (`{name}=… loadgen run …`), give a default (`${{{name}:-value}}`), or write `$${{` for a literal `${{`"
+                        ),
+                    ));
+                }
+            };
+            if value.contains(['\n', '\r']) {
+                return Err(env_error(
+                    n + 1,
+                    i + 1,
+                    format!("environment variable `{name}` holds a line break"),
+                    "a value from the environment is one line".to_owned(),
+                ));
+            }
+            let width = value.chars().count();
+            out.push_str(&value);
+            spans.push(Span {
+                new_start: new_col,
+                new_end: new_col + width,
+                old_start: i + 1,
+                old_end: i + 3 + len + 1,
+            });
+            i += 3 + len;
+            new_col += width;
+        }
+        shifts.push(spans);
+    }
+    Ok((out, shifts))
+}
+
+/// The original position of a position in the expanded text.
+fn unshift(pos: &mut Pos, shifts: &Shifts) {
+    if let Pos::At { line, col } = pos
+        && let Some(spans) = shifts.get(line.saturating_sub(1))
+    {
+        let mut delta = 0isize;
+        for sp in spans {
+            if *col < sp.new_start {
+                break;
+            }
+            if *col < sp.new_end {
+                *col = sp.old_start;
+                return;
+            }
+            delta = sp.old_end as isize - sp.new_end as isize;
+        }
+        *col = (*col as isize + delta).max(1) as usize;
+    }
+}
+
+fn unshift_tree(node: &mut Node, shifts: &Shifts) {
+    unshift(&mut node.pos, shifts);
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| unshift_tree(n, shifts)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            unshift_tree(k, shifts);
+            unshift_tree(v, shifts);
+        }),
+        _ => {}
+    }
+}
+
+/// Parses one YAML document into a tree, `${NAME}` taken from the process
+/// environment. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, TreeError> {
+    parse_with_env(text, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`] with the environment given as a lookup.
+pub fn parse_with_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, TreeError> {
+    if !text.contains("${") {
+        return parse_yaml(text);
+    }
+    let (expanded, shifts) = interpolate(text, env)?;
+    match parse_yaml(&expanded) {
+        Ok(mut node) => {
+            unshift_tree(&mut node, &shifts);
+            Ok(node)
+        }
+        Err(mut e) => {
+            unshift(&mut e.pos, &shifts);
+            Err(e)
+        }
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<Node, TreeError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| TreeError {
@@ -512,7 +711,106 @@ mod tests {
         assert_eq!(json["ops"][0]["fabric.stream.append"]["payload"], "4KiB");
         assert_eq!(json["seed"], 7);
         assert!(tree.set("phases.nope.rate=1/s").is_err());
+        // Any value: mappings, new nested keys, appended list elements.
+        tree.set("phases.0.rate={ from: 1/s, to: 5/s }").unwrap();
+        tree.set("stack.external.web=http://127.0.0.1:9").unwrap();
+        tree.set("phases.2={ name: cool, rate: 1/s }").unwrap();
+        let json = tree.to_json();
+        assert_eq!(json["phases"][0]["rate"]["to"], "5/s");
+        assert_eq!(json["stack"]["external"]["web"], "http://127.0.0.1:9");
+        assert_eq!(json["phases"][2]["name"], "cool");
+        assert!(tree.set("phases.9.rate=1/s").is_err());
         assert!(tree.set("no-equals").is_err());
+    }
+
+    #[test]
+    fn env_variables_are_interpolated_and_typed() {
+        let env = |n: &str| match n {
+            "RATE" => Some("750/s".to_owned()),
+            "SEED" => Some("42".to_owned()),
+            _ => None,
+        };
+        let tree = parse_with_env(
+            "rate: ${RATE}\nseed: ${SEED}\nq: '${SEED}'\nd: ${NOPE:-5s}\nlit: a$${X}b\nmix: x-${SEED}-y\nflow: { r: ${RATE}, s: ${SEED} }  # ${IGNORED}\nafter: [${SEED}, oops\n",
+            &env,
+        )
+        .unwrap_err();
+        // Positions after a replacement point at the original text.
+        assert_eq!(err_pos(&tree), Pos::At { line: 9, col: 1 });
+        let tree = parse_with_env(
+            "rate: ${RATE}\nseed: ${SEED}\nq: '${SEED}'\nd: ${NOPE:-5s}\nlit: a$${X}b\nmix: x-${SEED}-y\nflow: { r: ${RATE}, s: ${SEED}, t: 1 }  # ${IGNORED}\n",
+            &env,
+        )
+        .unwrap();
+        let t = tree
+            .find(&[Seg::Key("flow".into()), Seg::Key("t".into())])
+            .0;
+        assert_eq!(
+            t.pos,
+            Pos::At { line: 7, col: 36 },
+            "columns after a replacement are the original's"
+        );
+        let r = tree
+            .find(&[Seg::Key("flow".into()), Seg::Key("r".into())])
+            .0;
+        assert_eq!(r.pos, Pos::At { line: 7, col: 12 });
+        let json = tree.to_json();
+        assert_eq!(json["rate"], "750/s");
+        assert_eq!(
+            json["seed"], 42,
+            "a plain scalar is typed after interpolation"
+        );
+        assert_eq!(json["q"], "42", "a quoted scalar stays a string");
+        assert_eq!(json["d"], "5s");
+        assert_eq!(json["lit"], "a${X}b");
+        assert_eq!(json["mix"], "x-42-y");
+        assert_eq!(json["flow"]["r"], "750/s");
+        assert_eq!(json["flow"]["s"], 42);
+    }
+
+    proptest::proptest! {
+        /// Whatever the values, every node after a replacement keeps the
+        /// position it has in the text as written.
+        #[test]
+        fn positions_survive_any_replacement(a in "[a-z0-9/]{0,40}", b in "[A-Za-z0-9][A-Za-z0-9._-]{0,39}") {
+            let env = |n: &str| match n {
+                "A" => Some(a.clone()),
+                "B" => Some(b.clone()),
+                _ => None,
+            };
+            let text = "x: { p: \"${A}\", q: ${B}, r: 1 }\ny: [${B}, \"${A:-d}\", 2]\n";
+            let tree = parse_with_env(text, &env).unwrap();
+            let at = |path: &[Seg]| tree.find(path).0.pos.clone();
+            let key = |k: &str| Seg::Key(k.to_owned());
+            proptest::prop_assert_eq!(at(&[key("x"), key("r")]), Pos::At { line: 1, col: 29 });
+            proptest::prop_assert_eq!(at(&[key("x"), key("q")]), Pos::At { line: 1, col: 20 });
+            proptest::prop_assert_eq!(at(&[key("y"), Seg::Index(2)]), Pos::At { line: 2, col: 22 });
+            let json = tree.to_json();
+            proptest::prop_assert_eq!(json["x"]["p"].as_str(), Some(a.as_str()));
+        }
+    }
+
+    fn err_pos(e: &TreeError) -> Pos {
+        e.pos.clone()
+    }
+
+    #[test]
+    fn a_missing_env_variable_is_located_and_named() {
+        let env = |_: &str| None;
+        let err = parse_with_env("a: 1\nrate: x${MISSING_RATE}\n", &env).unwrap_err();
+        assert_eq!(err.pos, Pos::At { line: 2, col: 8 });
+        assert!(
+            err.message.contains("`MISSING_RATE` is not set"),
+            "{}",
+            err.message
+        );
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("${MISSING_RATE:-value}"), "{hint}");
+        let err = parse_with_env("a: \"${BAD NAME}\"\n", &env).unwrap_err();
+        assert!(err.message.contains("does not name"), "{}", err.message);
+        assert_eq!(err.pos, Pos::At { line: 1, col: 5 });
+        let err = parse_with_env("a: ${OPEN\n", &env).unwrap_err();
+        assert!(err.message.contains("without a closing"), "{}", err.message);
     }
 
     #[test]

@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::gate::{GateSpec, Profile, Slo};
 
-use crate::model::{Action, EngineKind, RateSpec, ReadFrom, Runtime, Scenario, ServiceKind};
+use crate::catalog::{Action, ReadFrom};
+use crate::data::{KeySpec, Payload};
+use crate::model::{EngineKind, RateSpec, Runtime, Scenario, ServiceKind};
 use crate::tree::Seg;
+use crate::units::{Duration, Size};
 
 pub struct Problem {
     pub path: Vec<Seg>,
@@ -114,14 +117,95 @@ pub fn check_criteria(
     }
 }
 
+/// Shortest soak phase.
+const MIN_SOAK_SECS: f64 = 60.0;
+/// Most rate segments a phase may have (steps, spike periods).
+const MAX_SEGMENTS: f64 = 200_000.0;
+
+/// What a base URL of `stack.external` is made of.
+pub struct BaseUrl {
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing `/` (empty for none).
+    pub prefix: String,
+}
+
+/// Parses `http://host[:port][/prefix]`.
+pub fn parse_base_url(url: &str) -> Result<BaseUrl, (String, String)> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(if url.starts_with("https://") {
+            (
+                format!("`{url}`: Gauntlet's HTTP client speaks plain HTTP only"),
+                "use an `http://` URL (on loopback or the project's own containers)".to_owned(),
+            )
+        } else {
+            (
+                format!("`{url}` is not an http:// URL"),
+                "write e.g. `http://127.0.0.1:8080`".to_owned(),
+            )
+        });
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) {
+        return Err((
+            format!("`{url}` has a query or fragment"),
+            "a base URL is `http://host:port[/prefix]`; put queries in the operation's `url`"
+                .to_owned(),
+        ));
+    }
+    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
+        match h.split_once(']') {
+            Some((h, p)) => (format!("[{h}]"), p.strip_prefix(':')),
+            None => (String::new(), None),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    let valid_host = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+    let port = match port {
+        None => Some(80),
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0),
+    };
+    match (valid_host, port) {
+        (true, Some(port)) => Ok(BaseUrl {
+            host,
+            port,
+            prefix: path.trim_end_matches('/').to_owned(),
+        }),
+        _ => Err((
+            format!("`{url}` has no valid host and port"),
+            "write e.g. `http://127.0.0.1:8080`".to_owned(),
+        )),
+    }
+}
+
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 pub fn check(s: &Scenario) -> Vec<Problem> {
     let mut out = Vec::new();
-    let ops: Vec<&str> = s
-        .workload
-        .operations
-        .iter()
-        .map(|o| o.name.as_str())
-        .collect();
+    let mut ops: Vec<String> = Vec::new();
+    for op in &s.workload.operations {
+        ops.push(op.name.clone());
+        for step in &op.then {
+            ops.push(op.step_name(step));
+        }
+    }
+    let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
     let phases: Vec<&str> = s.workload.phases.iter().map(|p| p.name.as_str()).collect();
     check_criteria(&s.slo, s.gate.as_ref(), Some((&ops, &phases)), &mut out);
     crate::faults::check(s, &mut out);
@@ -143,13 +227,41 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
         );
     }
 
-    if s.stack.services.is_empty() {
+    if s.stack.services.is_empty() && s.stack.external.is_empty() {
         problem(
-            vec![k("stack"), k("services")],
+            vec![k("stack")],
             None,
             "the stack has no services".to_owned(),
-            Some("add one, e.g. `fabric: { kind: fabric }`"),
+            Some(
+                "add one under `services:`, e.g. `fabric: { kind: fabric }`, or a base URL under `external:`",
+            ),
         );
+    }
+    for (name, url) in &s.stack.external {
+        if !is_name(name) {
+            problem(
+                vec![k("stack"), k("external")],
+                Some(name),
+                format!("external service name `{name}` is not a plain name"),
+                Some("use letters, digits, `-` and `_`"),
+            );
+        }
+        if s.stack.services.contains_key(name) {
+            problem(
+                vec![k("stack"), k("external")],
+                Some(name),
+                format!("`{name}` is both a booted service and an external one"),
+                Some("give the external service another name"),
+            );
+        }
+        if let Err((message, hint)) = parse_base_url(url) {
+            problem(
+                vec![k("stack"), k("external"), k(name)],
+                None,
+                message,
+                Some(&hint),
+            );
+        }
     }
     for (name, svc) in &s.stack.services {
         let here = vec![k("stack"), k("services"), k(name)];
@@ -308,10 +420,12 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             Some("add one, e.g. `- { name: steady, duration: 10s, rate: 100/s }`"),
         );
     }
+    let op_names: Vec<&str> = w.operations.iter().map(|o| o.name.as_str()).collect();
     let mut phase_names = HashSet::new();
     let mut total = 0.0;
     for (i, phase) in w.phases.iter().enumerate() {
         let here = vec![k("workload"), k("phases"), Seg::Index(i)];
+        let rate_path = [here.clone(), vec![k("rate")]].concat();
         if !is_name(&phase.name) {
             problem(
                 [here.clone(), vec![k("name")]].concat(),
@@ -327,6 +441,7 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                 Some("phase names must be unique; results are reported per phase"),
             );
         }
+        let secs = phase.duration.as_secs_f64();
         if phase.duration.0.is_zero() {
             problem(
                 [here.clone(), vec![k("duration")]].concat(),
@@ -335,18 +450,136 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                 Some("e.g. `10s`"),
             );
         }
-        total += phase.duration.as_secs_f64();
+        total += secs;
         let peak = match phase.rate {
-            RateSpec::Constant(r) => r.0,
-            RateSpec::Ramp { from, to } => from.0.max(to.0),
+            RateSpec::Constant(r) | RateSpec::Soak(r) => r.0,
+            RateSpec::Ramp { from, to } | RateSpec::Steps { from, to, .. } => from.0.max(to.0),
+            RateSpec::Spike { base, burst, .. } => base.0.max(burst.0),
         };
         if peak == 0.0 {
             problem(
-                [here.clone(), vec![k("rate")]].concat(),
+                rate_path.clone(),
                 None,
                 format!("phase `{}` has a rate of 0/s", phase.name),
                 Some("an open-model phase needs arrivals; give it a rate above 0/s"),
             );
+        }
+        match phase.rate {
+            RateSpec::Steps { steps, every, .. } => {
+                if let Some(n) = steps
+                    && n < 2
+                {
+                    problem(
+                        [rate_path.clone(), vec![k("steps")]].concat(),
+                        None,
+                        format!("`steps: {n}` is not a staircase"),
+                        Some("use 2 or more steps, or a constant rate"),
+                    );
+                }
+                if let Some(every) = every {
+                    let e = every.as_secs_f64();
+                    if e <= 0.0 || e >= secs {
+                        problem(
+                            [rate_path.clone(), vec![k("every")]].concat(),
+                            None,
+                            format!(
+                                "`every: {every}` must be above 0s and shorter than the phase ({})",
+                                phase.duration
+                            ),
+                            Some("the phase needs at least two steps"),
+                        );
+                    } else if secs / e > MAX_SEGMENTS {
+                        problem(
+                            [rate_path.clone(), vec![k("every")]].concat(),
+                            None,
+                            format!("`every: {every}` makes more than 200000 steps"),
+                            Some("use a longer `every`"),
+                        );
+                    }
+                }
+            }
+            RateSpec::Spike {
+                every, burst_for, ..
+            } => {
+                let (e, f) = (every.as_secs_f64(), burst_for.as_secs_f64());
+                if e <= 0.0 || e > secs {
+                    problem(
+                        [rate_path.clone(), vec![k("every")]].concat(),
+                        None,
+                        format!(
+                            "`every: {every}` must be above 0s and at most the phase's duration ({})",
+                            phase.duration
+                        ),
+                        Some("a burst ends every period; the phase needs at least one period"),
+                    );
+                } else if secs / e > MAX_SEGMENTS {
+                    problem(
+                        [rate_path.clone(), vec![k("every")]].concat(),
+                        None,
+                        format!("`every: {every}` makes more than 200000 bursts"),
+                        Some("use a longer `every`"),
+                    );
+                }
+                if f <= 0.0 || f >= e {
+                    problem(
+                        [rate_path.clone(), vec![k("for")]].concat(),
+                        None,
+                        format!(
+                            "a burst `for: {burst_for}` must be above 0s and shorter than `every: {every}`"
+                        ),
+                        Some("e.g. `every: 30s, for: 2s`"),
+                    );
+                }
+            }
+            RateSpec::Soak(_) if secs < MIN_SOAK_SECS && !phase.duration.0.is_zero() => {
+                problem(
+                    [here.clone(), vec![k("duration")]].concat(),
+                    None,
+                    format!("a soak phase lasts at least 1m, not {}", phase.duration),
+                    Some(
+                        "lengthen the phase, or write a constant rate (`rate: 500/s`) for a short one",
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if phase.mix.is_none()
+            && !w.operations.is_empty()
+            && w.operations.iter().all(|o| o.weight == 0)
+        {
+            problem(
+                here.clone(),
+                None,
+                format!(
+                    "phase `{}` has no operation to run: every weight is 0",
+                    phase.name
+                ),
+                Some("give the phase a `mix:`, or an operation a weight above 0"),
+            );
+        }
+        if let Some(mix) = &phase.mix {
+            let mix_path = [here.clone(), vec![k("mix")]].concat();
+            for name in mix.keys() {
+                if !op_names.contains(&name.as_str()) {
+                    let hint = crate::diag::did_you_mean(name, op_names.iter().copied())
+                        .map(|m| format!("did you mean `{m}`?"))
+                        .unwrap_or_else(|| format!("operations: {}", op_names.join(", ")));
+                    problem(
+                        mix_path.clone(),
+                        Some(name),
+                        format!("no operation `{name}` in the workload"),
+                        Some(&hint),
+                    );
+                }
+            }
+            if mix.values().all(|w| *w == 0) {
+                problem(
+                    mix_path,
+                    None,
+                    format!("phase `{}` mixes no operation", phase.name),
+                    Some("give at least one operation a weight above 0"),
+                );
+            }
         }
     }
     if total > MAX_RUN_SECS {
@@ -368,7 +601,7 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             ),
         );
     }
-    let mut op_names = HashSet::new();
+    let mut seen_ops = HashSet::new();
     for (i, op) in w.operations.iter().enumerate() {
         let here = vec![k("workload"), k("operations"), Seg::Index(i)];
         let action_path = [here.clone(), vec![k(op.action.key())]].concat();
@@ -379,7 +612,7 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                 format!("operation name `{}` is not a plain name", op.name),
                 Some("use letters, digits, `-` and `_`"),
             );
-        } else if !op_names.insert(op.name.as_str()) {
+        } else if !seen_ops.insert(op.name.as_str()) {
             problem(
                 [here.clone(), vec![k("name")]].concat(),
                 None,
@@ -387,7 +620,7 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                 Some("operation names must be unique; results are reported per operation"),
             );
         }
-        if op.weight == 0 {
+        if op.weight == 0 && w.phases.iter().all(|p| p.mix.is_none()) {
             problem(
                 [here.clone(), vec![k("weight")]].concat(),
                 None,
@@ -402,87 +635,398 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             &action_path,
             &mut problem,
         );
-        match &op.action {
-            Action::StreamAppend(a) => {
-                if !is_stream_path(&a.stream) {
-                    problem(
-                        [action_path.clone(), vec![k("stream")]].concat(),
-                        None,
-                        format!("`{}` is not a stream path", a.stream),
-                        Some("write `tenant/namespace/name`, e.g. `acme/orders/events`"),
-                    );
-                }
-                if a.batch == 0 || a.batch > 1000 {
-                    problem(
-                        [action_path.clone(), vec![k("batch")]].concat(),
-                        None,
-                        format!("`batch` {} is out of range", a.batch),
-                        Some("the fabric takes 1 to 1000 events per append"),
-                    );
-                }
-                if a.payload.0 == 0 {
-                    problem(
-                        [action_path.clone(), vec![k("payload")]].concat(),
-                        None,
-                        "`payload` must be at least 1B".to_owned(),
-                        Some("the fabric refuses empty payloads"),
-                    );
-                } else if a.payload.0.saturating_mul(a.batch as u64) > MAX_APPEND_BYTES {
-                    problem(
-                        [action_path.clone(), vec![k("payload")]].concat(),
-                        None,
-                        format!(
-                            "a batch of {} × {} exceeds the 8MiB an append may carry",
-                            a.batch, a.payload
-                        ),
-                        Some("lower `payload` or `batch`"),
-                    );
-                }
+        check_action(&op.action, None, &action_path, &mut problem);
+        let mut step_names = HashSet::new();
+        let mut previous = &op.action;
+        for (j, step) in op.then.iter().enumerate() {
+            let step_here = [here.clone(), vec![k("then"), Seg::Index(j)]].concat();
+            let step_path = [step_here.clone(), vec![k(step.action.key())]].concat();
+            if !is_name(&step.name) {
+                problem(
+                    [step_here.clone(), vec![k("name")]].concat(),
+                    None,
+                    format!("step name `{}` is not a plain name", step.name),
+                    Some("use letters, digits, `-` and `_`"),
+                );
+            } else if !step_names.insert(step.name.as_str()) {
+                problem(
+                    step_here.clone(),
+                    None,
+                    format!(
+                        "operation `{}` has two steps named `{}`",
+                        op.name, step.name
+                    ),
+                    Some("name them apart with `name:`; each is recorded as `OPERATION.NAME`"),
+                );
             }
-            Action::StreamRead(r) => {
-                if !is_stream_path(&r.stream) {
-                    problem(
-                        [action_path.clone(), vec![k("stream")]].concat(),
-                        None,
-                        format!("`{}` is not a stream path", r.stream),
-                        Some("write `tenant/namespace/name`, e.g. `acme/orders/events`"),
-                    );
-                }
-                if r.max == 0 || r.max > 1000 {
-                    problem(
-                        [action_path.clone(), vec![k("max")]].concat(),
-                        None,
-                        format!("`max` {} is out of range", r.max),
-                        Some("the fabric returns 1 to 1000 messages per read"),
-                    );
-                }
-                if let ReadFrom::Latest(n) = r.from
-                    && n > 1000
-                {
-                    problem(
-                        [action_path.clone(), vec![k("from")]].concat(),
-                        None,
-                        format!("`latest-{n}` reaches further back than one read returns"),
-                        Some("use at most `latest-1000`"),
-                    );
-                }
+            if step.action.service().is_none() && step.action.needs() != op.action.needs() {
+                problem(
+                    step_path.clone(),
+                    None,
+                    format!(
+                        "step `{}` speaks another protocol than `{}` and names no service",
+                        step.name,
+                        op.action.key()
+                    ),
+                    Some(
+                        "add `service: NAME` to the step; steps default to the operation's service",
+                    ),
+                );
             }
+            if step.action.service().is_some() {
+                check_target(
+                    s,
+                    step.action.needs(),
+                    step.action.service(),
+                    &step_path,
+                    &mut problem,
+                );
+            }
+            check_action(&step.action, Some(previous), &step_path, &mut problem);
+            previous = &step.action;
         }
     }
     out
 }
 
+/// How a rule reports: path, key to point at, message, hint.
+type Report<'a> = dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&str>) + 'a;
+
+/// The rules of one action; `previous` is the step before it in a chain.
+fn check_action(
+    action: &Action,
+    previous: Option<&Action>,
+    path: &[Seg],
+    problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
+) {
+    let at = |key: &str| [path.to_vec(), vec![k(key)]].concat();
+    let resource = |problem: &mut Report, key: &str, value: &str| {
+        if !is_stream_path(value) {
+            problem(
+                at(key),
+                None,
+                format!("`{value}` is not a {key} path"),
+                Some("write `tenant/namespace/name`, e.g. `acme/orders/events`"),
+            );
+        }
+    };
+    let payload = |problem: &mut Report, key: &str, p: &Payload, times: u64, limit: u64| {
+        if let Payload::Random(dist) = p {
+            if dist.min() == 0 {
+                problem(
+                    at(key),
+                    None,
+                    format!("`{key}` must be at least 1B"),
+                    Some("the fabric refuses empty payloads"),
+                );
+            } else if dist.max().saturating_mul(times) > limit {
+                problem(
+                    at(key),
+                    None,
+                    format!(
+                        "{times} × {} exceeds the {} one request may carry",
+                        Size(dist.max()),
+                        Size(limit)
+                    ),
+                    Some("lower the size (or the batch)"),
+                );
+            }
+        }
+    };
+    // What the previous step of a chain hands over.
+    let from_queue = matches!(
+        previous,
+        Some(Action::QueueReserve(_) | Action::QueueReceive(_))
+    );
+    let from_kv = matches!(
+        previous,
+        Some(Action::KvPut(_) | Action::KvGet(_) | Action::KvDelete(_))
+    );
+    let from_stream = matches!(
+        previous,
+        Some(Action::StreamAppend(_) | Action::StreamRead(_))
+    );
+    match action {
+        Action::StreamAppend(a) => {
+            resource(problem, "stream", &a.stream);
+            if a.batch == 0 || a.batch > 1000 {
+                problem(
+                    at("batch"),
+                    None,
+                    format!("`batch` {} is out of range", a.batch),
+                    Some("the fabric takes 1 to 1000 events per append"),
+                );
+            }
+            payload(
+                problem,
+                "payload",
+                &a.payload,
+                a.batch as u64,
+                MAX_APPEND_BYTES,
+            );
+        }
+        Action::StreamRead(r) => {
+            resource(problem, "stream", &r.stream);
+            if r.max == 0 || r.max > 1000 {
+                problem(
+                    at("max"),
+                    None,
+                    format!("`max` {} is out of range", r.max),
+                    Some("the fabric returns 1 to 1000 messages per read"),
+                );
+            }
+            if let ReadFrom::Latest(n) = r.from
+                && n > 1000
+            {
+                problem(
+                    at("from"),
+                    None,
+                    format!("`latest-{n}` reaches further back than one read returns"),
+                    Some("use at most `latest-1000`"),
+                );
+            }
+        }
+        Action::StreamCommit(c) => {
+            match &c.stream {
+                Some(stream) => resource(problem, "stream", stream),
+                None if !from_stream => problem(
+                    path.to_vec(),
+                    None,
+                    "`fabric.stream.commit` names no `stream`".to_owned(),
+                    Some(
+                        "add `stream: tenant/namespace/name`, or chain it after a read or an append",
+                    ),
+                ),
+                None => {}
+            }
+            if !is_name(&c.group) {
+                problem(
+                    at("group"),
+                    None,
+                    format!("consumer group `{}` is not a plain name", c.group),
+                    Some("use letters, digits, `-` and `_`"),
+                );
+            }
+        }
+        Action::QueueEnqueue(e) => {
+            resource(problem, "queue", &e.queue);
+            payload(problem, "payload", &e.payload, 1, MAX_JOB_BYTES);
+            if e.delay.as_secs_f64() > MAX_DELAY_SECS {
+                problem(
+                    at("delay"),
+                    None,
+                    format!("`delay: {}` is longer than the fabric's 7 days", e.delay),
+                    Some("use at most `168h`"),
+                );
+            }
+        }
+        Action::QueueReserve(r) => {
+            resource(problem, "queue", &r.queue);
+            check_lease(problem, path, r.visibility, r.wait);
+        }
+        Action::QueueReceive(r) => {
+            resource(problem, "queue", &r.queue);
+            if r.max == 0 || r.max > 100 {
+                problem(
+                    at("max"),
+                    None,
+                    format!("`max` {} is out of range", r.max),
+                    Some("the fabric leases 1 to 100 jobs per receive"),
+                );
+            }
+            check_lease(problem, path, r.visibility, r.wait);
+        }
+        Action::QueueAck(_) | Action::QueueNack(_) => {
+            if !from_queue {
+                problem(
+                    path.to_vec(),
+                    None,
+                    format!(
+                        "`{}` acts on the jobs a reserve or receive got, and has none here",
+                        action.key()
+                    ),
+                    Some(
+                        "chain it: `fabric.queue.reserve: { queue: … }` then `then: [ { fabric.queue.ack: {} } ]`",
+                    ),
+                );
+            }
+            if let Action::QueueNack(n) = action
+                && let Some(d) = n.delay
+                && d.as_secs_f64() > MAX_DELAY_SECS
+            {
+                problem(
+                    at("delay"),
+                    None,
+                    format!("`delay: {d}` is longer than the fabric's 7 days"),
+                    Some("use at most `168h`"),
+                );
+            }
+            if let Some((_, q)) = action.resource() {
+                resource(problem, "queue", q);
+            }
+        }
+        Action::KvPut(_) | Action::KvGet(_) | Action::KvDelete(_) => {
+            let (store, key) = match action {
+                Action::KvPut(p) => (&p.store, &p.key),
+                Action::KvGet(g) => (&g.store, &g.key),
+                Action::KvDelete(d) => (&d.store, &d.key),
+                _ => unreachable!("matched above"),
+            };
+            match store {
+                Some(store) => resource(problem, "store", store),
+                None if !from_kv => problem(
+                    path.to_vec(),
+                    None,
+                    format!("`{}` names no `store`", action.key()),
+                    Some(
+                        "add `store: tenant/namespace/name`, or chain it after another KV operation",
+                    ),
+                ),
+                None => {}
+            }
+            match key {
+                Some(KeySpec::Template(t)) if t.is_empty() => problem(
+                    at("key"),
+                    None,
+                    "an empty key".to_owned(),
+                    Some("the fabric takes keys of 1 to 512 bytes"),
+                ),
+                Some(KeySpec::Template(t)) if t.len() > 512 => problem(
+                    at("key"),
+                    None,
+                    "a key longer than 512 bytes".to_owned(),
+                    Some("the fabric takes keys of 1 to 512 bytes"),
+                ),
+                Some(KeySpec::Space { prefix, .. }) if prefix.len() > 490 => problem(
+                    at("key"),
+                    None,
+                    "a key prefix longer than 490 bytes".to_owned(),
+                    Some("the fabric takes keys of 1 to 512 bytes"),
+                ),
+                None if !from_kv => problem(
+                    path.to_vec(),
+                    None,
+                    format!("`{}` names no `key`", action.key()),
+                    Some(
+                        "add `key: user-1` or a key space `key: { prefix: user-, count: 1000, distribution: { zipf: 1.1 } }`, or chain it after another KV operation",
+                    ),
+                ),
+                _ => {}
+            }
+            if let Action::KvPut(p) = action {
+                payload(problem, "value", &p.value, 1, MAX_JOB_BYTES);
+            }
+        }
+        Action::Http(h) => {
+            if !METHODS.contains(&h.method.as_str()) {
+                let hint = crate::diag::did_you_mean(&h.method.to_uppercase(), METHODS)
+                    .map(|m| format!("did you mean `{m}`?"))
+                    .unwrap_or_else(|| format!("use one of {}", METHODS.join(", ")));
+                problem(
+                    at("method"),
+                    None,
+                    format!("`{}` is not an HTTP method", h.method),
+                    Some(&hint),
+                );
+            }
+            if !h.url.starts_with('/') {
+                problem(
+                    at("url"),
+                    None,
+                    format!("`{}` is not relative to the service", h.url),
+                    Some(
+                        "start it with `/`; the base URL comes from the service (`stack.services` or `stack.external`)",
+                    ),
+                );
+            } else if h.url.contains(char::is_whitespace) {
+                problem(
+                    at("url"),
+                    None,
+                    format!("`{}` contains a space", h.url),
+                    Some("percent-encode it as `%20`"),
+                );
+            } else if let Err(e) = crate::data::parse_template(&h.url) {
+                problem(at("url"), None, e, None);
+            }
+            for (name, value) in &h.headers {
+                if !is_header_name(name) {
+                    problem(
+                        at("headers"),
+                        Some(name),
+                        format!("`{name}` is not a header name"),
+                        Some("letters, digits and `-`, e.g. `content-type`"),
+                    );
+                }
+                if value.contains(['\r', '\n']) {
+                    problem(
+                        [at("headers"), vec![k(name)]].concat(),
+                        None,
+                        format!("header `{name}` has a line break"),
+                        Some("header values are one line"),
+                    );
+                }
+            }
+            if let Some(body) = &h.body {
+                payload(problem, "body", &body.0, 1, MAX_APPEND_BYTES);
+                if matches!(h.method.as_str(), "GET" | "HEAD") {
+                    problem(
+                        at("body"),
+                        None,
+                        format!("a {} request with a body", h.method),
+                        Some("use `method: POST` or `PUT`, or remove `body`"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+const MAX_JOB_BYTES: u64 = 4 << 20;
+const MAX_DELAY_SECS: f64 = 7.0 * 86400.0;
+
+fn check_lease(
+    problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
+    path: &[Seg],
+    visibility: Duration,
+    wait: Duration,
+) {
+    let v = visibility.as_secs_f64();
+    if !(0.001..=43_200.0).contains(&v) {
+        problem(
+            [path.to_vec(), vec![k("visibility")]].concat(),
+            None,
+            format!("`visibility: {visibility}` is out of range"),
+            Some("the fabric leases jobs for 1ms to 12h"),
+        );
+    }
+    if wait.as_secs_f64() > 20.0 {
+        problem(
+            [path.to_vec(), vec![k("wait")]].concat(),
+            None,
+            format!("`wait: {wait}` is longer than the fabric's 20s long poll"),
+            Some("use at most `20s`"),
+        );
+    }
+}
+
 fn check_target(
     s: &Scenario,
-    needs: ServiceKind,
+    needs: Option<ServiceKind>,
     named: Option<&str>,
     action_path: &[Seg],
     problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
 ) {
     match named {
         Some(name) => match s.stack.services.get(name) {
+            None if s.stack.external.contains_key(name) => {}
             None => {
-                let names: Vec<&str> = s.stack.services.keys().map(String::as_str).collect();
+                let names: Vec<&str> = s
+                    .stack
+                    .services
+                    .keys()
+                    .chain(s.stack.external.keys())
+                    .map(String::as_str)
+                    .collect();
                 let hint = crate::diag::did_you_mean(name, names.iter().copied())
                     .map(|m| format!("did you mean `{m}`?"))
                     .unwrap_or_else(|| format!("services in the stack: {}", names.join(", ")));
@@ -493,29 +1037,26 @@ fn check_target(
                     Some(&hint),
                 );
             }
-            Some(svc) if svc.kind.is_some_and(|k| k != needs) => problem(
+            Some(svc) if needs.is_some_and(|n| svc.kind.is_some_and(|k| k != n)) => problem(
                 [action_path.to_vec(), vec![k("service")]].concat(),
                 None,
-                format!("service `{name}` is not a {} service", needs.name()),
+                format!(
+                    "service `{name}` is not a {} service",
+                    needs.map(ServiceKind::name).unwrap_or_default()
+                ),
                 None,
             ),
             Some(_) => {}
         },
         None => {
-            let candidates: Vec<&String> = s
-                .stack
-                .services
-                .iter()
-                .filter(|(_, svc)| svc.kind == Some(needs) || svc.command.is_some())
-                .map(|(n, _)| n)
-                .collect();
+            let candidates = candidates(s, needs);
             if candidates.len() != 1 {
+                let what = needs.map(ServiceKind::name).unwrap_or("http");
                 problem(
                     action_path.to_vec(),
                     None,
                     format!(
-                        "cannot tell which service this {} operation targets ({} candidates)",
-                        needs.name(),
+                        "cannot tell which service this {what} operation targets ({} candidates)",
                         candidates.len()
                     ),
                     Some("add `service: NAME` to the operation"),
@@ -525,6 +1066,26 @@ fn check_target(
     }
 }
 
+/// Services an action may target when it names none: booted services of
+/// the kind it needs (or any command), else the external ones; for `http`,
+/// every service.
+fn candidates(s: &Scenario, needs: Option<ServiceKind>) -> Vec<&str> {
+    let booted: Vec<&str> = s
+        .stack
+        .services
+        .iter()
+        .filter(|(_, svc)| needs.is_none() || svc.command.is_some() || svc.kind == needs)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if needs.is_some() && !booted.is_empty() {
+        return booted;
+    }
+    booted
+        .into_iter()
+        .chain(s.stack.external.keys().map(String::as_str))
+        .collect()
+}
+
 /// The service an action targets: the named one, or the only candidate.
 pub fn target_service<'a>(s: &'a Scenario, action: &Action) -> Option<&'a str> {
     if let Some(name) = action.service() {
@@ -532,16 +1093,16 @@ pub fn target_service<'a>(s: &'a Scenario, action: &Action) -> Option<&'a str> {
             .stack
             .services
             .get_key_value(name)
-            .map(|(k, _)| k.as_str());
+            .map(|(k, _)| k.as_str())
+            .or_else(|| {
+                s.stack
+                    .external
+                    .get_key_value(name)
+                    .map(|(k, _)| k.as_str())
+            });
     }
-    let needs = action.needs();
-    let mut candidates = s
-        .stack
-        .services
-        .iter()
-        .filter(|(_, svc)| svc.kind == Some(needs) || svc.command.is_some());
-    match (candidates.next(), candidates.next()) {
-        (Some((name, _)), None) => Some(name.as_str()),
+    match candidates(s, action.needs()).as_slice() {
+        [only] => Some(only),
         _ => None,
     }
 }
