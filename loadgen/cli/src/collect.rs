@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,16 +22,25 @@ use hyper::Request;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use gauntlet_control::Stack;
+
 use crate::driver::{self, HttpClient};
 
-/// One service to watch.
+/// One service to watch. Its address and process are looked up in the
+/// stack at every sample, so a service restarted (a new pid) or a container
+/// restarted on a new host port is followed.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub service: String,
-    /// Its Prometheus endpoint, e.g. `http://127.0.0.1:4321/metrics`.
-    pub metrics_url: String,
-    /// Its process, when it is a local one.
-    pub pid: Option<u32>,
+    /// Whether it serves Prometheus text at `/metrics` (PostgreSQL and
+    /// Redis do not: only their process is sampled).
+    pub scrape: bool,
+}
+
+/// Where a target is right now.
+struct Resolved {
+    metrics_url: Option<String>,
+    pid: Option<u32>,
 }
 
 /// What the collectors did.
@@ -192,34 +202,56 @@ async fn scrape(client: &HttpClient, url: &str) -> Result<String, String> {
 }
 
 /// One line per target.
-async fn sample_all(client: &HttpClient, targets: &[Target], t_s: f64) -> Vec<MetricsRecord> {
-    let scrapes: Vec<_> = targets
+async fn sample_all(
+    client: &HttpClient,
+    stack: &dyn Stack,
+    targets: &[Target],
+    t_s: f64,
+) -> Vec<MetricsRecord> {
+    let resolved: Vec<Resolved> = targets
         .iter()
-        .map(|t| {
+        .map(|t| Resolved {
+            metrics_url: t
+                .scrape
+                .then(|| stack.endpoint(&t.service).ok())
+                .flatten()
+                .map(|e| format!("{}/metrics", e.base_url())),
+            pid: stack.pid(&t.service),
+        })
+        .collect();
+    let scrapes: Vec<_> = resolved
+        .iter()
+        .map(|r| {
             let client = client.clone();
-            let url = t.metrics_url.clone();
-            tokio::spawn(async move { scrape(&client, &url).await })
+            let url = r.metrics_url.clone();
+            tokio::spawn(async move {
+                match url {
+                    Some(url) => Some(scrape(&client, &url).await),
+                    None => None,
+                }
+            })
         })
         .collect();
     let mut out = Vec::with_capacity(targets.len());
-    for (t, handle) in targets.iter().zip(scrapes) {
+    for ((t, r), handle) in targets.iter().zip(&resolved).zip(scrapes) {
         let mut record = MetricsRecord {
             t_s,
             service: t.service.clone(),
-            pid: t.pid,
+            pid: r.pid,
             ..Default::default()
         };
-        if let Some((cpu, rss)) = t.pid.and_then(process_sample) {
+        if let Some((cpu, rss)) = r.pid.and_then(process_sample) {
             record.cpu_seconds = Some(cpu);
             record.rss_bytes = Some(rss);
         }
         match handle.await {
-            Ok(Ok(text)) => {
+            Ok(None) => {}
+            Ok(Some(Ok(text))) => {
                 let (metrics, types) = parse_prometheus(&text);
                 record.metrics = metrics;
                 record.types = types;
             }
-            Ok(Err(e)) => record.scrape_error = Some(e),
+            Ok(Some(Err(e))) => record.scrape_error = Some(e),
             Err(e) => record.scrape_error = Some(format!("the scrape task failed: {e}")),
         }
         out.push(record);
@@ -230,6 +262,7 @@ async fn sample_all(client: &HttpClient, targets: &[Target], t_s: f64) -> Vec<Me
 /// Samples every target each second from `run_start` until `stop` (then
 /// once more) or `limit` after the start, whichever comes first.
 pub async fn collect(
+    stack: Arc<dyn Stack>,
     targets: Vec<Target>,
     path: PathBuf,
     run_start: Instant,
@@ -262,7 +295,7 @@ pub async fn collect(
         }
         let t_s = run_start.elapsed().as_secs_f64();
         let mut lines = String::new();
-        for mut record in sample_all(&client, &targets, t_s).await {
+        for mut record in sample_all(&client, stack.as_ref(), &targets, t_s).await {
             collected.records += 1;
             if !record.types.is_empty() {
                 if last_types.get(&record.service) == Some(&record.types) {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use gauntlet_control::Endpoint;
 use gauntlet_recorder::{Recorder, RunMeta, RunResults, hlog::HlogWriter};
-use gauntlet_scenario::{Diagnostic, Scenario};
+use gauntlet_scenario::{Diagnostic, Scenario, ServiceKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -257,18 +257,15 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         .services()
         .into_iter()
         .map(|name| collect::Target {
-            metrics_url: format!(
-                "{}/metrics",
-                stack
-                    .endpoint(&name)
-                    .map(|e| e.base_url())
-                    .unwrap_or_default()
+            scrape: !matches!(
+                plan.scenario.stack.services.get(&name).and_then(|s| s.kind),
+                Some(ServiceKind::Postgres | ServiceKind::Redis)
             ),
-            pid: stack.pid(&name),
             service: name,
         })
         .collect();
     let collecting = tokio::spawn(collect::collect(
+        stack.clone(),
         targets,
         run_dir.join(gauntlet_recorder::metrics::METRICS_FILE),
         run_start,

@@ -210,6 +210,20 @@ fn a_kill_goes_through_the_stack_and_checks_are_refused_until_wired() {
         "appends succeed again after the restart: {:?}",
         r.intervals
     );
+    // The collectors follow the restarted service: a new pid, scrapes
+    // that succeed again.
+    let metrics = gauntlet_recorder::metrics::parse(
+        &std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(),
+    );
+    let first_pid = metrics.first().and_then(|m| m.pid).expect("a pid");
+    let after: Vec<_> = metrics.iter().filter(|m| m.t_s > end + 0.5).collect();
+    assert!(!after.is_empty(), "{metrics:?}");
+    assert!(
+        after
+            .iter()
+            .all(|m| m.pid.is_some_and(|p| p != first_pid) && m.scrape_error.is_none()),
+        "{after:?}"
+    );
 
     let out = tempfile::tempdir().unwrap();
     let scenario = out.path().join("s.yaml");
