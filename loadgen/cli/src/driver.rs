@@ -678,9 +678,12 @@ impl Prepared {
                 let mut failed = false;
                 for job in &jobs {
                     let start = Instant::now();
-                    let outcome = tokio::time::timeout(timeout, call.settle(client, job, chain.tap.as_deref()))
-                        .await
-                        .unwrap_or_else(|_| Outcome::Error("timeout".to_owned()));
+                    let outcome = tokio::time::timeout(
+                        timeout,
+                        call.settle(client, job, chain.tap.as_deref()),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Outcome::Error("timeout".to_owned()));
                     failed |= outcome != Outcome::Ok;
                     record(*record_as, outcome, start, Instant::now());
                 }
@@ -734,7 +737,9 @@ impl Call {
             lease_id: job.1.clone(),
             delay_seconds: *delay_s,
         });
-        let id = tap.filter(|_| !*nack).map(|t| t.invoke_ack(jobs_path, &job.0));
+        let id = tap
+            .filter(|_| !*nack)
+            .map(|t| t.invoke_ack(jobs_path, &job.0));
         let answer = send(client, Method::POST, &target.url(&path), body).await;
         if let (Some(t), Some(id)) = (tap, id) {
             t.complete_plain(id, &answer);
@@ -917,24 +922,24 @@ impl Call {
                     t.complete_receive(id, &answer, *many);
                 }
                 match answer {
-                Ok((status, body)) if status.is_success() => {
-                    let jobs = if *many {
-                        serde_json::from_slice::<JobsResponse>(&body).map(|r| r.jobs)
-                    } else {
-                        serde_json::from_slice::<ReserveResponse>(&body)
-                            .map(|r| r.job.into_iter().collect())
-                    };
-                    match jobs {
-                        Ok(jobs) => {
-                            chain.jobs = jobs.into_iter().map(|j| (j.id, j.lease_id)).collect();
-                            Outcome::Ok
+                    Ok((status, body)) if status.is_success() => {
+                        let jobs = if *many {
+                            serde_json::from_slice::<JobsResponse>(&body).map(|r| r.jobs)
+                        } else {
+                            serde_json::from_slice::<ReserveResponse>(&body)
+                                .map(|r| r.job.into_iter().collect())
+                        };
+                        match jobs {
+                            Ok(jobs) => {
+                                chain.jobs = jobs.into_iter().map(|j| (j.id, j.lease_id)).collect();
+                                Outcome::Ok
+                            }
+                            Err(_) => bad_response(),
                         }
-                        Err(_) => bad_response(),
                     }
+                    Ok((status, _)) => http_status(status),
+                    Err(kind) => Outcome::Error(kind),
                 }
-                Ok((status, _)) => http_status(status),
-                Err(kind) => Outcome::Error(kind),
-            }
             }
             Call::QueueSettle { .. } => match chain.jobs.first().cloned() {
                 Some(job) => self.settle(client, &job, chain.tap.as_deref()).await,

@@ -191,7 +191,11 @@ impl Tap {
 /// (`/api/v1/KIND/t/ns/name/…`).
 fn resource(path: &str) -> String {
     let rest = path.strip_prefix("/api/v1/").unwrap_or(path);
-    rest.split('/').skip(1).take(3).collect::<Vec<_>>().join("/")
+    rest.split('/')
+        .skip(1)
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The digest of a base64 payload's bytes (of the text itself when it is
@@ -228,7 +232,12 @@ const MAX_DRAINED: usize = 1_000_000;
 const DRAIN_WITHIN: Duration = Duration::from_secs(90);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn get(client: &HttpClient, method: Method, url: &str, body: Bytes) -> Result<(StatusCode, Bytes), String> {
+async fn get(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
     match tokio::time::timeout(READ_TIMEOUT, send(client, method, url, body)).await {
         Ok(r) => r,
         Err(_) => Err("timeout".to_owned()),
@@ -244,7 +253,14 @@ async fn wait_ready(
     let deadline = Instant::now() + READY_WITHIN;
     for service in services {
         loop {
-            match get(client, Method::GET, &target(service).url("/ready"), Bytes::new()).await {
+            match get(
+                client,
+                Method::GET,
+                &target(service).url("/ready"),
+                Bytes::new(),
+            )
+            .await
+            {
                 Ok((s, _)) if s.is_success() => break,
                 other if Instant::now() >= deadline => {
                     return Err(format!(
@@ -285,7 +301,9 @@ async fn read_stream(
         let what = format!("reading stream {stream} from offset {offset}");
         let answer = get(client, Method::GET, &target.url(&path), Bytes::new()).await;
         let page: fabric_wire::ReadResponse = match &answer {
-            Ok((s, b)) if s.is_success() => serde_json::from_slice(b).map_err(|e| format!("{what}: {e}"))?,
+            Ok((s, b)) if s.is_success() => {
+                serde_json::from_slice(b).map_err(|e| format!("{what}: {e}"))?
+            }
             _ => return Err(unexpected(&what, answer)),
         };
         let Some(last) = page.messages.last().map(|m| m.offset) else {
@@ -296,7 +314,9 @@ async fn read_stream(
             payload: digest_b64(&m.payload),
         }));
         if out.len() > MAX_MESSAGES {
-            return Err(format!("stream {stream} holds more than {MAX_MESSAGES} messages: not read back"));
+            return Err(format!(
+                "stream {stream} holds more than {MAX_MESSAGES} messages: not read back"
+            ));
         }
         offset = last + 1;
     }
@@ -335,7 +355,9 @@ async fn drain_queue(
             let stats = target.url(&format!("/api/v1/queues/{queue}/stats"));
             let answer = get(client, Method::GET, &stats, Bytes::new()).await;
             let st: fabric_wire::QueueStatsResponse = match &answer {
-                Ok((s, b)) if s.is_success() => serde_json::from_slice(b).map_err(|e| format!("{what}: {e}"))?,
+                Ok((s, b)) if s.is_success() => {
+                    serde_json::from_slice(b).map_err(|e| format!("{what}: {e}"))?
+                }
                 _ => return Err(unexpected(&what, answer)),
             };
             if st.in_flight == 0 && st.pending == 0 {
@@ -364,7 +386,10 @@ async fn drain_queue(
             );
             let answer = get(client, Method::POST, &ack, body).await;
             if !matches!(&answer, Ok((s, _)) if s.is_success()) {
-                return Err(unexpected(&format!("{what}: acking job {}", job.id), answer));
+                return Err(unexpected(
+                    &format!("{what}: acking job {}", job.id),
+                    answer,
+                ));
             }
         }
         if out.len() > MAX_DRAINED {
@@ -460,8 +485,9 @@ pub fn write_verdict(
 ) -> Result<(), String> {
     let path = run_dir.join("verdict.json");
     let mut doc: serde_json::Value = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?,
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
+        }
         Err(_) => serde_json::json!({ "scenario": scenario, "passed": true }),
     };
     let all = checks.iter().all(|c| c.passed);
