@@ -497,48 +497,6 @@ pub fn write_verdict(
     crate::rundir::write_json(&path, &doc).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resources_are_read_from_api_paths() {
-        assert_eq!(resource("/api/v1/streams/t/ns/s/events"), "t/ns/s");
-        assert_eq!(resource("/api/v1/queues/t/ns/q/jobs/"), "t/ns/q");
-        assert_eq!(resource("/api/v1/kv/t/ns/k/keys/"), "t/ns/k");
-    }
-
-    #[test]
-    fn payloads_are_digested_decoded() {
-        let b64 = fabric_wire::encode_payload(b"hello");
-        assert_eq!(digest_b64(&b64), Digest::of(b"hello"));
-    }
-
-    #[test]
-    fn check_verdicts_merge_into_the_gate_verdict() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("verdict.json"),
-            r#"{"scenario":"s","passed":true,"slo":[]}"#,
-        )
-        .unwrap();
-        let v = gauntlet_checkers::checks::offsets_unique(
-            &History::default(),
-            &gauntlet_checkers::ReadBack::default(),
-            &[],
-        );
-        let mut failed = v.clone();
-        failed.passed = false;
-        write_verdict(dir.path(), "s", &[v, failed]).unwrap();
-        let doc: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("verdict.json")).unwrap())
-                .unwrap();
-        assert_eq!(doc["passed"], false);
-        assert_eq!(doc["checks"].as_array().unwrap().len(), 2);
-        assert!(doc["slo"].is_array());
-    }
-}
-
 /// The resources the checks read back: the streams appended to (for the
 /// stream checks), the queues enqueued to (queue check), the KV stores
 /// written (KV check), each with its service.
@@ -609,4 +567,46 @@ pub async fn run_checks(
         .map(|c| c.name().to_owned())
         .collect();
     Ok(check(&names, &history, &readback, faults))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_read_from_api_paths() {
+        assert_eq!(resource("/api/v1/streams/t/ns/s/events"), "t/ns/s");
+        assert_eq!(resource("/api/v1/queues/t/ns/q/jobs/"), "t/ns/q");
+        assert_eq!(resource("/api/v1/kv/t/ns/k/keys/"), "t/ns/k");
+    }
+
+    #[test]
+    fn payloads_are_digested_decoded() {
+        let b64 = fabric_wire::encode_payload(b"hello");
+        assert_eq!(digest_b64(&b64), Digest::of(b"hello"));
+    }
+
+    #[test]
+    fn check_verdicts_merge_into_the_gate_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("verdict.json"),
+            r#"{"scenario":"s","passed":true,"slo":[]}"#,
+        )
+        .unwrap();
+        let v = gauntlet_checkers::checks::offsets_unique(
+            &History::default(),
+            &gauntlet_checkers::ReadBack::default(),
+            &[],
+        );
+        let mut failed = v.clone();
+        failed.passed = false;
+        write_verdict(dir.path(), "s", &[v, failed]).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("verdict.json")).unwrap())
+                .unwrap();
+        assert_eq!(doc["passed"], false);
+        assert_eq!(doc["checks"].as_array().unwrap().len(), 2);
+        assert!(doc["slo"].is_array());
+    }
 }
