@@ -587,6 +587,57 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_classified_ok_fail_or_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let tap = Tap::create(dir.path()).unwrap();
+        tap.start(Instant::now());
+        let body = Bytes::from(
+            serde_json::to_vec(&fabric_wire::AppendRequest {
+                events: vec![fabric_wire::EventIn {
+                    payload: fabric_wire::encode_payload(b"e1"),
+                    headers: Default::default(),
+                }],
+            })
+            .unwrap(),
+        );
+        let path = "/api/v1/streams/t/ns/s/events";
+        let ok = Ok((
+            StatusCode::OK,
+            Bytes::from(r#"{"status":"success","offsets":[7]}"#),
+        ));
+        let answers: [Result<(StatusCode, Bytes), String>; 5] = [
+            ok,
+            Ok((StatusCode::BAD_REQUEST, Bytes::new())),
+            Ok((StatusCode::SERVICE_UNAVAILABLE, Bytes::new())),
+            Err("io".to_owned()),
+            Ok((StatusCode::OK, Bytes::from("not json"))),
+        ];
+        for answer in &answers {
+            let id = tap.invoke_append(path, &body);
+            tap.complete_append(id, answer);
+        }
+        // Sent, never answered (the engine's timeout dropped it).
+        let _ = tap.invoke_append(path, &body);
+        tap.flush();
+        let h = History::read(&dir.path().join("history.jsonl")).unwrap();
+        let outcomes: Vec<&Outcome> = h.operations.iter().map(|o| &o.outcome).collect();
+        assert_eq!(h.operations.len(), 6);
+        assert!(matches!(outcomes[0], Outcome::Ok(a) if a.offsets == [7]));
+        assert!(matches!(outcomes[1], Outcome::Fail(e) if e == "http_400"));
+        assert!(matches!(outcomes[2], Outcome::Unknown(e) if e == "http_503"));
+        assert!(matches!(outcomes[3], Outcome::Unknown(e) if e == "io"));
+        assert!(outcomes[4].is_unknown());
+        assert!(outcomes[5].is_unknown());
+        assert_eq!(
+            h.operations[0].invocation,
+            Invocation::StreamAppend {
+                stream: "t/ns/s".to_owned(),
+                payloads: vec![Digest::of(b"e1")],
+            }
+        );
+    }
+
+    #[test]
     fn check_verdicts_merge_into_the_gate_verdict() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

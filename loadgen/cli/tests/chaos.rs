@@ -360,6 +360,15 @@ fn every_checker_catches_a_fabric_that_acknowledges_what_it_did_not_write() {
         assert!(evidence.contains("fault `crash`"), "{check}: {evidence}");
         assert!(text(&o.stdout).contains(&format!("check FAIL {check}")));
     }
+    // The report shows each failed check.
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for (check, _, _) in &checks {
+        let row = format!(
+            "<tr id=\"check-{}\" data-passed=\"false\"",
+            check.replace('.', "-").replace('_', "-")
+        );
+        assert!(report.contains(&row), "{row}");
+    }
     // The evidence names the faked job ids (the knob's `fake-N`).
     let queue = &checks
         .iter()
