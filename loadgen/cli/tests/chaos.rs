@@ -365,7 +365,7 @@ fn every_checker_catches_a_fabric_that_acknowledges_what_it_did_not_write() {
     for (check, _, _) in &checks {
         let row = format!(
             "<tr id=\"check-{}\" data-passed=\"false\"",
-            check.replace('.', "-").replace('_', "-")
+            check.replace(['.', '_'], "-")
         );
         assert!(report.contains(&row), "{row}");
     }
