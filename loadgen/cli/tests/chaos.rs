@@ -377,3 +377,52 @@ fn every_checker_catches_a_fabric_that_acknowledges_what_it_did_not_write() {
         .2;
     assert!(queue.contains("job fake-"), "{queue}");
 }
+
+/// Each fake-ack kind alone fails exactly the checkers that watch it: the
+/// checkers are not merely failing together.
+#[test]
+fn each_checker_fails_only_on_its_own_fault() {
+    fabric_node();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/chaos/fabric-crash-restart-always.yaml");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "append",
+            &["fabric.no_acked_write_lost", "fabric.offsets_unique"],
+        ),
+        ("enqueue", &["fabric.queue.at_least_once"]),
+        ("kv_put", &["fabric.kv.read_your_writes"]),
+    ];
+    for (kind, failing) in cases {
+        let out = tempfile::tempdir().unwrap();
+        let knob = format!("stack.services.fabric.env.FABRIC_TEST_FAKE_ACKS={kind}");
+        let o = loadgen(
+            &[
+                "run",
+                scenario.to_str().unwrap(),
+                "--quiet",
+                "--out",
+                out.path().to_str().unwrap(),
+                "--set",
+                "workload.phases.warmup.duration=1s",
+                "--set",
+                "workload.phases.steady.duration=4s",
+                "--set",
+                "faults.0.at=2s",
+                "--set",
+                &knob,
+            ],
+            out.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{kind}: {}", text(&o.stderr));
+        let checks = check_verdicts(&run_dir(out.path()));
+        assert_eq!(checks.len(), 4, "{kind}: {checks:?}");
+        for (check, passed, evidence) in &checks {
+            assert_eq!(
+                !passed,
+                failing.contains(&check.as_str()),
+                "{kind}: {check}: {evidence}"
+            );
+        }
+    }
+}
