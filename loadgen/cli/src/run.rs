@@ -342,9 +342,17 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     if let Some(tap) = &tap {
         tap.flush();
         if fault_failures.is_empty() && !cancel.is_cancelled() {
+            // The read-back goes to each service directly, not through the
+            // fault proxies (gone with the timeline).
+            let mut direct = endpoints.clone();
+            for name in stack.services() {
+                if let Ok(rx) = stack.watch_endpoint(&name) {
+                    direct.insert(name, rx);
+                }
+            }
             match crate::history::run_checks(
                 &plan,
-                &endpoints,
+                &direct,
                 &prefixes,
                 &fault_records,
                 run_start,
