@@ -115,6 +115,8 @@ pub struct Chain {
     jobs: Vec<(String, Option<String>)>,
     key: Option<String>,
     offset: Option<u64>,
+    /// The history, when the scenario has `checks:`.
+    tap: Option<Arc<crate::history::Tap>>,
 }
 
 /// The shape of a read answer, keeping only each message's offset.
@@ -259,6 +261,8 @@ pub struct Prepared {
     /// Each step with the index it is recorded under.
     steps: Vec<(usize, Call)>,
     seq: AtomicU64,
+    /// Records checked operations in the history (`checks:` only).
+    tap: Option<Arc<crate::history::Tap>>,
 }
 
 /// Why preparing an operation failed (a header the HTTP stack refuses).
@@ -319,6 +323,7 @@ pub fn prepare(
         head,
         steps,
         seq: AtomicU64::new(0),
+        tap: None,
     })
 }
 
@@ -555,7 +560,7 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
 }
 
 /// A fabric request: a non-empty body is JSON.
-async fn send(
+pub(crate) async fn send(
     client: &HttpClient,
     method: Method,
     uri: &str,
@@ -606,7 +611,7 @@ fn bad_response() -> Outcome {
 }
 
 /// Percent-encodes a KV key for one path segment (`/` included).
-fn encode_segment(out: &mut String, key: &str) {
+pub(crate) fn encode_segment(out: &mut String, key: &str) {
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
@@ -639,7 +644,13 @@ impl Prepared {
     /// for [`Prepared::run_steps`].
     pub async fn execute(&self, client: &HttpClient, chain: &mut Chain) -> Outcome {
         chain.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        chain.tap.clone_from(&self.tap);
         self.head.run(client, chain).await
+    }
+
+    /// Records this operation's checked requests in the history.
+    pub fn record_history(&mut self, tap: Arc<crate::history::Tap>) {
+        self.tap = Some(tap);
     }
 
     pub fn has_steps(&self) -> bool {
@@ -667,9 +678,12 @@ impl Prepared {
                 let mut failed = false;
                 for job in &jobs {
                     let start = Instant::now();
-                    let outcome = tokio::time::timeout(timeout, call.settle(client, job))
-                        .await
-                        .unwrap_or_else(|_| Outcome::Error("timeout".to_owned()));
+                    let outcome = tokio::time::timeout(
+                        timeout,
+                        call.settle(client, job, chain.tap.as_deref()),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Outcome::Error("timeout".to_owned()));
                     failed |= outcome != Outcome::Ok;
                     record(*record_as, outcome, start, Instant::now());
                 }
@@ -700,7 +714,12 @@ impl Call {
         matches!(self, Call::StreamCommit { .. })
     }
 
-    async fn settle(&self, client: &HttpClient, job: &(String, Option<String>)) -> Outcome {
+    async fn settle(
+        &self,
+        client: &HttpClient,
+        job: &(String, Option<String>),
+        tap: Option<&crate::history::Tap>,
+    ) -> Outcome {
         let Call::QueueSettle {
             target,
             jobs_path,
@@ -718,7 +737,14 @@ impl Call {
             lease_id: job.1.clone(),
             delay_seconds: *delay_s,
         });
-        match send(client, Method::POST, &target.url(&path), body).await {
+        let id = tap
+            .filter(|_| !*nack)
+            .map(|t| t.invoke_ack(jobs_path, &job.0));
+        let answer = send(client, Method::POST, &target.url(&path), body).await;
+        if let (Some(t), Some(id)) = (tap, id) {
+            t.complete_plain(id, &answer);
+        }
+        match answer {
             Ok((status, _)) if status.is_success() => Outcome::Ok,
             Ok((status, _)) => http_status(status),
             Err(kind) => Outcome::Error(kind),
@@ -739,7 +765,13 @@ impl Call {
                 let body = bodies.get(&Ctx { seq, key: None }, |ctx| {
                     append_body(payload, *batch, ctx)
                 });
-                match send(client, Method::POST, &target.url(path), body).await {
+                let tap = chain.tap.clone();
+                let id = tap.as_ref().map(|t| t.invoke_append(path, &body));
+                let answer = send(client, Method::POST, &target.url(path), body).await;
+                if let (Some(t), Some(id)) = (&tap, id) {
+                    t.complete_append(id, &answer);
+                }
+                match answer {
                     Ok((status, body)) if status.is_success() => {
                         match serde_json::from_slice::<AppendResponse>(&body) {
                             Ok(resp) if resp.offsets.len() == *batch as usize => {
@@ -862,7 +894,12 @@ impl Call {
                 let body = bodies.get(&Ctx { seq, key: None }, |ctx| {
                     enqueue_body(payload, *delay_s, ctx)
                 });
-                match send(client, Method::POST, &target.url(path), body).await {
+                let id = chain.tap.as_ref().map(|t| t.invoke_enqueue(path, &body));
+                let answer = send(client, Method::POST, &target.url(path), body).await;
+                if let (Some(t), Some(id)) = (&chain.tap, id) {
+                    t.complete_enqueue(id, &answer);
+                }
+                match answer {
                     Ok((status, body)) if status.is_success() => {
                         match serde_json::from_slice::<EnqueueResponse>(&body) {
                             Ok(resp) if !resp.job_id.is_empty() => Outcome::Ok,
@@ -878,27 +915,34 @@ impl Call {
                 path,
                 body,
                 many,
-            } => match send(client, Method::POST, &target.url(path), body.clone()).await {
-                Ok((status, body)) if status.is_success() => {
-                    let jobs = if *many {
-                        serde_json::from_slice::<JobsResponse>(&body).map(|r| r.jobs)
-                    } else {
-                        serde_json::from_slice::<ReserveResponse>(&body)
-                            .map(|r| r.job.into_iter().collect())
-                    };
-                    match jobs {
-                        Ok(jobs) => {
-                            chain.jobs = jobs.into_iter().map(|j| (j.id, j.lease_id)).collect();
-                            Outcome::Ok
-                        }
-                        Err(_) => bad_response(),
-                    }
+            } => {
+                let id = chain.tap.as_ref().map(|t| t.invoke_receive(path));
+                let answer = send(client, Method::POST, &target.url(path), body.clone()).await;
+                if let (Some(t), Some(id)) = (&chain.tap, id) {
+                    t.complete_receive(id, &answer, *many);
                 }
-                Ok((status, _)) => http_status(status),
-                Err(kind) => Outcome::Error(kind),
-            },
+                match answer {
+                    Ok((status, body)) if status.is_success() => {
+                        let jobs = if *many {
+                            serde_json::from_slice::<JobsResponse>(&body).map(|r| r.jobs)
+                        } else {
+                            serde_json::from_slice::<ReserveResponse>(&body)
+                                .map(|r| r.job.into_iter().collect())
+                        };
+                        match jobs {
+                            Ok(jobs) => {
+                                chain.jobs = jobs.into_iter().map(|j| (j.id, j.lease_id)).collect();
+                                Outcome::Ok
+                            }
+                            Err(_) => bad_response(),
+                        }
+                    }
+                    Ok((status, _)) => http_status(status),
+                    Err(kind) => Outcome::Error(kind),
+                }
+            }
             Call::QueueSettle { .. } => match chain.jobs.first().cloned() {
-                Some(job) => self.settle(client, &job).await,
+                Some(job) => self.settle(client, &job, chain.tap.as_deref()).await,
                 None => bad_response(),
             },
             Call::Kv {
@@ -930,7 +974,15 @@ impl Call {
                             key: Some(&key),
                         };
                         let body = bodies.get(&ctx, |ctx| put_body(value, *ttl_s, ctx));
-                        match send(client, Method::PUT, &url, body).await {
+                        let id = chain
+                            .tap
+                            .as_ref()
+                            .map(|t| t.invoke_put(keys_path, &key, &body));
+                        let answer = send(client, Method::PUT, &url, body).await;
+                        if let (Some(t), Some(id)) = (&chain.tap, id) {
+                            t.complete_plain(id, &answer);
+                        }
+                        match answer {
                             Ok((status, _)) if status.is_success() => Outcome::Ok,
                             Ok((status, _)) => http_status(status),
                             Err(kind) => Outcome::Error(kind),
@@ -942,7 +994,16 @@ impl Call {
                         } else {
                             Method::DELETE
                         };
-                        match send(client, method, &url, Bytes::new()).await {
+                        let id = chain
+                            .tap
+                            .as_ref()
+                            .filter(|_| matches!(verb, KvVerb::Delete))
+                            .map(|t| t.invoke_delete(keys_path, &key));
+                        let answer = send(client, method, &url, Bytes::new()).await;
+                        if let (Some(t), Some(id)) = (&chain.tap, id) {
+                            t.complete_plain(id, &answer);
+                        }
+                        match answer {
                             Ok((status, body)) if status.is_success() => {
                                 if matches!(verb, KvVerb::Get)
                                     && serde_json::from_slice::<fabric_wire::KvGetResponse>(&body)

@@ -13,6 +13,7 @@ pub mod data;
 pub mod driver;
 pub mod engine;
 pub mod gate_cmd;
+pub mod history;
 pub mod plan;
 pub mod recording;
 pub mod report_cmd;

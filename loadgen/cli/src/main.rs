@@ -314,6 +314,13 @@ fn run_command(source: Source, out: Option<PathBuf>, overrides: Vec<String>, qui
                         code = exit::FAILED;
                     }
                 }
+                for check in &outcome.checks {
+                    let mark = if check.passed { "ok  " } else { "FAIL" };
+                    println!("check {mark} {}: {}", check.name, check.evidence);
+                    if !check.passed {
+                        code = exit::FAILED;
+                    }
+                }
                 println!("run directory: {}", outcome.run_dir.display());
                 if let Some(report) = &outcome.report {
                     println!("report: {}", report.display());

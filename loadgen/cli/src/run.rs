@@ -85,6 +85,8 @@ pub struct RunOutcome {
     pub failures: Vec<String>,
     /// The scenario's SLOs checked against this run (`None` without `slo:`).
     pub verdict: Option<gauntlet_gate::Verdict>,
+    /// The scenario's `checks:`, run on the history after the faults healed.
+    pub checks: Vec<gauntlet_checkers::CheckVerdict>,
     /// `report.html` in the run directory, when it could be rendered.
     pub report: Option<PathBuf>,
 }
@@ -211,6 +213,23 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         }
     }
 
+    // `checks:`: every checked operation goes into history.jsonl.
+    let tap = if plan.scenario.checks.is_empty() {
+        None
+    } else {
+        match crate::history::Tap::create(&run_dir) {
+            Ok(tap) => {
+                for p in &mut prepared {
+                    p.record_history(tap.clone());
+                }
+                Some(tap)
+            }
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(RunError::Harness(format!("creating history.jsonl: {e}")));
+            }
+        }
+    };
     let runtime = plan.scenario.stack.runtime.to_string();
     let meta = RunMeta {
         scenario: plan.scenario.name.clone(),
@@ -240,6 +259,9 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     let (tx, rx) = mpsc::unbounded_channel();
     let cpu_start = process_cpu();
     let run_start = Instant::now();
+    if let Some(tap) = &tap {
+        tap.start(run_start);
+    }
     let results_path = run_dir.join("results.json");
     let recording = tokio::spawn(recording::record(
         recorder,
@@ -311,6 +333,35 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         }
         None => Vec::new(),
     };
+    // The read-back and the checks, once every fault has healed.
+    let mut check_verdicts = Vec::new();
+    let mut check_failures = Vec::new();
+    if let Some(tap) = &tap {
+        tap.flush();
+        if fault_failures.is_empty() && !cancel.is_cancelled() {
+            // The read-back goes to each service directly, not through the
+            // fault proxies (gone with the timeline).
+            let mut direct = endpoints.clone();
+            for name in stack.services() {
+                if let Ok(rx) = stack.watch_endpoint(&name) {
+                    direct.insert(name, rx);
+                }
+            }
+            match crate::history::run_checks(
+                &plan,
+                &direct,
+                &prefixes,
+                &fault_records,
+                run_start,
+                &run_dir,
+            )
+            .await
+            {
+                Ok(v) => check_verdicts = v,
+                Err(e) => check_failures.push(format!("the read-back for the checks failed: {e}")),
+            }
+        }
+    }
     let recorded = recording.await.map_err(harness("the recorder task"))?;
     collector_stop.cancel();
     let collected = collecting.await.unwrap_or_default();
@@ -339,6 +390,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         results.interrupted = Some("the load was stopped: a fault could not be applied".to_owned());
     }
     failures.extend(fault_failures);
+    failures.extend(check_failures);
     results.recovery = crate::chaos::recovery(&results, &fault_records, &plan.scenario);
     if let Some(e) = recorded.write_error {
         failures.push(format!("writing the run directory failed: {e}"));
@@ -360,6 +412,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             }
         }
     };
+    if !check_verdicts.is_empty()
+        && let Err(e) =
+            crate::history::write_verdict(&run_dir, &plan.scenario.name, &check_verdicts)
+    {
+        failures.push(format!("writing the check verdicts failed: {e}"));
+    }
     // The report, from the files just written (as `loadgen report` renders
     // it); results.json is already safe on disk whatever happens here.
     let report = match report_cmd::write_run_report(&run_dir) {
@@ -375,6 +433,7 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         stops,
         failures,
         verdict,
+        checks: check_verdicts,
         report,
     })
 }

@@ -34,8 +34,56 @@ fn shortened(name: &str) -> Option<&'static [&'static str]> {
             "faults.0.for=2s",
             "slo.append.p99=30s",
         ],
+        "fabric-crash-restart-always"
+        | "fabric-crash-restart-batch"
+        | "fabric-crash-restart-interval" => &[
+            "workload.phases.warmup.duration=2s",
+            "workload.phases.steady.duration=8s",
+            "faults.0.at=5s",
+        ],
+        "fabric-pause" => &[
+            "workload.phases.warmup.duration=2s",
+            "workload.phases.steady.duration=8s",
+            "faults.0.at=4s",
+            "faults.0.for=2s",
+        ],
+        "fabric-disk-full" => &[
+            "workload.phases.warmup.duration=2s",
+            "workload.phases.steady.duration=8s",
+            "faults.0.at=4s",
+            "faults.0.for=2s",
+            "faults.1.at=7s",
+        ],
         _ => return None,
     })
+}
+
+/// The operations of each scenario (recovery is measured for each).
+fn operations(name: &str) -> &'static [&'static str] {
+    match name {
+        "fabric-pause" => &["append", "produce", "work"],
+        "fabric-disk-full" => &["append", "put"],
+        n if n.starts_with("fabric-crash-restart-") => &["append", "produce", "work", "put"],
+        _ => &["append", "read"],
+    }
+}
+
+/// `verdict.json`'s check verdicts: (name, passed, evidence).
+fn check_verdicts(run: &Path) -> Vec<(String, bool, String)> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["passed"].as_bool().unwrap(),
+                c["evidence"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 fn run_dir(root: &Path) -> PathBuf {
@@ -87,14 +135,16 @@ fn every_chaos_scenario_passes_against_the_fabric() {
         );
 
         let run = run_dir(out.path());
-        let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+        let faults_json = std::fs::read(run.join("faults.json"))
+            .unwrap_or_else(|e| panic!("{name}: {} faults.json: {e}", run.display()));
+        let faults = parse(&faults_json).unwrap();
         let r: RunResults =
             serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
         assert!(r.complete, "{name}");
         for f in &faults {
             assert!(f.end_s.is_some(), "{name}: {} healed", f.name);
         }
-        let ops = ["append", "read"];
+        let ops = operations(&name);
         assert_eq!(
             r.recovery.len(),
             faults.len() * ops.len(),
@@ -126,7 +176,48 @@ fn every_chaos_scenario_passes_against_the_fabric() {
                 f.name
             );
         }
+        // The checks the scenario names all ran on a history and a
+        // read-back, and passed.
+        let scenario_text = std::fs::read_to_string(&scenario).unwrap();
+        if scenario_text.contains("\nchecks:") {
+            assert!(run.join("history.jsonl").is_file(), "{name}");
+            assert!(run.join("readback.json").is_file(), "{name}");
+            let checks = check_verdicts(&run);
+            assert!(!checks.is_empty(), "{name}");
+            for (check, passed, evidence) in &checks {
+                assert!(passed, "{name}: {check}: {evidence}");
+                assert!(scenario_text.contains(check.as_str()), "{name}: {check}");
+            }
+            let history = gauntlet_checkers::History::read(&run.join("history.jsonl")).unwrap();
+            assert!(
+                history
+                    .operations
+                    .iter()
+                    .filter(|o| o.outcome.is_ok())
+                    .count()
+                    > 100,
+                "{name}: the history records the acknowledged operations"
+            );
+        } else {
+            assert!(
+                !run.join("history.jsonl").exists(),
+                "{name}: no checks, no history"
+            );
+        }
         match name.as_str() {
+            "fabric-crash-restart-always"
+            | "fabric-crash-restart-batch"
+            | "fabric-crash-restart-interval" => {
+                assert_eq!(faults.len(), 1);
+                assert_eq!(faults[0].kind, "process.kill");
+            }
+            "fabric-pause" => {
+                assert_eq!(faults[0].target, "fabric");
+            }
+            "fabric-disk-full" => {
+                let kinds: Vec<&str> = faults.iter().map(|f| f.kind.as_str()).collect();
+                assert_eq!(kinds.len(), 2, "{kinds:?}");
+            }
             "fabric-link-latency-reset" => {
                 let kinds: Vec<&str> = faults.iter().map(|f| f.kind.as_str()).collect();
                 assert_eq!(kinds, ["link.latency", "link.reset"]);
@@ -173,7 +264,7 @@ fn ok_from(r: &RunResults, operation: &str, from: f64) -> u64 {
 }
 
 #[test]
-fn a_kill_goes_through_the_stack_and_checks_are_refused_until_wired() {
+fn a_kill_goes_through_the_stack() {
     fabric_node();
     let out = tempfile::tempdir().unwrap();
     let scenario = out.path().join("s.yaml");
@@ -224,14 +315,18 @@ fn a_kill_goes_through_the_stack_and_checks_are_refused_until_wired() {
             .all(|m| m.pid.is_some_and(|p| p != first_pid) && m.scrape_error.is_none()),
         "{after:?}"
     );
+}
 
+/// The negative test of every checker: the real fabric with the test-only
+/// `FABRIC_TEST_FAKE_ACKS` knob acknowledges one append, enqueue and KV put
+/// in five without applying it. Each checker must catch it, name its
+/// evidence in `verdict.json`, and the run must exit 1.
+#[test]
+fn every_checker_catches_a_fabric_that_acknowledges_what_it_did_not_write() {
+    fabric_node();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/chaos/fabric-crash-restart-batch.yaml");
     let out = tempfile::tempdir().unwrap();
-    let scenario = out.path().join("s.yaml");
-    std::fs::write(
-        &scenario,
-        format!("{}checks: [fabric.no_acked_write_lost]\n", common::SHORT),
-    )
-    .unwrap();
     let o = loadgen(
         &[
             "run",
@@ -239,13 +334,109 @@ fn a_kill_goes_through_the_stack_and_checks_are_refused_until_wired() {
             "--quiet",
             "--out",
             out.path().to_str().unwrap(),
+            "--set",
+            "workload.phases.warmup.duration=1s",
+            "--set",
+            "workload.phases.steady.duration=5s",
+            "--set",
+            "faults.0.at=3s",
+            "--set",
+            "stack.services.fabric.env.FABRIC_TEST_FAKE_ACKS=append,enqueue,kv_put",
         ],
         out.path(),
     );
-    assert_eq!(o.status.code(), Some(3));
-    assert!(
-        text(&o.stderr).contains("needs the operation history"),
-        "{}",
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&o.stdout),
         text(&o.stderr)
     );
+    let run = run_dir(out.path());
+    let checks = check_verdicts(&run);
+    assert_eq!(checks.len(), 4, "{checks:?}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(doc["passed"], false);
+    for (check, passed, evidence) in &checks {
+        assert!(
+            !passed,
+            "{check} must catch the fake acknowledgements: {evidence}"
+        );
+        let expected = match check.as_str() {
+            "fabric.no_acked_write_lost" => "of gauntlet/crash/events holds payload",
+            "fabric.offsets_unique" => "acknowledged to operations",
+            "fabric.queue.at_least_once" => "never delivered by the drain",
+            "fabric.kv.read_your_writes" => "instead of its last acknowledged value",
+            other => panic!("unexpected check {other}"),
+        };
+        assert!(evidence.contains(expected), "{check}: {evidence}");
+        assert!(evidence.contains("fault `crash`"), "{check}: {evidence}");
+        assert!(text(&o.stdout).contains(&format!("check FAIL {check}")));
+    }
+    // The report shows each failed check.
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for (check, _, _) in &checks {
+        let row = format!(
+            "<tr id=\"check-{}\" data-passed=\"false\"",
+            check.replace(['.', '_'], "-")
+        );
+        assert!(report.contains(&row), "{row}");
+    }
+    // The evidence names the faked job ids (the knob's `fake-N`).
+    let queue = &checks
+        .iter()
+        .find(|c| c.0 == "fabric.queue.at_least_once")
+        .unwrap()
+        .2;
+    assert!(queue.contains("job fake-"), "{queue}");
+}
+
+/// Each fake-ack kind alone fails exactly the checkers that watch it: the
+/// checkers are not merely failing together.
+#[test]
+fn each_checker_fails_only_on_its_own_fault() {
+    fabric_node();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/chaos/fabric-crash-restart-always.yaml");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "append",
+            &["fabric.no_acked_write_lost", "fabric.offsets_unique"],
+        ),
+        ("enqueue", &["fabric.queue.at_least_once"]),
+        ("kv_put", &["fabric.kv.read_your_writes"]),
+    ];
+    for (kind, failing) in cases {
+        let out = tempfile::tempdir().unwrap();
+        let knob = format!("stack.services.fabric.env.FABRIC_TEST_FAKE_ACKS={kind}");
+        let o = loadgen(
+            &[
+                "run",
+                scenario.to_str().unwrap(),
+                "--quiet",
+                "--out",
+                out.path().to_str().unwrap(),
+                "--set",
+                "workload.phases.warmup.duration=1s",
+                "--set",
+                "workload.phases.steady.duration=4s",
+                "--set",
+                "faults.0.at=2s",
+                "--set",
+                &knob,
+            ],
+            out.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{kind}: {}", text(&o.stderr));
+        let checks = check_verdicts(&run_dir(out.path()));
+        assert_eq!(checks.len(), 4, "{kind}: {checks:?}");
+        for (check, passed, evidence) in &checks {
+            assert_eq!(
+                !passed,
+                failing.contains(&check.as_str()),
+                "{kind}: {check}: {evidence}"
+            );
+        }
+    }
 }

@@ -395,6 +395,14 @@ async fn append(
     let body = body.map_err(|e| ApiError::invalid(format!("cannot read body: {e}")))?;
     let entries = parse_append(&body)?;
     let n = entries.len() as u64;
+    if crate::test_knob::fake_ack(crate::test_knob::FakeAck::Append) {
+        // Test-only broken durability: acknowledged, never written.
+        let next = stores.streams.latest(&key)?.map_or(0, |o| o + 1);
+        return Ok(Json(AppendResponse {
+            status: "success".into(),
+            offsets: (next..next + n).collect(),
+        }));
+    }
     let offsets = stores.streams.append(&key, entries).await?;
     state.metrics.events_written.fetch_add(n, Relaxed);
     state.metrics.observe_op("append", started.elapsed());
@@ -534,6 +542,14 @@ async fn enqueue(
         )));
     }
     let delay = seconds(req.delay_seconds, "delay_seconds", 0.0, MAX_DELAY_SECONDS)?;
+    if crate::test_knob::fake_ack(crate::test_knob::FakeAck::Enqueue) {
+        // Test-only broken durability: acknowledged, never enqueued.
+        return Ok(Json(EnqueueResponse {
+            status: "success".into(),
+            job_id: crate::test_knob::fake_job_id(),
+            seq: 0,
+        }));
+    }
     let (job_id, seq) = stores
         .queues
         .enqueue(&key, payload, req.headers, delay)
@@ -767,6 +783,10 @@ async fn kv_put(
         .ttl_seconds
         .map(|t| seconds(t, "ttl_seconds", 0.001, 10.0 * 365.0 * 86400.0))
         .transpose()?;
+    if crate::test_knob::fake_ack(crate::test_knob::FakeAck::KvPut) {
+        // Test-only broken durability: acknowledged, never stored.
+        return Ok(success());
+    }
     stores.kv.put(&store, &key, value, ttl).await?;
     state.metrics.kv_writes.fetch_add(1, Relaxed);
     state.metrics.observe_op("kv_put", started.elapsed());

@@ -50,3 +50,86 @@ pub async fn apply(req: Request, next: Next) -> Response {
     }
     next.run(req).await
 }
+
+/// A second test-only knob, for the chaos checkers' negative tests
+/// (`loadgen/cli/tests/chaos.rs`): with `FABRIC_TEST_FAKE_ACKS=KINDS` (a
+/// comma-separated subset of `append`, `enqueue`, `kv_put`), every
+/// [`FAKE_ACK_EVERY`]th request of each kind named is answered as success
+/// **without being applied** — the broken durability a checker must catch:
+/// - `append`: the answer carries the next offsets, but nothing is written,
+///   so the next append is given the same offsets (a lost acknowledged
+///   write, and an offset acknowledged twice);
+/// - `enqueue`: the answer carries a job id no job has (never delivered);
+/// - `kv_put`: the value is not stored (a stale read after the run).
+///
+/// Unset (the default): no effect. Never set it outside tests; the node
+/// logs a warning when it is read.
+pub const FAKE_ACKS_ENV: &str = "FABRIC_TEST_FAKE_ACKS";
+
+/// One request in this many of each kind named is faked.
+pub const FAKE_ACK_EVERY: u64 = 5;
+
+/// A kind of write [`FAKE_ACKS_ENV`] can fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeAck {
+    Append = 0,
+    Enqueue = 1,
+    KvPut = 2,
+}
+
+impl FakeAck {
+    fn name(self) -> &'static str {
+        match self {
+            FakeAck::Append => "append",
+            FakeAck::Enqueue => "enqueue",
+            FakeAck::KvPut => "kv_put",
+        }
+    }
+}
+
+struct FakeAcks {
+    enabled: [bool; 3],
+    seen: [std::sync::atomic::AtomicU64; 3],
+}
+
+fn fake_acks() -> Option<&'static FakeAcks> {
+    static FAKE: OnceLock<Option<FakeAcks>> = OnceLock::new();
+    FAKE.get_or_init(|| {
+        let kinds = std::env::var(FAKE_ACKS_ENV).ok()?;
+        let mut enabled = [false; 3];
+        for kind in [FakeAck::Append, FakeAck::Enqueue, FakeAck::KvPut] {
+            enabled[kind as usize] = kinds.split(',').any(|k| k.trim() == kind.name());
+        }
+        enabled.iter().any(|e| *e).then(|| {
+            tracing::warn!(
+                "{FAKE_ACKS_ENV}={kinds}: one write in {FAKE_ACK_EVERY} of these kinds is acknowledged but NOT applied (test-only knob)"
+            );
+            FakeAcks {
+                enabled,
+                seen: Default::default(),
+            }
+        })
+    })
+    .as_ref()
+}
+
+/// Whether this request of `kind` is to be acknowledged without being
+/// applied (always `false` unless [`FAKE_ACKS_ENV`] names the kind).
+pub fn fake_ack(kind: FakeAck) -> bool {
+    let Some(fake) = fake_acks() else {
+        return false;
+    };
+    fake.enabled[kind as usize]
+        && fake.seen[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % FAKE_ACK_EVERY
+            == FAKE_ACK_EVERY - 1
+}
+
+/// A job id for a faked enqueue: unique, and never a real job's.
+pub fn fake_job_id() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "fake-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
