@@ -4,6 +4,10 @@
 //! Everything that can be prepared before the run is: request bodies are
 //! generated from the seed up front (a pool per operation), so the engine's
 //! per-operation cost is a pool pick, a request and a response check.
+//!
+//! Operations run on the engine's own HTTP client (`crate::http`); the
+//! hyper client here serves the control path only (stream set-up, readiness,
+//! metrics scrapes).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +25,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::http::{self, Endpoint};
 use crate::plan::PlannedOperation;
 
 /// The shape of a read answer (`fabric_wire::ReadResponse`), checked
@@ -52,18 +57,20 @@ pub fn http_client(max_in_flight: usize) -> HttpClient {
 /// What a driver needs to run one operation, prepared once.
 pub enum Prepared {
     StreamAppend {
-        uri: String,
+        endpoint: Endpoint,
+        path: String,
         bodies: Vec<Bytes>,
         batch: usize,
         latest: Arc<AtomicI64>,
     },
     StreamRead {
-        base: String,
+        endpoint: Endpoint,
         stream: String,
         from: ReadFrom,
         max: u32,
         latest: Arc<AtomicI64>,
     },
+    Http(HttpPrepared),
 }
 
 /// Highest offset acknowledged per stream during this run, shared by the
@@ -90,8 +97,9 @@ pub fn prepare(
     seed: u64,
     index: usize,
     offsets: &StreamOffsets,
-) -> Prepared {
-    match &op.action {
+) -> Result<Prepared, String> {
+    let endpoint = Endpoint::parse(base)?;
+    Ok(match &op.action {
         Action::StreamAppend(a) => {
             let mut rng = ChaCha8Rng::seed_from_u64(
                 seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -112,20 +120,22 @@ pub fn prepare(
                 })
                 .collect();
             Prepared::StreamAppend {
-                uri: format!("{base}{}", fabric_wire::stream_path(&a.stream, "events")),
+                endpoint,
+                path: fabric_wire::stream_path(&a.stream, "events"),
                 bodies,
                 batch: a.batch as usize,
                 latest: offsets.get(base, &a.stream),
             }
         }
+        Action::Http(h) => Prepared::Http(HttpPrepared::new(h, endpoint)),
         Action::StreamRead(r) => Prepared::StreamRead {
-            base: base.to_owned(),
+            endpoint,
             stream: r.stream.clone(),
             from: r.from,
             max: r.max,
             latest: offsets.get(base, &r.stream),
         },
-    }
+    })
 }
 
 /// Creates what an operation needs before the run starts (its stream), so
@@ -134,6 +144,7 @@ pub async fn setup(client: &HttpClient, op: &PlannedOperation, base: &str) -> Re
     let stream = match &op.action {
         Action::StreamAppend(a) => &a.stream,
         Action::StreamRead(r) => &r.stream,
+        Action::Http(_) => return Ok(()),
     };
     let uri = format!("{base}/api/v1/streams/{stream}");
     match send(client, Method::PUT, &uri, Bytes::new()).await {
@@ -186,26 +197,79 @@ async fn send(
     Ok((status, body))
 }
 
-fn http_status(status: StatusCode) -> Outcome {
-    Outcome::Error(format!("http_{}", status.as_u16()))
+/// Header of requests with a JSON body.
+const JSON_HEADER: &[u8] = b"Content-Type: application/json\r\n";
+
+fn failed(f: http::Failure) -> Outcome {
+    Outcome::Error(f.kind().to_owned())
 }
+
+fn http_code(status: u16) -> Outcome {
+    Outcome::Error(format!("http_{status}"))
+}
+
+// ---- The generic `http` operation (minimal: fixed URL, headers, body, expected status).
+
+/// An `http` operation, its request head and body rendered once.
+pub struct HttpPrepared {
+    endpoint: Endpoint,
+    method: String,
+    path: String,
+    headers: Vec<u8>,
+    body: Vec<u8>,
+    expect: u16,
+}
+
+impl HttpPrepared {
+    fn new(h: &gauntlet_scenario::HttpRequest, endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            method: h.method.clone(),
+            path: h.url.clone(),
+            headers: http::header_lines(h.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            body: h.body.clone().unwrap_or_default().into_bytes(),
+            expect: h.expect,
+        }
+    }
+
+    async fn execute(&self, client: &http::Client) -> Outcome {
+        match client
+            .send(
+                &self.endpoint,
+                &self.method,
+                &self.path,
+                &self.headers,
+                &self.body,
+            )
+            .await
+        {
+            Ok(resp) if resp.status == self.expect => Outcome::Ok,
+            Ok(resp) => http_code(resp.status),
+            Err(f) => failed(f),
+        }
+    }
+}
+
+// ---- end of the `http` operation.
 
 impl Prepared {
     /// Runs the operation once; `pick` selects among prepared bodies.
-    pub async fn execute(&self, client: &HttpClient, pick: usize) -> Outcome {
+    pub async fn execute(&self, client: &http::Client, pick: usize) -> Outcome {
         match self {
+            Prepared::Http(h) => h.execute(client).await,
             Prepared::StreamAppend {
-                uri,
+                endpoint,
+                path,
                 bodies,
                 batch,
                 latest,
             } => {
-                let body = bodies[pick % bodies.len()].clone();
-                match send(client, Method::POST, uri, body).await {
-                    Ok((status, body)) if status.is_success() => {
-                        match serde_json::from_slice::<AppendResponse>(&body) {
-                            Ok(resp) if resp.offsets.len() == *batch => {
-                                if let Some(&last) = resp.offsets.iter().max() {
+                let body = &bodies[pick % bodies.len()];
+                match client.send(endpoint, "POST", path, JSON_HEADER, body).await {
+                    Ok(resp) if resp.is_success() => {
+                        match serde_json::from_slice::<AppendResponse>(resp.body()) {
+                            Ok(r) if r.offsets.len() == *batch => {
+                                if let Some(&last) = r.offsets.iter().max() {
                                     latest.fetch_max(last as i64, Ordering::Relaxed);
                                 }
                                 Outcome::Ok
@@ -213,12 +277,12 @@ impl Prepared {
                             _ => Outcome::Error("bad_response".to_owned()),
                         }
                     }
-                    Ok((status, _)) => http_status(status),
-                    Err(kind) => Outcome::Error(kind),
+                    Ok(resp) => http_code(resp.status),
+                    Err(f) => failed(f),
                 }
             }
             Prepared::StreamRead {
-                base,
+                endpoint,
                 stream,
                 from,
                 max,
@@ -231,45 +295,41 @@ impl Prepared {
                         let mut known = latest.load(Ordering::Relaxed);
                         if known < 0 {
                             // Nothing appended in this run yet: ask the stream.
-                            let uri = format!(
-                                "{base}{}",
-                                fabric_wire::stream_path(stream, "offsets/latest")
-                            );
-                            match send(client, Method::GET, &uri, Bytes::new()).await {
-                                Ok((status, body)) if status.is_success() => {
-                                    match serde_json::from_slice::<LatestOffsetResponse>(&body) {
-                                        Ok(resp) => {
-                                            known = resp.offset;
+                            let path = fabric_wire::stream_path(stream, "offsets/latest");
+                            match client.send(endpoint, "GET", &path, b"", b"").await {
+                                Ok(resp) if resp.is_success() => {
+                                    match serde_json::from_slice::<LatestOffsetResponse>(
+                                        resp.body(),
+                                    ) {
+                                        Ok(r) => {
+                                            known = r.offset;
                                             latest.fetch_max(known, Ordering::Relaxed);
                                         }
                                         Err(_) => return Outcome::Error("bad_response".to_owned()),
                                     }
                                 }
-                                Ok((status, _)) => return http_status(status),
-                                Err(kind) => return Outcome::Error(kind),
+                                Ok(resp) => return http_code(resp.status),
+                                Err(f) => return failed(f),
                             }
                         }
                         (known + 1).saturating_sub(*n as i64).max(0) as u64
                     }
                 };
-                let uri = format!(
-                    "{base}{}?offset={offset}&max_messages={max}",
+                let path = format!(
+                    "{}?offset={offset}&max_messages={max}",
                     fabric_wire::stream_path(stream, "messages")
                 );
-                match send(client, Method::GET, &uri, Bytes::new()).await {
-                    Ok((status, body)) if status.is_success() => {
-                        match serde_json::from_slice::<ReadCheck>(&body) {
-                            Ok(resp)
-                                if resp.status == "success"
-                                    && resp.messages.len() <= *max as usize =>
-                            {
+                match client.send(endpoint, "GET", &path, b"", b"").await {
+                    Ok(resp) if resp.is_success() => {
+                        match serde_json::from_slice::<ReadCheck>(resp.body()) {
+                            Ok(r) if r.status == "success" && r.messages.len() <= *max as usize => {
                                 Outcome::Ok
                             }
                             _ => Outcome::Error("bad_response".to_owned()),
                         }
                     }
-                    Ok((status, _)) => http_status(status),
-                    Err(kind) => Outcome::Error(kind),
+                    Ok(resp) => http_code(resp.status),
+                    Err(f) => failed(f),
                 }
             }
         }

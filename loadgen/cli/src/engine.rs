@@ -2,28 +2,36 @@
 //! the system under test does, so slow answers cannot slow the arrivals down
 //! (no coordinated omission).
 //!
-//! One scheduler task walks every phase's arrival schedule. For each arrival
-//! it picks an operation by weight (seeded, so the mix is the same every
-//! run), takes a slot from the bounded in-flight pool and spawns the
-//! operation. Latency is measured from the intended start; service time from
-//! the actual send. A start later than `late_after` is counted late, and
-//! classified: the engine fell behind while a slot was free (the load
-//! generator was the bottleneck), or every slot was taken (the system could
-//! not keep up).
+//! The run's arrivals are numbered across phases; `max_in_flight` workers
+//! take the next number from one shared counter, wait for its intended start
+//! (unless it has passed), run the operation and record it. A worker is an
+//! in-flight slot: when all are busy, the next arrival waits and starts late,
+//! and its latency still counts from its intended start, so the backlog of a
+//! stalled system is sent, never skipped. The operation of an arrival is
+//! picked by weight from a hash of the seed and the arrival's number, so the
+//! mix is the same every run whichever worker takes it.
+//!
+//! Workers run on `GAUNTLET_ENGINE_THREADS` (default 1) single-threaded
+//! runtimes of their own: no task is spawned per operation, no wake-up
+//! crosses threads, samples go to a per-thread buffer the recorder drains
+//! (see `recording`), and requests use the engine's own HTTP client
+//! (`crate::http`). A start later than `late_after` is counted late, and
+//! classified: the worker woke late from its wait (the load generator was
+//! the bottleneck), or the arrival was taken late because every slot was
+//! busy (the system could not keep up).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gauntlet_recorder::{EngineStats, Outcome, Sample};
-use rand::{Rng, RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{HttpClient, Prepared};
+use crate::driver::Prepared;
+use crate::http;
 use crate::plan::Plan;
+use crate::recording::SampleSink;
 
 /// Share of operations that may start late with a free slot before the run
 /// is flagged as limited by the engine rather than the system.
@@ -92,10 +100,18 @@ impl EngineCounters {
     }
 }
 
-/// Picks operations by weight, deterministically for a seed.
+/// Picks operations by weight, deterministically for a seed and an arrival.
 pub struct Mix {
     cumulative: Vec<u64>,
-    rng: ChaCha8Rng,
+    seed: u64,
+}
+
+/// SplitMix64: a fast, well-mixed hash of one word.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Mix {
@@ -110,123 +126,217 @@ impl Mix {
             .collect();
         Self {
             cumulative,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed: mix64(seed),
         }
     }
 
-    /// The index of the next operation, and a number to pick among its prepared bodies.
-    pub fn pick(&mut self) -> (usize, usize) {
-        let total = *self.cumulative.last().unwrap_or(&1);
-        let x = self.rng.random_range(0..total.max(1));
-        let op = self.cumulative.partition_point(|&c| c <= x);
+    /// The operation of arrival `n`, and a number to pick among its prepared bodies.
+    pub fn pick(&self, n: u64) -> (usize, usize) {
+        let total = self.cumulative.last().copied().unwrap_or(1).max(1);
+        let h = mix64(self.seed ^ n);
+        let op = self.cumulative.partition_point(|&c| c <= h % total);
         (
             op.min(self.cumulative.len().saturating_sub(1)),
-            self.rng.next_u32() as usize,
+            (mix64(h) >> 32) as usize,
         )
     }
 }
 
-/// Runs every phase of the plan from `run_start`; returns when all started
-/// operations have completed (or timed out), or soon after `cancel` fires.
+/// The run's arrivals numbered across phases.
+struct Schedule {
+    /// (arrivals before this phase, phase start instant) per phase.
+    starts: Vec<(u64, Instant)>,
+    phases: Vec<crate::plan::PlannedPhase>,
+    total: u64,
+}
+
+impl Schedule {
+    fn new(plan: &Plan, run_start: Instant) -> Self {
+        let mut before = 0;
+        let starts = plan
+            .phases
+            .iter()
+            .map(|p| {
+                let at = (before, run_start + p.start);
+                before += p.arrival_count();
+                at
+            })
+            .collect();
+        Self {
+            starts,
+            phases: plan.phases.clone(),
+            total: before,
+        }
+    }
+
+    /// Phase index and intended start of arrival `n`.
+    fn at(&self, n: u64) -> Option<(usize, Instant)> {
+        if n >= self.total {
+            return None;
+        }
+        let phase = self.starts.partition_point(|(before, _)| *before <= n) - 1;
+        let (before, start) = self.starts[phase];
+        Some((phase, start + self.phases[phase].arrival_offset(n - before)))
+    }
+}
+
+/// Longest a waiting worker sleeps before looking at the cancel token again.
+const CANCEL_CHECK: Duration = Duration::from_millis(50);
+
+/// Engine threads (`GAUNTLET_ENGINE_THREADS`, default 1).
+pub fn engine_threads() -> usize {
+    std::env::var("GAUNTLET_ENGINE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+/// What every worker shares.
+struct Shared {
+    schedule: Schedule,
+    next: AtomicU64,
+    mix: Mix,
+    prepared: Arc<Vec<Prepared>>,
+    sink: Arc<SampleSink>,
+    counters: Arc<EngineCounters>,
+    run_start: Instant,
+    late_after: Duration,
+    timeout: Duration,
+    cancel: CancellationToken,
+}
+
+async fn worker(shared: Arc<Shared>, client: Arc<http::Client>, shard: usize) {
+    let s = &*shared;
+    let counters = &*s.counters;
+    loop {
+        let n = s.next.fetch_add(1, Ordering::Relaxed);
+        let Some((phase, intended)) = s.schedule.at(n) else {
+            return;
+        };
+        // Wait for the intended start, looking at the cancel token now and then.
+        let mut waited = false;
+        loop {
+            if s.cancel.is_cancelled() {
+                return;
+            }
+            let now = Instant::now();
+            if intended <= now {
+                break;
+            }
+            waited = true;
+            tokio::time::sleep_until(intended.min(now + CANCEL_CHECK)).await;
+        }
+        let (op, pick) = s.mix.pick(n);
+        let sent = Instant::now();
+        let lag = sent.saturating_duration_since(intended);
+        let late = lag > s.late_after;
+        counters.started.fetch_add(1, Ordering::Relaxed);
+        counters
+            .max_start_lag_us
+            .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
+        if late {
+            counters.late.fetch_add(1, Ordering::Relaxed);
+            if waited {
+                // The arrival was ours in time; we woke up late.
+                counters.late_engine.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // Every worker was busy when the arrival was due.
+                counters
+                    .late_in_flight_limit
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let now_in_flight = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        counters
+            .peak_in_flight
+            .fetch_max(now_in_flight, Ordering::Relaxed);
+        let outcome =
+            match tokio::time::timeout(s.timeout, s.prepared[op].execute(&client, pick)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Error("timeout".to_owned()),
+            };
+        let done = Instant::now();
+        s.sink.push(
+            shard,
+            Sample {
+                operation: op,
+                phase,
+                latency_us: done.saturating_duration_since(intended).as_micros() as u64,
+                service_us: done.saturating_duration_since(sent).as_micros() as u64,
+                late,
+                outcome,
+                completed_at: done.saturating_duration_since(s.run_start),
+            },
+        );
+        counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs every phase of the plan from `run_start` on `threads` engine
+/// threads (their samples go to shards `0..threads` of `sink`); returns when
+/// all started operations have completed (or timed out), or soon after
+/// `cancel` fires.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     plan: &Plan,
     prepared: Arc<Vec<Prepared>>,
-    client: HttpClient,
-    samples: mpsc::UnboundedSender<Sample>,
+    sink: Arc<SampleSink>,
+    threads: usize,
     counters: Arc<EngineCounters>,
     run_start: Instant,
     cancel: CancellationToken,
-) {
+) -> Result<(), String> {
     let weights: Vec<u32> = plan.operations.iter().map(|o| o.weight).collect();
-    let mut mix = Mix::new(&weights, plan.seed);
-    let pool = Arc::new(Semaphore::new(plan.max_in_flight));
-    let late_after = plan.late_after;
-    let timeout = plan.timeout;
-    counters
-        .scheduled
-        .store(plan.total_arrivals(), Ordering::Relaxed);
-
-    'phases: for (phase_index, phase) in plan.phases.iter().enumerate() {
-        let phase_start = run_start + phase.start;
-        for k in 0..phase.arrival_count() {
-            let intended = phase_start + phase.arrival_offset(k);
-            if intended > Instant::now() {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(intended) => {}
-                    _ = cancel.cancelled() => break 'phases,
-                }
-            } else if cancel.is_cancelled() {
-                break 'phases;
-            }
-            let (op, pick) = mix.pick();
-            let (permit, waited) = match pool.clone().try_acquire_owned() {
-                Ok(permit) => (permit, false),
-                Err(_) => {
-                    let permit = tokio::select! {
-                        p = pool.clone().acquire_owned() => p,
-                        _ = cancel.cancelled() => break 'phases,
-                    };
-                    match permit {
-                        Ok(p) => (p, true),
-                        Err(_) => break 'phases,
+    let schedule = Schedule::new(plan, run_start);
+    counters.scheduled.store(schedule.total, Ordering::Relaxed);
+    let shared = Arc::new(Shared {
+        schedule,
+        next: AtomicU64::new(0),
+        mix: Mix::new(&weights, plan.seed),
+        prepared,
+        sink,
+        counters,
+        run_start,
+        late_after: plan.late_after,
+        timeout: plan.timeout,
+        cancel,
+    });
+    let threads = threads.clamp(1, plan.max_in_flight.max(1));
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        // Workers split as evenly as possible over the threads.
+        let workers = plan.max_in_flight / threads + usize::from(t < plan.max_in_flight % threads);
+        let shared = shared.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting an engine thread: {e}"))?;
+        let handle = std::thread::Builder::new()
+            .name(format!("engine-{t}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let client = Arc::new(http::Client::new());
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..workers.max(1) {
+                        set.spawn(worker(shared.clone(), client.clone(), t));
                     }
-                }
-            };
-            let sent_at = Instant::now();
-            let lag = sent_at.saturating_duration_since(intended);
-            let late = lag > late_after;
-            counters.started.fetch_add(1, Ordering::Relaxed);
-            counters
-                .max_start_lag_us
-                .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
-            if late {
-                counters.late.fetch_add(1, Ordering::Relaxed);
-                if waited {
-                    counters
-                        .late_in_flight_limit
-                        .fetch_add(1, Ordering::Relaxed);
-                } else {
-                    counters.late_engine.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            let now_in_flight = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-            counters
-                .peak_in_flight
-                .fetch_max(now_in_flight, Ordering::Relaxed);
-
-            let prepared = prepared.clone();
-            let client = client.clone();
-            let samples = samples.clone();
-            let counters = counters.clone();
-            tokio::spawn(async move {
-                let sent = Instant::now();
-                let outcome = match tokio::time::timeout(
-                    timeout,
-                    prepared[op].execute(&client, pick),
-                )
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => Outcome::Error("timeout".to_owned()),
-                };
-                let done = Instant::now();
-                let _ = samples.send(Sample {
-                    operation: op,
-                    phase: phase_index,
-                    latency_us: done.saturating_duration_since(intended).as_micros() as u64,
-                    service_us: done.saturating_duration_since(sent).as_micros() as u64,
-                    late,
-                    outcome,
-                    completed_at: done.saturating_duration_since(run_start),
+                    while set.join_next().await.is_some() {}
                 });
-                counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
-            });
-        }
+            })
+            .map_err(|e| format!("starting an engine thread: {e}"))?;
+        handles.push(handle);
     }
-    // Wait for every started operation: each ends by its own timeout.
-    let all = u32::try_from(plan.max_in_flight).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(timeout + Duration::from_secs(1), pool.acquire_many(all)).await;
+    tokio::task::spawn_blocking(move || {
+        for h in handles {
+            if h.join().is_err() {
+                return Err("an engine thread panicked".to_owned());
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("waiting for the engine threads: {e}"))?
 }
 
 #[cfg(test)]
@@ -235,21 +345,21 @@ mod tests {
 
     #[test]
     fn the_mix_follows_weights_and_the_seed() {
-        let mut a = Mix::new(&[8, 2], 42);
-        let mut b = Mix::new(&[8, 2], 42);
-        let picks: Vec<usize> = (0..10_000).map(|_| a.pick().0).collect();
-        let again: Vec<usize> = (0..10_000).map(|_| b.pick().0).collect();
+        let a = Mix::new(&[8, 2], 42);
+        let b = Mix::new(&[8, 2], 42);
+        let picks: Vec<usize> = (0..10_000).map(|n| a.pick(n).0).collect();
+        let again: Vec<usize> = (0..10_000).map(|n| b.pick(n).0).collect();
         assert_eq!(picks, again, "same seed, same mix");
         let first = picks.iter().filter(|&&p| p == 0).count();
         assert!((7_500..8_500).contains(&first), "{first}");
-        let mut c = Mix::new(&[8, 2], 43);
-        let other: Vec<usize> = (0..10_000).map(|_| c.pick().0).collect();
+        let c = Mix::new(&[8, 2], 43);
+        let other: Vec<usize> = (0..10_000).map(|n| c.pick(n).0).collect();
         assert_ne!(picks, other);
     }
 
     #[test]
     fn a_single_operation_is_always_picked() {
-        let mut m = Mix::new(&[3], 1);
-        assert!((0..100).all(|_| m.pick().0 == 0));
+        let m = Mix::new(&[3], 1);
+        assert!((0..100).all(|n| m.pick(n).0 == 0));
     }
 }

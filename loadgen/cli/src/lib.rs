@@ -6,10 +6,12 @@
 //! system under test only through processes and HTTP, never by linking it.
 
 pub mod bins;
+pub mod closed;
 pub mod collect;
 pub mod driver;
 pub mod engine;
 pub mod gate_cmd;
+pub mod http;
 pub mod plan;
 pub mod recording;
 pub mod report_cmd;

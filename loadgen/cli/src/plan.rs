@@ -100,9 +100,11 @@ impl Plan {
             .phases
             .iter()
             .map(|p| {
+                // A closed-model phase has users, not a rate: no arrivals.
                 let (from, to) = match p.rate {
-                    RateSpec::Constant(r) => (r.0, r.0),
-                    RateSpec::Ramp { from, to } => (from.0, to.0),
+                    Some(RateSpec::Constant(r)) => (r.0, r.0),
+                    Some(RateSpec::Ramp { from, to }) => (from.0, to.0),
+                    None => (0.0, 0.0),
                 };
                 let planned = PlannedPhase {
                     name: p.name.clone(),

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 
 use gauntlet_recorder::{Recorder, RunMeta, RunResults, hlog::HlogWriter};
 use gauntlet_scenario::{Diagnostic, Scenario};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -142,7 +141,9 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         );
     }
 
-    let endpoints = stack.endpoints();
+    let mut endpoints = stack.endpoints();
+    // External services are not booted: their base URLs are given.
+    endpoints.extend(plan.scenario.stack.external.clone());
     let offsets = StreamOffsets::default();
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
@@ -151,7 +152,13 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             stack.stop().await;
             return Err(RunError::Harness(e));
         }
-        prepared.push(driver::prepare(op, base, plan.seed, i, &offsets));
+        match driver::prepare(op, base, plan.seed, i, &offsets) {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                stack.stop().await;
+                return Err(RunError::Harness(format!("operation `{}`: {e}", op.name)));
+            }
+        }
     }
 
     let runtime = plan.scenario.stack.runtime.to_string();
@@ -180,13 +187,16 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     );
 
     let counters = Arc::new(EngineCounters::default());
-    let (tx, rx) = mpsc::unbounded_channel();
+    let threads = engine::engine_threads();
+    let sink = Arc::new(recording::SampleSink::new(threads));
+    let samples_done = CancellationToken::new();
     let cpu_start = process_cpu();
     let run_start = Instant::now();
     let results_path = run_dir.join("results.json");
     let recording = tokio::spawn(recording::record(
         recorder,
-        rx,
+        sink.clone(),
+        samples_done.clone(),
         counters.clone(),
         meta,
         run_start,
@@ -212,21 +222,43 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         collector_stop.clone(),
         plan.total_duration() + std::time::Duration::from_secs(120),
     ));
-    engine::run(
-        &plan,
-        Arc::new(prepared),
-        client,
-        tx,
-        counters,
-        run_start,
-        cancel.clone(),
-    )
-    .await;
+    let engine_result = match plan.scenario.workload.engine {
+        gauntlet_scenario::EngineKind::Open => {
+            engine::run(
+                &plan,
+                Arc::new(prepared),
+                sink,
+                threads,
+                counters,
+                run_start,
+                cancel.clone(),
+            )
+            .await
+        }
+        gauntlet_scenario::EngineKind::Closed => {
+            let host = endpoints.values().next().cloned().unwrap_or_default();
+            crate::closed::run(
+                &plan,
+                Arc::new(prepared),
+                sink,
+                counters,
+                run_start,
+                &run_dir,
+                &host,
+                cancel.clone(),
+            )
+            .await
+        }
+    };
+    samples_done.cancel();
     let recorded = recording.await.map_err(harness("the recorder task"))?;
     collector_stop.cancel();
     let collected = collecting.await.unwrap_or_default();
 
     let mut failures = Vec::new();
+    if let Err(e) = engine_result {
+        failures.push(format!("the engine failed: {e}"));
+    }
     if let Some(e) = collected.write_error {
         failures.push(format!("writing metrics.jsonl failed: {e}"));
     }

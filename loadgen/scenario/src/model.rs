@@ -53,7 +53,12 @@ pub struct Stack {
     #[serde(default)]
     pub runtime: Runtime,
     /// Services by name; operations refer to them by this name.
+    #[serde(default)]
     pub services: BTreeMap<String, Service>,
+    /// Named services that are not booted: name → base URL
+    /// (`http://host:port`). Operations refer to them like services.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -187,9 +192,14 @@ impl ServiceKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
-    /// `open` (arrival rate; default) — the closed model arrives later.
+    /// `open` (arrival rate; default) or `closed` (users that wait for each
+    /// answer, run by goose; phases then give `users:` instead of `rate:`).
     #[serde(default)]
     pub engine: EngineKind,
+    /// Closed model only: how long a user waits after each operation
+    /// before the next (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think_time: Option<Duration>,
     /// Most operations in flight at once (default 1024). When full, new
     /// operations wait and start late; their latency still counts from
     /// their intended start.
@@ -228,14 +238,119 @@ pub enum EngineKind {
     Closed,
 }
 
-/// A stretch of the run with its own arrival rate.
+/// A stretch of the run with its own arrival rate (open model) or number
+/// of users (closed model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
     pub name: String,
     pub duration: Duration,
-    /// A constant rate (`500/s`) or a linear ramp (`{ from: 500/s, to: 5000/s }`).
-    pub rate: RateSpec,
+    /// Open model: a constant rate (`500/s`) or a linear ramp (`{ from: 500/s, to: 5000/s }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateSpec>,
+    /// Closed model: a number of users (`50`) or a linear ramp (`{ from: 0, to: 50 }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersSpec>,
+}
+
+/// A closed-model phase's users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersSpec {
+    Constant(u32),
+    Ramp { from: u32, to: u32 },
+}
+
+impl UsersSpec {
+    /// Users at the phase's start and end.
+    pub fn bounds(self) -> (u32, u32) {
+        match self {
+            UsersSpec::Constant(n) => (n, n),
+            UsersSpec::Ramp { from, to } => (from, to),
+        }
+    }
+}
+
+impl Serialize for UsersSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UsersSpec::Constant(n) => s.serialize_u32(*n),
+            UsersSpec::Ramp { from, to } => {
+                let mut map = s.serialize_map(Some(2))?;
+                map.serialize_entry("from", from)?;
+                map.serialize_entry("to", to)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UsersSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ramp {
+            from: u32,
+            to: u32,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UsersSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of users such as `50` or a ramp `{ from: 0, to: 50 }`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<UsersSpec, E> {
+                u32::try_from(v)
+                    .map(UsersSpec::Constant)
+                    .map_err(|_| E::custom(format!("{v} users is more than Gauntlet can run")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<UsersSpec, E> {
+                Err(E::custom(format!(
+                    "`{v}` is not a number of users (hint: write e.g. `50`)"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<UsersSpec, E> {
+                Err(E::custom(format!(
+                    "`{v}` is not a whole number of users (hint: write e.g. `50`)"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<UsersSpec, E> {
+                Err(E::custom(format!(
+                    "`{v}` is not a number of users (hint: write a plain number such as `50`; rates like `500/s` belong in `rate:`)"
+                )))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<UsersSpec, A::Error> {
+                let ramp = Ramp::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(UsersSpec::Ramp {
+                    from: ramp.from,
+                    to: ramp.to,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for UsersSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UsersSpec".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A number of users or a linear ramp between two numbers of users.",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                {
+                    "type": "object",
+                    "properties": {
+                        "from": { "type": "integer", "minimum": 0 },
+                        "to": { "type": "integer", "minimum": 0 }
+                    },
+                    "required": ["from", "to"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
 
 /// A phase's arrival rate.
@@ -344,16 +459,20 @@ pub enum Action {
     /// Read messages from a fabric stream.
     #[serde(rename = "fabric.stream.read")]
     StreamRead(StreamRead),
+    /// Any HTTP request to a service or an external base URL.
+    #[serde(rename = "http")]
+    Http(HttpRequest),
 }
 
 impl Action {
     /// The YAML keys of the catalog, in the order the schema lists them.
-    pub const KEYS: [&'static str; 2] = ["fabric.stream.append", "fabric.stream.read"];
+    pub const KEYS: [&'static str; 3] = ["fabric.stream.append", "fabric.stream.read", "http"];
 
     pub fn key(&self) -> &'static str {
         match self {
             Action::StreamAppend(_) => Self::KEYS[0],
             Action::StreamRead(_) => Self::KEYS[1],
+            Action::Http(_) => Self::KEYS[2],
         }
     }
 
@@ -362,15 +481,46 @@ impl Action {
         match self {
             Action::StreamAppend(a) => a.service.as_deref(),
             Action::StreamRead(r) => r.service.as_deref(),
+            Action::Http(h) => Some(&h.service),
         }
     }
 
-    /// The service kind the action needs.
-    pub fn needs(&self) -> ServiceKind {
+    /// The service kind the action needs (`None`: any HTTP service).
+    pub fn needs(&self) -> Option<ServiceKind> {
         match self {
-            Action::StreamAppend(_) | Action::StreamRead(_) => ServiceKind::Fabric,
+            Action::StreamAppend(_) | Action::StreamRead(_) => Some(ServiceKind::Fabric),
+            Action::Http(_) => None,
         }
     }
+}
+
+/// `http`: one request, its answer checked against the expected status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    /// The service (booted or external) the request goes to.
+    pub service: String,
+    /// `GET` (default), `POST`, `PUT`, `DELETE`, `HEAD`, `PATCH` or `OPTIONS`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path and query, relative to the service's base URL (starts with `/`).
+    pub url: String,
+    /// Request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The status an answer must have to count as a success (default 200).
+    #[serde(default = "default_expect")]
+    pub expect: u16,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+fn default_expect() -> u16 {
+    200
 }
 
 /// `fabric.stream.append`
@@ -501,13 +651,20 @@ impl Serialize for Operation {
         match &self.action {
             Action::StreamAppend(a) => map.serialize_entry(self.action.key(), a)?,
             Action::StreamRead(r) => map.serialize_entry(self.action.key(), r)?,
+            Action::Http(h) => map.serialize_entry(self.action.key(), h)?,
         }
         map.end()
     }
 }
 
 /// Field names an operation accepts, for "did you mean" and the schema.
-pub const OPERATION_FIELDS: [&str; 4] = ["name", "weight", Action::KEYS[0], Action::KEYS[1]];
+pub const OPERATION_FIELDS: [&str; 5] = [
+    "name",
+    "weight",
+    Action::KEYS[0],
+    Action::KEYS[1],
+    Action::KEYS[2],
+];
 
 impl<'de> Deserialize<'de> for Operation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -546,6 +703,10 @@ impl<'de> Deserialize<'de> for Operation {
                             let a = Action::StreamRead(map.next_value()?);
                             set_action(&mut action, a)?;
                         }
+                        k if k == Action::KEYS[2] => {
+                            let a = Action::Http(map.next_value()?);
+                            set_action(&mut action, a)?;
+                        }
                         other => return Err(de::Error::unknown_field(other, &OPERATION_FIELDS)),
                     }
                 }
@@ -574,6 +735,7 @@ impl JsonSchema for Operation {
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let append = generator.subschema_for::<StreamAppend>();
         let read = generator.subschema_for::<StreamRead>();
+        let http = generator.subschema_for::<HttpRequest>();
         json_schema!({
             "description": "One kind of operation in the mix: a name, a weight and exactly one action.",
             "type": "object",
@@ -581,13 +743,15 @@ impl JsonSchema for Operation {
                 "name": { "type": "string", "description": "Name in results, reports and gates." },
                 "weight": { "type": "integer", "minimum": 1, "default": 1 },
                 "fabric.stream.append": append,
-                "fabric.stream.read": read
+                "fabric.stream.read": read,
+                "http": http
             },
             "required": ["name"],
             "additionalProperties": false,
             "oneOf": [
                 { "required": ["fabric.stream.append"] },
-                { "required": ["fabric.stream.read"] }
+                { "required": ["fabric.stream.read"] },
+                { "required": ["http"] }
             ]
         })
     }

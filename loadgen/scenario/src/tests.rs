@@ -28,7 +28,7 @@ fn a_good_scenario_loads_with_defaults() {
     assert_eq!(s.workload.max_in_flight, 1024);
     assert_eq!(s.stack.runtime, Runtime::Process);
     assert_eq!(
-        s.workload.phases[1].rate,
+        s.workload.phases[1].rate.unwrap(),
         RateSpec::Ramp {
             from: Rate(100.0),
             to: Rate(400.0)
@@ -147,7 +147,10 @@ fn overrides_apply_and_their_errors_name_the_override() {
         &["workload.phases.steady.rate=900/s".into(), "seed=9".into()],
     )
     .unwrap();
-    assert_eq!(s.workload.phases[2].rate, RateSpec::Constant(Rate(900.0)));
+    assert_eq!(
+        s.workload.phases[2].rate,
+        Some(RateSpec::Constant(Rate(900.0)))
+    );
     assert_eq!(s.seed, 9);
     let errs = load("s.yaml", GOOD, &["workload.phases.steady.rate=900".into()]).unwrap_err();
     assert_eq!(errs[0].location(), "--set workload.phases.steady.rate=900");
@@ -275,4 +278,134 @@ fn env_values_may_be_numbers_or_booleans() {
     let env = &s.stack.services["fabric"].env;
     assert_eq!(env["DELAY"], "3000");
     assert_eq!(env["FLAG"], "true");
+}
+
+const CLOSED: &str = r#"
+name: closed
+stack:
+  services:
+    fabric: { kind: fabric }
+workload:
+  engine: closed
+  think_time: 10ms
+  phases:
+    - { name: rampup, duration: 2s, users: { from: 0, to: 8 } }
+    - { name: steady, duration: 3s, users: 8 }
+  operations:
+    - { name: append, fabric.stream.append: { stream: acme/orders/events } }
+"#;
+
+#[test]
+fn a_closed_scenario_gives_users_per_phase() {
+    let s = load("s.yaml", CLOSED, &[]).unwrap();
+    assert_eq!(s.workload.engine, EngineKind::Closed);
+    assert_eq!(
+        s.workload.phases[0].users,
+        Some(UsersSpec::Ramp { from: 0, to: 8 })
+    );
+    assert_eq!(s.workload.phases[1].users, Some(UsersSpec::Constant(8)));
+    assert_eq!(s.workload.phases[1].rate, None);
+    let again = load("resolved.yaml", &to_yaml(&s), &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn rates_and_users_belong_to_their_model() {
+    // A rate in a closed-model phase.
+    let errs = errors(&CLOSED.replace("users: 8 }", "rate: 100/s }"));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("closed model runs users")
+                && e.location().starts_with("s.yaml:")),
+        "{errs:?}"
+    );
+    // Users in an open-model phase.
+    let open = CLOSED.replace("  engine: closed\n  think_time: 10ms\n", "");
+    let errs = errors(&open);
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("open model does not use")),
+        "{errs:?}"
+    );
+    // Think time without the closed model.
+    let errs = errors(&CLOSED.replace("  engine: closed\n", ""));
+    assert!(
+        errs.iter().any(|e| e.message.contains("`think_time`")),
+        "{errs:?}"
+    );
+    // No users at all, and a user count that is not a number.
+    let errs = errors(&CLOSED.replace("users: 8 }", "users: 0 }"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("has no users")),
+        "{errs:?}"
+    );
+    let errs = errors(&CLOSED.replace("users: 8 }", "users: 8/s }"));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("not a number of users")),
+        "{errs:?}"
+    );
+}
+
+const EXTERNAL: &str = r#"
+name: external
+stack:
+  external: { nginx: "http://127.0.0.1:8080" }
+workload:
+  phases:
+    - { name: steady, duration: 1s, rate: 100/s }
+  operations:
+    - { name: index, http: { service: nginx, method: GET, url: /, expect: 200 } }
+"#;
+
+#[test]
+fn an_external_service_takes_http_operations() {
+    let s = load("s.yaml", EXTERNAL, &[]).unwrap();
+    assert_eq!(s.stack.external["nginx"], "http://127.0.0.1:8080");
+    assert!(s.stack.services.is_empty());
+    match &s.workload.operations[0].action {
+        Action::Http(h) => {
+            assert_eq!(
+                (h.method.as_str(), h.url.as_str(), h.expect),
+                ("GET", "/", 200)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        target_service(&s, &s.workload.operations[0].action),
+        Some("nginx")
+    );
+    let again = load("resolved.yaml", &to_yaml(&s), &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn bad_http_operations_and_external_urls_are_refused() {
+    let errs = errors(&EXTERNAL.replace("service: nginx", "service: ngnix"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("no service `ngnix`")
+            && e.hint.as_deref().is_some_and(|h| h.contains("nginx"))),
+        "{errs:?}"
+    );
+    let errs = errors(&EXTERNAL.replace("url: /", "url: index.html"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("not a path")),
+        "{errs:?}"
+    );
+    let errs = errors(&EXTERNAL.replace("method: GET", "method: FETCH"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("`FETCH`")),
+        "{errs:?}"
+    );
+    let errs = errors(&EXTERNAL.replace("expect: 200", "expect: 42"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("`expect` 42")),
+        "{errs:?}"
+    );
+    let errs = errors(&EXTERNAL.replace("http://127.0.0.1:8080", "127.0.0.1:8080/x"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("not a base URL")),
+        "{errs:?}"
+    );
 }

@@ -42,6 +42,8 @@ fn is_stream_path(s: &str) -> bool {
 
 /// Longest run a scenario may describe.
 const MAX_RUN_SECS: f64 = 24.0 * 3600.0;
+/// Most users a closed-model phase may ask for.
+const MAX_USERS: u32 = 100_000;
 /// Largest append request body the fabric accepts, with room for base64.
 const MAX_APPEND_BYTES: u64 = 8 << 20;
 
@@ -150,13 +152,43 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             Some("use `runtime: process` (the default): each service runs as a local process"),
         );
     }
-    if s.stack.services.is_empty() {
+    if s.stack.services.is_empty() && s.stack.external.is_empty() {
         problem(
             vec![k("stack"), k("services")],
             None,
             "the stack has no services".to_owned(),
             Some("add one, e.g. `fabric: { kind: fabric }`"),
         );
+    }
+    for (name, url) in &s.stack.external {
+        if !is_name(name) {
+            problem(
+                vec![k("stack"), k("external")],
+                Some(name),
+                format!("service name `{name}` is not a plain name"),
+                Some("use letters, digits, `-` and `_`"),
+            );
+        }
+        if s.stack.services.contains_key(name) {
+            problem(
+                vec![k("stack"), k("external"), k(name)],
+                None,
+                format!("`{name}` is both a booted and an external service"),
+                Some("rename one of them; operations refer to services by name"),
+            );
+        }
+        let host = url
+            .strip_prefix("http://")
+            .map(|h| h.trim_end_matches('/'))
+            .unwrap_or_default();
+        if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+            problem(
+                vec![k("stack"), k("external"), k(name)],
+                None,
+                format!("`{url}` is not a base URL"),
+                Some("write `http://host:port`, without a path, e.g. `http://127.0.0.1:8080`"),
+            );
+        }
     }
     for (name, svc) in &s.stack.services {
         let here = vec![k("stack"), k("services"), k(name)];
@@ -208,12 +240,15 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
     }
 
     let w = &s.workload;
-    if w.engine == EngineKind::Closed {
+    let closed = w.engine == EngineKind::Closed;
+    if !closed && w.think_time.is_some() {
         problem(
-            vec![k("workload"), k("engine")],
+            vec![k("workload"), k("think_time")],
             None,
-            "`engine: closed` is not available in this version of Gauntlet".to_owned(),
-            Some("use `engine: open` (the default): operations arrive at the phases' rates"),
+            "`think_time` applies to the closed model only".to_owned(),
+            Some(
+                "add `engine: closed`, or remove `think_time` (open-model arrivals follow `rate:`)",
+            ),
         );
     }
     if w.max_in_flight == 0 || w.max_in_flight > 100_000 {
@@ -269,17 +304,88 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             );
         }
         total += phase.duration.as_secs_f64();
-        let peak = match phase.rate {
-            RateSpec::Constant(r) => r.0,
-            RateSpec::Ramp { from, to } => from.0.max(to.0),
-        };
-        if peak == 0.0 {
-            problem(
+        match (closed, phase.rate, phase.users) {
+            (false, Some(rate), None) => {
+                let peak = match rate {
+                    RateSpec::Constant(r) => r.0,
+                    RateSpec::Ramp { from, to } => from.0.max(to.0),
+                };
+                if peak == 0.0 {
+                    problem(
+                        [here.clone(), vec![k("rate")]].concat(),
+                        None,
+                        format!("phase `{}` has a rate of 0/s", phase.name),
+                        Some("an open-model phase needs arrivals; give it a rate above 0/s"),
+                    );
+                }
+            }
+            (false, _, Some(_)) => problem(
+                [here.clone(), vec![k("users")]].concat(),
+                None,
+                format!(
+                    "phase `{}` gives `users:`, which the open model does not use",
+                    phase.name
+                ),
+                Some(
+                    "give the phase a `rate:` (e.g. `500/s`), or set `workload.engine: closed` to run users",
+                ),
+            ),
+            (false, None, None) => problem(
+                here.clone(),
+                Some("rate"),
+                format!("phase `{}` has no `rate:`", phase.name),
+                Some("an open-model phase needs an arrival rate, e.g. `rate: 500/s`"),
+            ),
+            (true, Some(_), _) => problem(
                 [here.clone(), vec![k("rate")]].concat(),
                 None,
-                format!("phase `{}` has a rate of 0/s", phase.name),
-                Some("an open-model phase needs arrivals; give it a rate above 0/s"),
-            );
+                format!(
+                    "phase `{}` gives `rate:`, but the closed model runs users, not a rate",
+                    phase.name
+                ),
+                Some(
+                    "write `users: 50` (or `users: { from: 0, to: 50 }`), or use `engine: open` for a rate",
+                ),
+            ),
+            (true, None, None) => problem(
+                here.clone(),
+                Some("users"),
+                format!("phase `{}` has no `users:`", phase.name),
+                Some("a closed-model phase needs users, e.g. `users: 50`"),
+            ),
+            (true, None, Some(users)) => {
+                let (from, to) = users.bounds();
+                if phase.duration.0.subsec_nanos() != 0 {
+                    problem(
+                        [here.clone(), vec![k("duration")]].concat(),
+                        None,
+                        format!(
+                            "closed-model phase `{}` lasts {}, not a whole number of seconds",
+                            phase.name, phase.duration
+                        ),
+                        Some("goose ramps users in whole seconds; round the duration, e.g. `10s`"),
+                    );
+                }
+                if from.max(to) > MAX_USERS {
+                    problem(
+                        [here.clone(), vec![k("users")]].concat(),
+                        None,
+                        format!(
+                            "phase `{}` asks for {} users, more than {MAX_USERS}",
+                            phase.name,
+                            from.max(to)
+                        ),
+                        Some("use fewer users, or the open model for high load"),
+                    );
+                } else if from.max(to) == 0 {
+                    problem(
+                        [here.clone(), vec![k("users")]].concat(),
+                        None,
+                        format!("phase `{}` has no users", phase.name),
+                        Some("give it at least 1 user"),
+                    );
+                }
+            }
         }
     }
     if total > MAX_RUN_SECS {
@@ -336,6 +442,45 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             &mut problem,
         );
         match &op.action {
+            Action::Http(h) => {
+                const METHODS: [&str; 7] =
+                    ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
+                if !METHODS.contains(&h.method.as_str()) {
+                    problem(
+                        [action_path.clone(), vec![k("method")]].concat(),
+                        None,
+                        format!("`{}` is not an HTTP method Gauntlet sends", h.method),
+                        Some("use GET, POST, PUT, DELETE, HEAD, PATCH or OPTIONS (upper case)"),
+                    );
+                }
+                if !h.url.starts_with('/') || h.url.contains(char::is_whitespace) {
+                    problem(
+                        [action_path.clone(), vec![k("url")]].concat(),
+                        None,
+                        format!("`{}` is not a path relative to the service", h.url),
+                        Some("write a path and query starting with `/`, e.g. `/api/items?id=1`"),
+                    );
+                }
+                for (name, value) in &h.headers {
+                    let bad = |t: &str| t.contains(['\r', '\n']);
+                    if name.is_empty() || name.contains([':', ' ']) || bad(name) || bad(value) {
+                        problem(
+                            [action_path.clone(), vec![k("headers")]].concat(),
+                            Some(name),
+                            format!("header `{name}` is not a valid header line"),
+                            Some("names have no `:`, spaces or line breaks; values no line breaks"),
+                        );
+                    }
+                }
+                if !(100..=599).contains(&h.expect) {
+                    problem(
+                        [action_path.clone(), vec![k("expect")]].concat(),
+                        None,
+                        format!("`expect` {} is not an HTTP status", h.expect),
+                        Some("use a status from 100 to 599, e.g. `200`"),
+                    );
+                }
+            }
             Action::StreamAppend(a) => {
                 if !is_stream_path(&a.stream) {
                     problem(
@@ -407,13 +552,40 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
 
 fn check_target(
     s: &Scenario,
-    needs: ServiceKind,
+    needs: Option<ServiceKind>,
     named: Option<&str>,
     action_path: &[Seg],
     problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
 ) {
+    let needs = match (needs, named) {
+        (Some(kind), _) => kind,
+        // Any HTTP service, booted or external.
+        (None, Some(name)) => {
+            if !s.stack.services.contains_key(name) && !s.stack.external.contains_key(name) {
+                let names: Vec<&str> = s
+                    .stack
+                    .services
+                    .keys()
+                    .chain(s.stack.external.keys())
+                    .map(String::as_str)
+                    .collect();
+                let hint = crate::diag::did_you_mean(name, names.iter().copied())
+                    .map(|m| format!("did you mean `{m}`?"))
+                    .unwrap_or_else(|| format!("services in the stack: {}", names.join(", ")));
+                problem(
+                    [action_path.to_vec(), vec![k("service")]].concat(),
+                    None,
+                    format!("no service `{name}` in the stack"),
+                    Some(&hint),
+                );
+            }
+            return;
+        }
+        (None, None) => return,
+    };
     match named {
         Some(name) => match s.stack.services.get(name) {
+            None if s.stack.external.contains_key(name) => {}
             None => {
                 let names: Vec<&str> = s.stack.services.keys().map(String::as_str).collect();
                 let hint = crate::diag::did_you_mean(name, names.iter().copied())
@@ -458,16 +630,23 @@ fn check_target(
     }
 }
 
-/// The service an action targets: the named one, or the only candidate.
+/// The service an action targets: the named one (booted or external), or
+/// the only candidate.
 pub fn target_service<'a>(s: &'a Scenario, action: &Action) -> Option<&'a str> {
     if let Some(name) = action.service() {
         return s
             .stack
             .services
             .get_key_value(name)
-            .map(|(k, _)| k.as_str());
+            .map(|(k, _)| k.as_str())
+            .or_else(|| {
+                s.stack
+                    .external
+                    .get_key_value(name)
+                    .map(|(k, _)| k.as_str())
+            });
     }
-    let needs = action.needs();
+    let needs = action.needs()?;
     let mut candidates = s
         .stack
         .services
