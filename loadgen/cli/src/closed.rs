@@ -148,7 +148,6 @@ pub async fn run(
         "--no-print-metrics",
         "--no-telnet",
         "--no-websocket",
-        "--no-reset-metrics",
         "--report-file",
         &report,
     ];

@@ -97,6 +97,17 @@ fn a_frozen_fabric_shows_in_latency_and_the_backlog_is_sent() {
     let results: RunResults =
         serde_json::from_slice(&std::fs::read(runs.join("latest/results.json")).unwrap()).unwrap();
     let e = &results.engine;
+    let t = &results.totals[0];
+    eprintln!(
+        "CO: sent {} of {} scheduled, errors {}, latency p99 {} µs p99.9 {} µs, service p50 {} µs p99 {} µs",
+        e.started,
+        e.scheduled,
+        t.errors,
+        t.latency_us.p99,
+        t.latency_us.p999,
+        t.service_time_us.p50,
+        t.service_time_us.p99
+    );
     // The backlog is sent, not skipped.
     assert_eq!(e.scheduled, 20_000);
     assert_eq!(e.started, e.scheduled);
