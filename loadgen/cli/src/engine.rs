@@ -388,6 +388,40 @@ mod tests {
     }
 
     #[test]
+    fn arrivals_are_numbered_across_phases() {
+        let scenario = gauntlet_scenario::load(
+            "s.yaml",
+            r#"
+name: s
+stack: { external: { x: "http://127.0.0.1:1" } }
+workload:
+  phases:
+    - { name: a, duration: 1s, rate: 10/s }
+    - { name: b, duration: 500ms, rate: 4/s }
+  operations:
+    - { name: get, http: { service: x, url: / } }
+"#,
+            &[],
+        )
+        .unwrap();
+        let plan = Plan::new(scenario);
+        let start = Instant::now();
+        let schedule = Schedule::new(&plan, start);
+        assert_eq!(schedule.total, 12);
+        assert_eq!(schedule.at(0), Some((0, start)));
+        assert_eq!(
+            schedule.at(9),
+            Some((0, start + Duration::from_millis(900)))
+        );
+        assert_eq!(schedule.at(10), Some((1, start + Duration::from_secs(1))));
+        assert_eq!(
+            schedule.at(11),
+            Some((1, start + Duration::from_millis(1_250)))
+        );
+        assert_eq!(schedule.at(12), None);
+    }
+
+    #[test]
     fn a_single_operation_is_always_picked() {
         let m = Mix::new(&[3], 1);
         assert!((0..100).all(|n| m.pick(n).0 == 0));
