@@ -190,7 +190,10 @@ impl Schedule {
 /// `write` and one `epoll_wait` saved per arrival at low rates).
 const LEADERS: usize = 2;
 
-/// Longest a waiting worker sleeps before looking at the cancel token again.
+/// Samples a busy worker collects before handing them to the recorder.
+const BATCH: usize = 32;
+
+/// Longest a waiting worker sleeps before looking at the stop flag again.
 const CANCEL_CHECK: Duration = Duration::from_millis(50);
 
 /// Engine threads (`GAUNTLET_ENGINE_THREADS`, default 1).
@@ -213,7 +216,8 @@ struct Shared {
     run_start: Instant,
     late_after: Duration,
     timeout: Duration,
-    cancel: CancellationToken,
+    /// Set when the run's cancel token fires (cheaper to read per operation).
+    stop: std::sync::atomic::AtomicBool,
 }
 
 async fn worker(
@@ -224,46 +228,60 @@ async fn worker(
 ) {
     let s = &*shared;
     let counters = &*s.counters;
+    // Samples of this worker not yet handed to the recorder: handed over
+    // every `BATCH` samples and whenever the worker is about to wait.
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         // A few idle workers per thread (the leaders) take the next arrivals
         // and wait for them; the others wait for the lead without a timer, so
         // an arrival costs one timer wake-up however many workers are idle.
         let lead = match leader.try_acquire() {
             Ok(permit) => permit,
-            Err(_) => match leader.acquire().await {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
+            Err(_) => {
+                // About to wait: hand the samples over first.
+                s.sink.push_all(shard, &mut batch);
+                match leader.acquire().await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                }
+            }
         };
         let n = s.next.fetch_add(1, Ordering::Relaxed);
         let Some((phase, intended)) = s.schedule.at(n) else {
             // Past the last arrival: every worker of this thread is done.
             leader.close();
-            return;
+            break;
         };
-        // Wait for the intended start, looking at the cancel token now and then.
+        // Wait for the intended start, looking at the stop flag now and then.
         let mut waited = false;
-        loop {
-            if s.cancel.is_cancelled() {
+        let sent = loop {
+            if s.stop.load(Ordering::Relaxed) {
                 leader.close();
+                s.sink.push_all(shard, &mut batch);
                 return;
             }
             let now = Instant::now();
             if intended <= now {
-                break;
+                break now;
+            }
+            if !waited {
+                s.sink.push_all(shard, &mut batch);
             }
             waited = true;
             tokio::time::sleep_until(intended.min(now + CANCEL_CHECK)).await;
-        }
+        };
         drop(lead);
         let (op, pick) = s.mix.pick(n);
-        let sent = Instant::now();
         let lag = sent.saturating_duration_since(intended);
         let late = lag > s.late_after;
         counters.started.fetch_add(1, Ordering::Relaxed);
-        counters
-            .max_start_lag_us
-            .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
+        let lag_us = lag.as_micros() as u64;
+        // Read first: the maximum rarely moves, and a read is cheaper than a write.
+        if lag_us > counters.max_start_lag_us.load(Ordering::Relaxed) {
+            counters
+                .max_start_lag_us
+                .fetch_max(lag_us, Ordering::Relaxed);
+        }
         if late {
             counters.late.fetch_add(1, Ordering::Relaxed);
             if waited {
@@ -277,29 +295,34 @@ async fn worker(
             }
         }
         let now_in_flight = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        counters
-            .peak_in_flight
-            .fetch_max(now_in_flight, Ordering::Relaxed);
+        if now_in_flight > counters.peak_in_flight.load(Ordering::Relaxed) {
+            counters
+                .peak_in_flight
+                .fetch_max(now_in_flight, Ordering::Relaxed);
+        }
         let outcome =
-            match tokio::time::timeout(s.timeout, s.prepared[op].execute(&client, pick)).await {
+            match tokio::time::timeout_at(sent + s.timeout, s.prepared[op].execute(&client, pick))
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::Error("timeout".to_owned()),
             };
         let done = Instant::now();
-        s.sink.push(
-            shard,
-            Sample {
-                operation: op,
-                phase,
-                latency_us: done.saturating_duration_since(intended).as_micros() as u64,
-                service_us: done.saturating_duration_since(sent).as_micros() as u64,
-                late,
-                outcome,
-                completed_at: done.saturating_duration_since(s.run_start),
-            },
-        );
+        batch.push(Sample {
+            operation: op,
+            phase,
+            latency_us: done.saturating_duration_since(intended).as_micros() as u64,
+            service_us: done.saturating_duration_since(sent).as_micros() as u64,
+            late,
+            outcome,
+            completed_at: done.saturating_duration_since(s.run_start),
+        });
+        if batch.len() >= BATCH {
+            s.sink.push_all(shard, &mut batch);
+        }
         counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+    s.sink.push_all(shard, &mut batch);
 }
 
 /// Runs every phase of the plan from `run_start` on `threads` engine
@@ -329,8 +352,15 @@ pub async fn run(
         run_start,
         late_after: plan.late_after,
         timeout: plan.timeout,
-        cancel,
+        stop: std::sync::atomic::AtomicBool::new(false),
     });
+    let stopper = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            shared.stop.store(true, Ordering::Relaxed);
+        })
+    };
     let threads = threads.clamp(1, plan.max_in_flight.max(1));
     let mut handles = Vec::with_capacity(threads);
     for t in 0..threads {
@@ -357,7 +387,7 @@ pub async fn run(
             .map_err(|e| format!("starting an engine thread: {e}"))?;
         handles.push(handle);
     }
-    tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         for h in handles {
             if h.join().is_err() {
                 return Err("an engine thread panicked".to_owned());
@@ -366,7 +396,9 @@ pub async fn run(
         Ok(())
     })
     .await
-    .map_err(|e| format!("waiting for the engine threads: {e}"))?
+    .map_err(|e| format!("waiting for the engine threads: {e}"));
+    stopper.abort();
+    joined?
 }
 
 #[cfg(test)]
