@@ -176,6 +176,10 @@ pub async fn run(
         }
         attack = attack.register_scenario(scenario);
     }
+    // goose installs its own Ctrl-C handler while it runs: a Ctrl-C stops
+    // goose (a second one exits at once, and the services die with us).
+    // Either way the run is marked interrupted.
+    goose::reset_killswitch();
     let stop = cancel.clone();
     let watcher = tokio::spawn(async move {
         stop.cancelled().await;
@@ -183,5 +187,8 @@ pub async fn run(
     });
     let result = attack.execute().await;
     watcher.abort();
+    if goose::is_killswitch_triggered() && !cancel.is_cancelled() {
+        cancel.cancel();
+    }
     result.map(|_| ()).map_err(|e| format!("goose failed: {e}"))
 }
