@@ -64,10 +64,20 @@ workload:
     std::fs::write(dir.path().join("s.yaml"), scenario).unwrap();
     let out = loadgen(&["run", "s.yaml", "--quiet", "--out", "runs"], dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let r: RunResults = serde_json::from_slice(
-        &std::fs::read(dir.path().join("runs/latest/results.json")).unwrap(),
-    )
-    .unwrap();
+    check(&dir.path().join("runs/latest/results.json"));
+    // The same on two engine threads sharing the schedule.
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "s.yaml", "--quiet", "--out", "runs2"])
+        .current_dir(dir.path())
+        .env("GAUNTLET_ENGINE_THREADS", "2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    check(&dir.path().join("runs2/latest/results.json"));
+}
+
+fn check(results: &std::path::Path) {
+    let r: RunResults = serde_json::from_slice(&std::fs::read(results).unwrap()).unwrap();
     assert_eq!(r.engine.started, 200);
     let ready = r.totals.iter().find(|o| o.operation == "ready").unwrap();
     let wrong = r.totals.iter().find(|o| o.operation == "wrong").unwrap();
