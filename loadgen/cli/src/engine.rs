@@ -19,9 +19,10 @@
 //! crosses threads, samples go to a per-thread buffer the recorder drains
 //! (see `recording`), and requests use the engine's own HTTP client
 //! (`crate::http`). A start later than `late_after` is counted late, and
-//! classified: the worker woke late from its wait (the load generator was
-//! the bottleneck), or the arrival was taken late because every slot was
-//! busy (the system could not keep up).
+//! classified: the worker was idle (it waited for the lead or for the
+//! arrival) and still started late (the load generator was the bottleneck),
+//! or it took the overdue arrival straight after finishing an operation, so
+//! every slot was busy (the system could not keep up).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,9 +236,14 @@ async fn worker(
         // A few idle workers per thread (the leaders) take the next arrivals
         // and wait for them; the others wait for the lead without a timer, so
         // an arrival costs one timer wake-up however many workers are idle.
+        // Idle: this worker waited for the lead or for the arrival, so a
+        // slot was free. A late start then is the engine's fault; a late
+        // start taken straight after an operation means every slot was busy.
+        let mut waited = false;
         let lead = match leader.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
+                waited = true;
                 // About to wait: hand the samples over first.
                 s.sink.push_all(shard, &mut batch);
                 match leader.acquire().await {
@@ -253,7 +259,6 @@ async fn worker(
             break;
         };
         // Wait for the intended start, looking at the stop flag now and then.
-        let mut waited = false;
         let sent = loop {
             if s.stop.load(Ordering::Relaxed) {
                 leader.close();
@@ -264,9 +269,7 @@ async fn worker(
             if intended <= now {
                 break now;
             }
-            if !waited {
-                s.sink.push_all(shard, &mut batch);
-            }
+            s.sink.push_all(shard, &mut batch);
             waited = true;
             tokio::time::sleep_until(intended.min(now + CANCEL_CHECK)).await;
         };
@@ -285,7 +288,7 @@ async fn worker(
         if late {
             counters.late.fetch_add(1, Ordering::Relaxed);
             if waited {
-                // The arrival was ours in time; we woke up late.
+                // A slot was free (this worker was idle), yet it started late.
                 counters.late_engine.fetch_add(1, Ordering::Relaxed);
             } else {
                 // Every worker was busy when the arrival was due.
