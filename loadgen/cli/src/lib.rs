@@ -7,12 +7,14 @@
 
 pub mod bins;
 pub mod chaos;
+pub mod closed;
 pub mod collect;
 pub mod containers_cmd;
 pub mod data;
 pub mod driver;
 pub mod engine;
 pub mod gate_cmd;
+pub mod http;
 pub mod plan;
 pub mod recording;
 pub mod report_cmd;
