@@ -247,6 +247,8 @@ enum Call {
         target: Target,
         method: String,
         url: Template,
+        /// The URL rendered once, when it has no placeholder.
+        fixed_url: Option<String>,
         /// Header lines, as the engine's client writes them.
         headers: Vec<u8>,
         body: Option<PayloadGen>,
@@ -539,10 +541,14 @@ fn prepare_call(
                     HeaderValue::from_static("application/json"),
                 ));
             }
+            let url = Template::text(&h.url, &shared.counters);
             Call::Http {
                 target,
                 method: method.as_str().to_owned(),
-                url: Template::text(&h.url, &shared.counters),
+                fixed_url: url
+                    .is_constant()
+                    .then(|| url.render(&Ctx { seq: 0, key: None }, &mut Rng::new(0))),
+                url,
                 headers: http::header_lines(
                     headers
                         .iter()
@@ -1021,6 +1027,7 @@ impl Call {
                 target,
                 method,
                 url,
+                fixed_url,
                 headers,
                 body,
                 expect,
@@ -1028,16 +1035,19 @@ impl Call {
                 stream,
             } => {
                 let ctx = Ctx { seq, key: None };
-                let path = if url.is_constant() {
-                    url.render(&ctx, &mut Rng::new(0))
-                } else {
-                    url.render(&ctx, &mut Rng::for_request(*seed, *stream, seq))
+                let rendered;
+                let path = match fixed_url {
+                    Some(path) => path.as_str(),
+                    None => {
+                        rendered = url.render(&ctx, &mut Rng::for_request(*seed, *stream, seq));
+                        rendered.as_str()
+                    }
                 };
                 let bytes = body
                     .as_ref()
                     .map(|b| b.generate(&ctx, 0))
                     .unwrap_or_default();
-                match send_with(client, target, method, &path, headers, &bytes).await {
+                match send_with(client, target, method, path, headers, &bytes).await {
                     Ok(resp) if expect.accepts(resp.status) => Outcome::Ok,
                     Ok(resp) => http_status(resp.status),
                     Err(kind) => Outcome::Error(kind),
