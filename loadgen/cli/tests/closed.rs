@@ -24,6 +24,10 @@ workload:
   operations:
     - { name: append, weight: 3, fabric.stream.append: { stream: test/closed/events, payload: 64B } }
     - { name: read, weight: 1, fabric.stream.read: { stream: test/closed/events, from: latest-10, max: 10 } }
+    - name: session
+      weight: 1
+      fabric.kv.put: { store: test/closed/sessions, key: "s-{{seq}}" }
+      then: [ { fabric.kv.get: {} } ]
 "#;
 
 fn results(run_dir: &Path) -> RunResults {
@@ -65,9 +69,19 @@ fn goose_users_drive_the_fabric_into_gauntlets_recorder() {
         let n: u64 = phase.operations.iter().map(|o| o.count).sum();
         assert!(n > 0, "phase {} recorded nothing", phase.name);
     }
-    // Nothing is scheduled ahead in a closed model: every start is counted.
-    assert_eq!(r.engine.started, total);
-    assert_eq!(r.engine.scheduled, total);
+    // A chained step runs after every successful put, recorded under its
+    // own name.
+    let puts = r.totals.iter().find(|o| o.operation == "session").unwrap();
+    let gets = r
+        .totals
+        .iter()
+        .find(|o| o.operation == "session.get")
+        .unwrap();
+    assert_eq!(gets.count, puts.count, "{puts:?} {gets:?}");
+    // Nothing is scheduled ahead in a closed model: every start is counted
+    // (steps are not arrivals of their own).
+    assert_eq!(r.engine.started, total - gets.count);
+    assert_eq!(r.engine.scheduled, r.engine.started);
     // Gauntlet's own interval log has the samples; goose wrote its report.
     let hlog = gauntlet_recorder::hlog::read(&std::fs::read(run_dir.join("latency.hlog")).unwrap());
     let logged: u64 = hlog.iter().map(|h| h.histogram.len()).sum();
