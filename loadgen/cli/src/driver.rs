@@ -9,6 +9,11 @@
 //! `watch` channel ([`Target`]), so a container restarted on a new host
 //! port is followed at once.
 //!
+//! Operations run on the engine's own HTTP client (`crate::http`): a
+//! request writes a reused buffer and parses the answer in place. The hyper
+//! client here ([`HttpClient`]) serves the control path only (readiness,
+//! metrics scrapes).
+//!
 //! An operation may chain steps (`then:`); what a step acts on — the jobs a
 //! reserve got, the key a put wrote, the offset a read reached — travels in
 //! a [`Chain`]. Each step is recorded as its own operation
@@ -26,9 +31,9 @@ use fabric_wire::{
 use gauntlet_control::Endpoint;
 use gauntlet_recorder::Outcome;
 use gauntlet_scenario::{Action, Expect, KeySpec, Missing, Payload, ReadFrom};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -36,6 +41,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::data::{Counters, Ctx, KeyGen, PayloadGen, Rng, Template};
+use crate::http;
 use crate::plan::PlannedOperation;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -51,12 +57,18 @@ pub fn http_client(max_in_flight: usize) -> HttpClient {
         .build(connector)
 }
 
+/// The last endpoint seen and the engine client's endpoint for it.
+type Resolved = (Endpoint, Arc<http::Endpoint>);
+
 /// Where a service is reached now: its endpoint (which may change during
 /// the run) and, for an external base URL, a path prefix.
 #[derive(Clone)]
 pub struct Target {
     endpoint: watch::Receiver<Endpoint>,
     prefix: Arc<str>,
+    /// The engine client's endpoint for the last endpoint seen, so a
+    /// request neither resolves nor allocates while the endpoint stays.
+    resolved: Arc<std::sync::Mutex<Option<Resolved>>>,
 }
 
 impl Target {
@@ -64,6 +76,52 @@ impl Target {
         Self {
             endpoint,
             prefix: prefix.trim_end_matches('/').into(),
+            resolved: Arc::default(),
+        }
+    }
+
+    /// The service's current endpoint for the engine's client: an IP
+    /// address is used as is; a host name is resolved when the endpoint
+    /// changes, not per request.
+    pub fn endpoint(&self) -> Result<Arc<http::Endpoint>, String> {
+        let ep = self.endpoint.borrow();
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, at)) = &*resolved
+            && seen.host == ep.host
+            && seen.port == ep.port
+        {
+            return Ok(at.clone());
+        }
+        let host = ep.host.trim_start_matches('[').trim_end_matches(']');
+        let addr = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, ep.port),
+            Err(_) => {
+                use std::net::ToSocketAddrs as _;
+                (host, ep.port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| "connect".to_owned())?
+            }
+        };
+        let at = Arc::new(http::Endpoint {
+            addr,
+            host: if addr.is_ipv6() {
+                format!("[{host}]:{}", ep.port)
+            } else {
+                format!("{host}:{}", ep.port)
+            },
+        });
+        *resolved = Some((ep.clone(), at.clone()));
+        Ok(at)
+    }
+
+    /// `path` under the service's base URL (with an external URL's prefix).
+    fn path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.prefix.is_empty() {
+            std::borrow::Cow::Borrowed(path)
+        } else {
+            std::borrow::Cow::Owned(format!("{}{path}", self.prefix))
         }
     }
 
@@ -189,9 +247,12 @@ enum Call {
     },
     Http {
         target: Target,
-        method: Method,
+        method: String,
         url: Template,
-        headers: Vec<(HeaderName, HeaderValue)>,
+        /// The URL rendered once, when it has no placeholder.
+        fixed_url: Option<String>,
+        /// Header lines, as the engine's client writes them.
+        headers: Vec<u8>,
         body: Option<PayloadGen>,
         expect: Expect,
         seed: u64,
@@ -485,11 +546,19 @@ fn prepare_call(
                     HeaderValue::from_static("application/json"),
                 ));
             }
+            let url = Template::text(&h.url, &shared.counters);
             Call::Http {
                 target,
-                method,
-                url: Template::text(&h.url, &shared.counters),
-                headers,
+                method: method.as_str().to_owned(),
+                fixed_url: url
+                    .is_constant()
+                    .then(|| url.render(&Ctx { seq: 0, key: None }, &mut Rng::new(0))),
+                url,
+                headers: http::header_lines(
+                    headers
+                        .iter()
+                        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
+                ),
                 body: h.body.as_ref().map(|b| payload(&b.0, 1)),
                 expect: h.expect.clone(),
                 seed,
@@ -503,7 +572,7 @@ fn prepare_call(
 /// stores) before the run, so the first reads find an empty resource
 /// rather than a missing one. Generic HTTP operations need nothing.
 pub async fn setup(
-    client: &HttpClient,
+    client: &http::Client,
     op: &PlannedOperation,
     targets: &dyn Fn(&str) -> Target,
 ) -> Result<(), String> {
@@ -525,14 +594,16 @@ pub async fn setup(
             continue;
         };
         previous = Some(name);
-        let uri = targets(service).url(&format!("/api/v1/{kind}/{name}"));
-        match send(client, Method::PUT, &uri, Bytes::new()).await {
-            Ok((status, _)) if status.is_success() => {}
-            Ok((status, body)) => {
+        let target = targets(service);
+        let path = format!("/api/v1/{kind}/{name}");
+        match send(client, &target, "PUT", &path, b"").await {
+            Ok(resp) if resp.is_success() => {}
+            Ok(resp) => {
                 return Err(format!(
-                    "creating {kind} `{name}` for operation `{}` answered {status}: {}",
+                    "creating {kind} `{name}` for operation `{}` answered {}: {}",
                     op.name,
-                    String::from_utf8_lossy(&body)
+                    resp.status,
+                    String::from_utf8_lossy(resp.body())
                 ));
             }
             Err(kind_of_error) => {
@@ -550,60 +621,52 @@ fn json_bytes<T: serde::Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
-/// Why a request failed, as an error kind for the recorder.
-fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
-    if e.is_connect() {
-        "connect".to_owned()
+/// Header of requests with a JSON body.
+const JSON_HEADER: &[u8] = b"Content-Type: application/json\r\n";
+
+/// A fabric request on the engine's client: a non-empty body is JSON.
+async fn send<'c>(
+    client: &'c http::Client,
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<http::Response<'c>, String> {
+    let headers = if body.is_empty() {
+        &b""[..]
     } else {
-        "io".to_owned()
-    }
+        JSON_HEADER
+    };
+    send_with(client, target, method, path, headers, body).await
 }
 
-/// A fabric request: a non-empty body is JSON.
-pub(crate) async fn send(
-    client: &HttpClient,
-    method: Method,
-    uri: &str,
-    body: Bytes,
-) -> Result<(StatusCode, Bytes), String> {
-    let json = !body.is_empty();
-    send_with(client, method, uri, &[], json, body).await
-}
-
-async fn send_with(
-    client: &HttpClient,
-    method: Method,
-    uri: &str,
-    headers: &[(HeaderName, HeaderValue)],
-    json: bool,
-    body: Bytes,
-) -> Result<(StatusCode, Bytes), String> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if json {
-        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-    }
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    let request = builder
-        .body(Full::new(body))
-        .map_err(|_| "bad_request".to_owned())?;
-    let response = client
-        .request(request)
+/// A request to `path` at the target's current endpoint; `headers` are
+/// header lines (see [`http::header_lines`]).
+async fn send_with<'c>(
+    client: &'c http::Client,
+    target: &Target,
+    method: &str,
+    path: &str,
+    headers: &[u8],
+    body: &[u8],
+) -> Result<http::Response<'c>, String> {
+    let endpoint = target.endpoint()?;
+    client
+        .send(&endpoint, method, &target.path(path), headers, body)
         .await
-        .map_err(|e| transport_error(&e))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|_| "io".to_owned())?
-        .to_bytes();
-    Ok((status, body))
+        .map_err(|f| f.kind().to_owned())
 }
 
-fn http_status(status: StatusCode) -> Outcome {
-    Outcome::Error(format!("http_{}", status.as_u16()))
+/// An answer as the history sees it: status and body, or the error kind.
+fn seen<'a>(answer: &'a Result<http::Response<'_>, String>) -> crate::history::Answer<'a> {
+    answer
+        .as_ref()
+        .map(|r| (r.status, r.body()))
+        .map_err(String::as_str)
+}
+
+fn http_status(status: u16) -> Outcome {
+    Outcome::Error(format!("http_{status}"))
 }
 
 fn bad_response() -> Outcome {
@@ -642,7 +705,7 @@ fn append_body(payload: &PayloadGen, batch: u32, ctx: &Ctx) -> Bytes {
 impl Prepared {
     /// Runs the operation's action once; what it got is left in `chain`
     /// for [`Prepared::run_steps`].
-    pub async fn execute(&self, client: &HttpClient, chain: &mut Chain) -> Outcome {
+    pub async fn execute(&self, client: &http::Client, chain: &mut Chain) -> Outcome {
         chain.seq = self.seq.fetch_add(1, Ordering::Relaxed);
         chain.tap.clone_from(&self.tap);
         self.head.run(client, chain).await
@@ -664,7 +727,7 @@ impl Prepared {
     /// act on (a reserve that found the queue empty).
     pub async fn run_steps(
         &self,
-        client: &HttpClient,
+        client: &http::Client,
         mut chain: Chain,
         timeout: Duration,
         mut record: impl FnMut(usize, Outcome, Instant, Instant),
@@ -716,7 +779,7 @@ impl Call {
 
     async fn settle(
         &self,
-        client: &HttpClient,
+        client: &http::Client,
         job: &(String, Option<String>),
         tap: Option<&crate::history::Tap>,
     ) -> Outcome {
@@ -740,18 +803,18 @@ impl Call {
         let id = tap
             .filter(|_| !*nack)
             .map(|t| t.invoke_ack(jobs_path, &job.0));
-        let answer = send(client, Method::POST, &target.url(&path), body).await;
+        let answer = send(client, target, "POST", &path, &body).await;
         if let (Some(t), Some(id)) = (tap, id) {
-            t.complete_plain(id, &answer);
+            t.complete_plain(id, seen(&answer));
         }
         match answer {
-            Ok((status, _)) if status.is_success() => Outcome::Ok,
-            Ok((status, _)) => http_status(status),
+            Ok(resp) if resp.is_success() => Outcome::Ok,
+            Ok(resp) => http_status(resp.status),
             Err(kind) => Outcome::Error(kind),
         }
     }
 
-    async fn run(&self, client: &HttpClient, chain: &mut Chain) -> Outcome {
+    async fn run(&self, client: &http::Client, chain: &mut Chain) -> Outcome {
         let seq = chain.seq;
         match self {
             Call::StreamAppend {
@@ -767,13 +830,13 @@ impl Call {
                 });
                 let tap = chain.tap.clone();
                 let id = tap.as_ref().map(|t| t.invoke_append(path, &body));
-                let answer = send(client, Method::POST, &target.url(path), body).await;
+                let answer = send(client, target, "POST", path, &body).await;
                 if let (Some(t), Some(id)) = (&tap, id) {
-                    t.complete_append(id, &answer);
+                    t.complete_append(id, seen(&answer));
                 }
                 match answer {
-                    Ok((status, body)) if status.is_success() => {
-                        match serde_json::from_slice::<AppendResponse>(&body) {
+                    Ok(resp) if resp.is_success() => {
+                        match serde_json::from_slice::<AppendResponse>(resp.body()) {
                             Ok(resp) if resp.offsets.len() == *batch as usize => {
                                 if let Some(&last) = resp.offsets.iter().max() {
                                     latest.fetch_max(last as i64, Ordering::Relaxed);
@@ -784,7 +847,7 @@ impl Call {
                             _ => bad_response(),
                         }
                     }
-                    Ok((status, _)) => http_status(status),
+                    Ok(resp) => http_status(resp.status),
                     Err(kind) => Outcome::Error(kind),
                 }
             }
@@ -819,9 +882,9 @@ impl Call {
                     "{}?offset={offset}&max_messages={max}",
                     fabric_wire::stream_path(stream, "messages")
                 );
-                match send(client, Method::GET, &target.url(&path), Bytes::new()).await {
-                    Ok((status, body)) if status.is_success() => {
-                        match serde_json::from_slice::<ReadOffsets>(&body) {
+                match send(client, target, "GET", &path, b"").await {
+                    Ok(resp) if resp.is_success() => {
+                        match serde_json::from_slice::<ReadOffsets>(resp.body()) {
                             Ok(resp)
                                 if resp.status == "success"
                                     && resp.messages.len() <= *max as usize
@@ -839,7 +902,7 @@ impl Call {
                             _ => bad_response(),
                         }
                     }
-                    Ok((status, _)) => http_status(status),
+                    Ok(resp) => http_status(resp.status),
                     Err(kind) => Outcome::Error(kind),
                 }
             }
@@ -875,12 +938,12 @@ impl Call {
                 let body = json_bytes(&fabric_wire::CommitOffsetRequest {
                     offset: offset as u64,
                 });
-                match send(client, Method::POST, &target.url(path), body).await {
-                    Ok((status, _)) if status.is_success() => {
+                match send(client, target, "POST", path, &body).await {
+                    Ok(resp) if resp.is_success() => {
                         *committed = offset;
                         Outcome::Ok
                     }
-                    Ok((status, _)) => http_status(status),
+                    Ok(resp) => http_status(resp.status),
                     Err(kind) => Outcome::Error(kind),
                 }
             }
@@ -895,18 +958,18 @@ impl Call {
                     enqueue_body(payload, *delay_s, ctx)
                 });
                 let id = chain.tap.as_ref().map(|t| t.invoke_enqueue(path, &body));
-                let answer = send(client, Method::POST, &target.url(path), body).await;
+                let answer = send(client, target, "POST", path, &body).await;
                 if let (Some(t), Some(id)) = (&chain.tap, id) {
-                    t.complete_enqueue(id, &answer);
+                    t.complete_enqueue(id, seen(&answer));
                 }
                 match answer {
-                    Ok((status, body)) if status.is_success() => {
-                        match serde_json::from_slice::<EnqueueResponse>(&body) {
+                    Ok(resp) if resp.is_success() => {
+                        match serde_json::from_slice::<EnqueueResponse>(resp.body()) {
                             Ok(resp) if !resp.job_id.is_empty() => Outcome::Ok,
                             _ => bad_response(),
                         }
                     }
-                    Ok((status, _)) => http_status(status),
+                    Ok(resp) => http_status(resp.status),
                     Err(kind) => Outcome::Error(kind),
                 }
             }
@@ -917,16 +980,16 @@ impl Call {
                 many,
             } => {
                 let id = chain.tap.as_ref().map(|t| t.invoke_receive(path));
-                let answer = send(client, Method::POST, &target.url(path), body.clone()).await;
+                let answer = send(client, target, "POST", path, body).await;
                 if let (Some(t), Some(id)) = (&chain.tap, id) {
-                    t.complete_receive(id, &answer, *many);
+                    t.complete_receive(id, seen(&answer), *many);
                 }
                 match answer {
-                    Ok((status, body)) if status.is_success() => {
+                    Ok(resp) if resp.is_success() => {
                         let jobs = if *many {
-                            serde_json::from_slice::<JobsResponse>(&body).map(|r| r.jobs)
+                            serde_json::from_slice::<JobsResponse>(resp.body()).map(|r| r.jobs)
                         } else {
-                            serde_json::from_slice::<ReserveResponse>(&body)
+                            serde_json::from_slice::<ReserveResponse>(resp.body())
                                 .map(|r| r.job.into_iter().collect())
                         };
                         match jobs {
@@ -937,7 +1000,7 @@ impl Call {
                             Err(_) => bad_response(),
                         }
                     }
-                    Ok((status, _)) => http_status(status),
+                    Ok(resp) => http_status(resp.status),
                     Err(kind) => Outcome::Error(kind),
                 }
             }
@@ -962,7 +1025,6 @@ impl Call {
                 let mut path = String::with_capacity(keys_path.len() + key.len() + 8);
                 path.push_str(keys_path);
                 encode_segment(&mut path, &key);
-                let url = target.url(&path);
                 let outcome = match verb {
                     KvVerb::Put {
                         value,
@@ -978,49 +1040,51 @@ impl Call {
                             .tap
                             .as_ref()
                             .map(|t| t.invoke_put(keys_path, &key, &body));
-                        let answer = send(client, Method::PUT, &url, body).await;
+                        let answer = send(client, target, "PUT", &path, &body).await;
                         if let (Some(t), Some(id)) = (&chain.tap, id) {
-                            t.complete_plain(id, &answer);
+                            t.complete_plain(id, seen(&answer));
                         }
                         match answer {
-                            Ok((status, _)) if status.is_success() => Outcome::Ok,
-                            Ok((status, _)) => http_status(status),
+                            Ok(resp) if resp.is_success() => Outcome::Ok,
+                            Ok(resp) => http_status(resp.status),
                             Err(kind) => Outcome::Error(kind),
                         }
                     }
                     KvVerb::Get | KvVerb::Delete => {
                         let method = if matches!(verb, KvVerb::Get) {
-                            Method::GET
+                            "GET"
                         } else {
-                            Method::DELETE
+                            "DELETE"
                         };
                         let id = chain
                             .tap
                             .as_ref()
                             .filter(|_| matches!(verb, KvVerb::Delete))
                             .map(|t| t.invoke_delete(keys_path, &key));
-                        let answer = send(client, method, &url, Bytes::new()).await;
+                        let answer = send(client, target, method, &path, b"").await;
                         if let (Some(t), Some(id)) = (&chain.tap, id) {
-                            t.complete_plain(id, &answer);
+                            t.complete_plain(id, seen(&answer));
                         }
                         match answer {
-                            Ok((status, body)) if status.is_success() => {
+                            Ok(resp) if resp.is_success() => {
                                 if matches!(verb, KvVerb::Get)
-                                    && serde_json::from_slice::<fabric_wire::KvGetResponse>(&body)
-                                        .is_err()
+                                    && serde_json::from_slice::<fabric_wire::KvGetResponse>(
+                                        resp.body(),
+                                    )
+                                    .is_err()
                                 {
                                     bad_response()
                                 } else {
                                     Outcome::Ok
                                 }
                             }
-                            Ok((StatusCode::NOT_FOUND, _)) if *missing == Missing::Ok => {
+                            Ok(resp) if resp.status == 404 && *missing == Missing::Ok => {
                                 Outcome::Ok
                             }
-                            Ok((StatusCode::NOT_FOUND, _)) => {
+                            Ok(resp) if resp.status == 404 => {
                                 Outcome::Error("not_found".to_owned())
                             }
-                            Ok((status, _)) => http_status(status),
+                            Ok(resp) => http_status(resp.status),
                             Err(kind) => Outcome::Error(kind),
                         }
                     }
@@ -1032,6 +1096,7 @@ impl Call {
                 target,
                 method,
                 url,
+                fixed_url,
                 headers,
                 body,
                 expect,
@@ -1039,27 +1104,21 @@ impl Call {
                 stream,
             } => {
                 let ctx = Ctx { seq, key: None };
-                let path = if url.is_constant() {
-                    url.render(&ctx, &mut Rng::new(0))
-                } else {
-                    url.render(&ctx, &mut Rng::for_request(*seed, *stream, seq))
+                let rendered;
+                let path = match fixed_url {
+                    Some(path) => path.as_str(),
+                    None => {
+                        rendered = url.render(&ctx, &mut Rng::for_request(*seed, *stream, seq));
+                        rendered.as_str()
+                    }
                 };
                 let bytes = body
                     .as_ref()
                     .map(|b| b.generate(&ctx, 0))
                     .unwrap_or_default();
-                match send_with(
-                    client,
-                    method.clone(),
-                    &target.url(&path),
-                    headers,
-                    false,
-                    bytes,
-                )
-                .await
-                {
-                    Ok((status, _)) if expect.accepts(status.as_u16()) => Outcome::Ok,
-                    Ok((status, _)) => http_status(status),
+                match send_with(client, target, method, path, headers, &bytes).await {
+                    Ok(resp) if expect.accepts(resp.status) => Outcome::Ok,
+                    Ok(resp) => http_status(resp.status),
                     Err(kind) => Outcome::Error(kind),
                 }
             }
@@ -1068,15 +1127,19 @@ impl Call {
 }
 
 /// `GET …/offsets/latest`: the stream's latest offset (`-1` when empty).
-async fn latest_offset(client: &HttpClient, target: &Target, stream: &str) -> Result<i64, Outcome> {
-    let uri = target.url(&fabric_wire::stream_path(stream, "offsets/latest"));
-    match send(client, Method::GET, &uri, Bytes::new()).await {
-        Ok((status, body)) if status.is_success() => {
-            serde_json::from_slice::<LatestOffsetResponse>(&body)
+async fn latest_offset(
+    client: &http::Client,
+    target: &Target,
+    stream: &str,
+) -> Result<i64, Outcome> {
+    let path = fabric_wire::stream_path(stream, "offsets/latest");
+    match send(client, target, "GET", &path, b"").await {
+        Ok(resp) if resp.is_success() => {
+            serde_json::from_slice::<LatestOffsetResponse>(resp.body())
                 .map(|r| r.offset)
                 .map_err(|_| bad_response())
         }
-        Ok((status, _)) => Err(http_status(status)),
+        Ok(resp) => Err(http_status(resp.status)),
         Err(kind) => Err(Outcome::Error(kind)),
     }
 }
@@ -1099,6 +1162,38 @@ mod tests {
         })
         .unwrap();
         assert_eq!(target.url("/x"), "http://127.0.0.1:2000/base/x");
+    }
+
+    #[test]
+    fn the_client_endpoint_is_kept_until_the_endpoint_moves() {
+        let (tx, rx) = watch::channel(Endpoint {
+            host: "127.0.0.1".into(),
+            port: 1000,
+        });
+        let target = Target::new(rx, "/base");
+        let first = target.endpoint().unwrap();
+        assert_eq!(first.addr, "127.0.0.1:1000".parse().unwrap());
+        assert_eq!(first.host, "127.0.0.1:1000");
+        assert!(Arc::ptr_eq(&first, &target.endpoint().unwrap()));
+        assert_eq!(target.path("/x"), "/base/x");
+        tx.send(Endpoint {
+            host: "localhost".into(),
+            port: 2000,
+        })
+        .unwrap();
+        let moved = target.endpoint().unwrap();
+        assert_eq!(moved.addr.port(), 2000);
+        assert!(moved.addr.ip().is_loopback());
+        assert_eq!(moved.host, "localhost:2000");
+        let plain = Target::new(
+            watch::channel(Endpoint {
+                host: "127.0.0.1".into(),
+                port: 1,
+            })
+            .1,
+            "",
+        );
+        assert!(matches!(plain.path("/x"), std::borrow::Cow::Borrowed("/x")));
     }
 
     #[test]

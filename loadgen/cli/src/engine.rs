@@ -2,28 +2,43 @@
 //! the system under test does, so slow answers cannot slow the arrivals down
 //! (no coordinated omission).
 //!
-//! One scheduler task walks every phase's arrival schedule. For each arrival
-//! it picks an operation by weight (seeded, so the mix is the same every
-//! run), takes a slot from the bounded in-flight pool and spawns the
-//! operation. Latency is measured from the intended start; service time from
-//! the actual send. A start later than `late_after` is counted late, and
-//! classified: the engine fell behind while a slot was free (the load
-//! generator was the bottleneck), or every slot was taken (the system could
-//! not keep up).
+//! The run's arrivals are numbered across phases; `max_in_flight` workers
+//! take the next number from one shared counter, wait for its intended start
+//! (unless it has passed), run the operation and record it. Only two idle
+//! workers per thread (the leaders) hold an arrival and sleep on a timer; the
+//! other idle workers queue for the lead, so idle workers cost nothing and a
+//! low rate costs one timer wake-up per arrival. A worker is an
+//! in-flight slot: when all are busy, the next arrival waits and starts late,
+//! and its latency still counts from its intended start, so the backlog of a
+//! stalled system is sent, never skipped. The operation of an arrival is
+//! picked by weight (the phase's mix) from a hash of the seed and the
+//! arrival's number, so the mix is the same every run whichever worker
+//! takes it. An operation with chained steps (`then:`) runs them on the
+//! same worker after its action succeeds; each step is recorded as its own
+//! operation, timed from its own start.
+//!
+//! Workers run on `GAUNTLET_ENGINE_THREADS` (default 1) single-threaded
+//! runtimes of their own: no task is spawned per operation, no wake-up
+//! crosses threads, samples go to a per-thread buffer the recorder drains
+//! (see `recording`), and requests use the engine's own HTTP client
+//! (`crate::http`). A start later than `late_after` is counted late, and
+//! classified: the worker was idle (it waited for the lead or for the
+//! arrival) and still started late (the load generator was the bottleneck),
+//! or it took the overdue arrival straight after finishing an operation, so
+//! every slot was busy (the system could not keep up).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gauntlet_recorder::{EngineStats, Outcome, Sample};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{Chain, HttpClient, Prepared};
+use crate::driver::{Chain, Prepared};
+use crate::http;
 use crate::plan::Plan;
+use crate::recording::SampleSink;
 
 /// Share of operations that may start late with a free slot before the run
 /// is flagged as limited by the engine rather than the system.
@@ -92,10 +107,19 @@ impl EngineCounters {
     }
 }
 
-/// Picks operations by weight (one weight table per phase), deterministically for a seed.
+/// Picks operations by weight (one weight table per phase),
+/// deterministically for a seed and an arrival.
 pub struct Mix {
     cumulative: Vec<Vec<u64>>,
-    rng: ChaCha8Rng,
+    seed: u64,
+}
+
+/// SplitMix64: a fast, well-mixed hash of one word.
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Mix {
@@ -115,137 +139,300 @@ impl Mix {
             .collect();
         Self {
             cumulative,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed: mix64(seed),
         }
     }
 
-    /// The index of the next operation in `phase`.
-    pub fn pick(&mut self, phase: usize) -> usize {
+    /// The operation of arrival `n` in `phase`.
+    pub fn pick(&self, phase: usize, n: u64) -> usize {
         let cumulative = &self.cumulative[phase];
-        let total = *cumulative.last().unwrap_or(&1);
-        let x = self.rng.random_range(0..total.max(1));
-        let op = cumulative.partition_point(|&c| c <= x);
+        let total = cumulative.last().copied().unwrap_or(1).max(1);
+        let op = cumulative.partition_point(|&c| c <= mix64(self.seed ^ n) % total);
         op.min(cumulative.len().saturating_sub(1))
     }
 }
 
-/// Runs every phase of the plan from `run_start`; returns when all started
-/// operations have completed (or timed out), or soon after `cancel` fires.
-pub async fn run(
-    plan: &Plan,
+/// The run's arrivals numbered across phases.
+struct Schedule {
+    /// (arrivals before this phase, phase start instant) per phase.
+    starts: Vec<(u64, Instant)>,
+    phases: Vec<crate::plan::PlannedPhase>,
+    total: u64,
+}
+
+impl Schedule {
+    fn new(plan: &Plan, run_start: Instant) -> Self {
+        let mut before = 0;
+        let starts = plan
+            .phases
+            .iter()
+            .map(|p| {
+                let at = (before, run_start + p.start);
+                before += p.arrival_count();
+                at
+            })
+            .collect();
+        Self {
+            starts,
+            phases: plan.phases.clone(),
+            total: before,
+        }
+    }
+
+    /// Phase index and intended start of arrival `n`.
+    fn at(&self, n: u64) -> Option<(usize, Instant)> {
+        if n >= self.total {
+            return None;
+        }
+        let phase = self.starts.partition_point(|(before, _)| *before <= n) - 1;
+        let (before, start) = self.starts[phase];
+        Some((phase, start + self.phases[phase].arrival_offset(n - before)))
+    }
+}
+
+/// Idle workers per thread that hold an arrival and sleep until it is due.
+/// Two, not one: the second arrival's timer is registered while the first
+/// is pending, so it is never the earliest timer, and tokio's timer does not
+/// wake its own thread through the event fd to recompute its deadline (one
+/// `write` and one `epoll_wait` saved per arrival at low rates).
+const LEADERS: usize = 2;
+
+/// Samples a busy worker collects before handing them to the recorder.
+const BATCH: usize = 32;
+
+/// Longest a waiting worker sleeps before looking at the stop flag again.
+const CANCEL_CHECK: Duration = Duration::from_millis(50);
+
+/// Engine threads (`GAUNTLET_ENGINE_THREADS`, default 1).
+pub fn engine_threads() -> usize {
+    std::env::var("GAUNTLET_ENGINE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+/// What every worker shares.
+struct Shared {
+    schedule: Schedule,
+    next: AtomicU64,
+    mix: Mix,
     prepared: Arc<Vec<Prepared>>,
-    client: HttpClient,
-    samples: mpsc::UnboundedSender<Sample>,
+    sink: Arc<SampleSink>,
     counters: Arc<EngineCounters>,
     run_start: Instant,
-    cancel: CancellationToken,
-) {
-    let mut mix = Mix::new(&plan.phase_weights(), plan.seed);
-    let pool = Arc::new(Semaphore::new(plan.max_in_flight));
-    let late_after = plan.late_after;
-    let timeout = plan.timeout;
-    counters
-        .scheduled
-        .store(plan.total_arrivals(), Ordering::Relaxed);
+    late_after: Duration,
+    timeout: Duration,
+    /// Set when the run's cancel token fires (cheaper to read per operation).
+    stop: std::sync::atomic::AtomicBool,
+}
 
-    'phases: for (phase_index, phase) in plan.phases.iter().enumerate() {
-        let phase_start = run_start + phase.start;
-        for k in 0..phase.arrival_count() {
-            let intended = phase_start + phase.arrival_offset(k);
-            if intended > Instant::now() {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(intended) => {}
-                    _ = cancel.cancelled() => break 'phases,
+async fn worker(
+    shared: Arc<Shared>,
+    client: Arc<http::Client>,
+    leader: Arc<tokio::sync::Semaphore>,
+    shard: usize,
+) {
+    let s = &*shared;
+    let counters = &*s.counters;
+    // Samples of this worker not yet handed to the recorder: handed over
+    // every `BATCH` samples and whenever the worker is about to wait.
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        // A few idle workers per thread (the leaders) take the next arrivals
+        // and wait for them; the others wait for the lead without a timer, so
+        // an arrival costs one timer wake-up however many workers are idle.
+        // Idle: this worker waited for the lead or for the arrival, so a
+        // slot was free. A late start then is the engine's fault; a late
+        // start taken straight after an operation means every slot was busy.
+        let mut waited = false;
+        let lead = match leader.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                waited = true;
+                // About to wait: hand the samples over first.
+                s.sink.push_all(shard, &mut batch);
+                match leader.acquire().await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
                 }
-            } else if cancel.is_cancelled() {
-                break 'phases;
             }
-            let op = mix.pick(phase_index);
-            let (permit, waited) = match pool.clone().try_acquire_owned() {
-                Ok(permit) => (permit, false),
-                Err(_) => {
-                    let permit = tokio::select! {
-                        p = pool.clone().acquire_owned() => p,
-                        _ = cancel.cancelled() => break 'phases,
-                    };
-                    match permit {
-                        Ok(p) => (p, true),
-                        Err(_) => break 'phases,
-                    }
-                }
-            };
-            let sent_at = Instant::now();
-            let lag = sent_at.saturating_duration_since(intended);
-            let late = lag > late_after;
-            counters.started.fetch_add(1, Ordering::Relaxed);
+        };
+        let n = s.next.fetch_add(1, Ordering::Relaxed);
+        let Some((phase, intended)) = s.schedule.at(n) else {
+            // Past the last arrival: every worker of this thread is done.
+            leader.close();
+            break;
+        };
+        // Wait for the intended start, looking at the stop flag now and then.
+        let sent = loop {
+            if s.stop.load(Ordering::Relaxed) {
+                leader.close();
+                s.sink.push_all(shard, &mut batch);
+                return;
+            }
+            let now = Instant::now();
+            if intended <= now {
+                break now;
+            }
+            s.sink.push_all(shard, &mut batch);
+            waited = true;
+            tokio::time::sleep_until(intended.min(now + CANCEL_CHECK)).await;
+        };
+        drop(lead);
+        let op = s.mix.pick(phase, n);
+        let lag = sent.saturating_duration_since(intended);
+        let late = lag > s.late_after;
+        counters.started.fetch_add(1, Ordering::Relaxed);
+        let lag_us = lag.as_micros() as u64;
+        // Read first: the maximum rarely moves, and a read is cheaper than a write.
+        if lag_us > counters.max_start_lag_us.load(Ordering::Relaxed) {
             counters
                 .max_start_lag_us
-                .fetch_max(lag.as_micros() as u64, Ordering::Relaxed);
-            if late {
-                counters.late.fetch_add(1, Ordering::Relaxed);
-                if waited {
-                    counters
-                        .late_in_flight_limit
-                        .fetch_add(1, Ordering::Relaxed);
-                } else {
-                    counters.late_engine.fetch_add(1, Ordering::Relaxed);
-                }
+                .fetch_max(lag_us, Ordering::Relaxed);
+        }
+        if late {
+            counters.late.fetch_add(1, Ordering::Relaxed);
+            if waited {
+                // A slot was free (this worker was idle), yet it started late.
+                counters.late_engine.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // Every worker was busy when the arrival was due.
+                counters
+                    .late_in_flight_limit
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            let now_in_flight = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        let now_in_flight = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        if now_in_flight > counters.peak_in_flight.load(Ordering::Relaxed) {
             counters
                 .peak_in_flight
                 .fetch_max(now_in_flight, Ordering::Relaxed);
-
-            let prepared = prepared.clone();
-            let client = client.clone();
-            let samples = samples.clone();
-            let counters = counters.clone();
-            tokio::spawn(async move {
-                let sent = Instant::now();
-                let mut chain = Chain::default();
-                let outcome =
-                    match tokio::time::timeout(timeout, prepared[op].execute(&client, &mut chain))
-                        .await
-                    {
-                        Ok(outcome) => outcome,
-                        Err(_) => Outcome::Error("timeout".to_owned()),
-                    };
-                let done = Instant::now();
-                let chained = outcome == Outcome::Ok && prepared[op].has_steps();
-                let _ = samples.send(Sample {
-                    operation: op,
-                    phase: phase_index,
-                    latency_us: done.saturating_duration_since(intended).as_micros() as u64,
-                    service_us: done.saturating_duration_since(sent).as_micros() as u64,
-                    late,
-                    outcome,
-                    completed_at: done.saturating_duration_since(run_start),
-                });
-                if chained {
-                    // Each step is timed from its own start.
-                    prepared[op]
-                        .run_steps(&client, chain, timeout, |operation, outcome, start, end| {
-                            let us = end.saturating_duration_since(start).as_micros() as u64;
-                            let _ = samples.send(Sample {
-                                operation,
-                                phase: phase_index,
-                                latency_us: us,
-                                service_us: us,
-                                late: false,
-                                outcome,
-                                completed_at: end.saturating_duration_since(run_start),
-                            });
-                        })
-                        .await;
-                }
-                counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
-            });
         }
+        let mut chain = Chain::default();
+        let outcome = match tokio::time::timeout_at(
+            sent + s.timeout,
+            s.prepared[op].execute(&client, &mut chain),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Error("timeout".to_owned()),
+        };
+        let done = Instant::now();
+        let chained = outcome == Outcome::Ok && s.prepared[op].has_steps();
+        batch.push(Sample {
+            operation: op,
+            phase,
+            latency_us: done.saturating_duration_since(intended).as_micros() as u64,
+            service_us: done.saturating_duration_since(sent).as_micros() as u64,
+            late,
+            outcome,
+            completed_at: done.saturating_duration_since(s.run_start),
+        });
+        if chained {
+            // Each step is timed from its own start.
+            s.prepared[op]
+                .run_steps(
+                    &client,
+                    chain,
+                    s.timeout,
+                    |operation, outcome, start, end| {
+                        let us = end.saturating_duration_since(start).as_micros() as u64;
+                        batch.push(Sample {
+                            operation,
+                            phase,
+                            latency_us: us,
+                            service_us: us,
+                            late: false,
+                            outcome,
+                            completed_at: end.saturating_duration_since(s.run_start),
+                        });
+                    },
+                )
+                .await;
+        }
+        if batch.len() >= BATCH {
+            s.sink.push_all(shard, &mut batch);
+        }
+        counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-    // Wait for every started operation: each ends by its own timeout.
-    let all = u32::try_from(plan.max_in_flight).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(timeout + Duration::from_secs(1), pool.acquire_many(all)).await;
+    s.sink.push_all(shard, &mut batch);
+}
+
+/// Runs every phase of the plan from `run_start` on `threads` engine
+/// threads (their samples go to shards `0..threads` of `sink`); returns when
+/// all started operations have completed (or timed out), or soon after
+/// `cancel` fires.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    plan: &Plan,
+    prepared: Arc<Vec<Prepared>>,
+    sink: Arc<SampleSink>,
+    threads: usize,
+    counters: Arc<EngineCounters>,
+    run_start: Instant,
+    cancel: CancellationToken,
+) -> Result<(), String> {
+    let schedule = Schedule::new(plan, run_start);
+    counters.scheduled.store(schedule.total, Ordering::Relaxed);
+    let shared = Arc::new(Shared {
+        schedule,
+        next: AtomicU64::new(0),
+        mix: Mix::new(&plan.phase_weights(), plan.seed),
+        prepared,
+        sink,
+        counters,
+        run_start,
+        late_after: plan.late_after,
+        timeout: plan.timeout,
+        stop: std::sync::atomic::AtomicBool::new(false),
+    });
+    let stopper = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            shared.stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let threads = threads.clamp(1, plan.max_in_flight.max(1));
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        // Workers split as evenly as possible over the threads.
+        let workers = plan.max_in_flight / threads + usize::from(t < plan.max_in_flight % threads);
+        let shared = shared.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting an engine thread: {e}"))?;
+        let handle = std::thread::Builder::new()
+            .name(format!("engine-{t}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let client = Arc::new(http::Client::new());
+                    let leader = Arc::new(tokio::sync::Semaphore::new(LEADERS));
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..workers.max(1) {
+                        set.spawn(worker(shared.clone(), client.clone(), leader.clone(), t));
+                    }
+                    while set.join_next().await.is_some() {}
+                });
+            })
+            .map_err(|e| format!("starting an engine thread: {e}"))?;
+        handles.push(handle);
+    }
+    let joined = tokio::task::spawn_blocking(move || {
+        for h in handles {
+            if h.join().is_err() {
+                return Err("an engine thread panicked".to_owned());
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("waiting for the engine threads: {e}"));
+    stopper.abort();
+    joined?
 }
 
 #[cfg(test)]
@@ -254,28 +441,65 @@ mod tests {
 
     #[test]
     fn the_mix_follows_weights_and_the_seed() {
-        let mut a = Mix::new(&[vec![8, 2]], 42);
-        let mut b = Mix::new(&[vec![8, 2]], 42);
-        let picks: Vec<usize> = (0..10_000).map(|_| a.pick(0)).collect();
-        let again: Vec<usize> = (0..10_000).map(|_| b.pick(0)).collect();
+        let a = Mix::new(&[vec![8, 2]], 42);
+        let b = Mix::new(&[vec![8, 2]], 42);
+        let picks: Vec<usize> = (0..10_000).map(|n| a.pick(0, n)).collect();
+        let again: Vec<usize> = (0..10_000).map(|n| b.pick(0, n)).collect();
         assert_eq!(picks, again, "same seed, same mix");
         let first = picks.iter().filter(|&&p| p == 0).count();
         assert!((7_500..8_500).contains(&first), "{first}");
-        let mut c = Mix::new(&[vec![8, 2]], 43);
-        let other: Vec<usize> = (0..10_000).map(|_| c.pick(0)).collect();
+        let c = Mix::new(&[vec![8, 2]], 43);
+        let other: Vec<usize> = (0..10_000).map(|n| c.pick(0, n)).collect();
         assert_ne!(picks, other);
     }
 
     #[test]
+    fn arrivals_are_numbered_across_phases() {
+        let scenario = gauntlet_scenario::load(
+            "s.yaml",
+            r#"
+name: s
+stack: { external: { x: "http://127.0.0.1:1" } }
+workload:
+  phases:
+    - { name: a, duration: 1s, rate: 10/s }
+    - { name: b, duration: 500ms, rate: 4/s }
+  operations:
+    - { name: get, http: { service: x, url: / } }
+"#,
+            &[],
+        )
+        .unwrap();
+        let plan = Plan::new(scenario);
+        let start = Instant::now();
+        let schedule = Schedule::new(&plan, start);
+        assert_eq!(schedule.total, 12);
+        assert_eq!(schedule.at(0), Some((0, start)));
+        assert_eq!(
+            schedule.at(9),
+            Some((0, start + Duration::from_millis(900)))
+        );
+        assert_eq!(schedule.at(10), Some((1, start + Duration::from_secs(1))));
+        assert_eq!(
+            schedule.at(11),
+            Some((1, start + Duration::from_millis(1_250)))
+        );
+        assert_eq!(schedule.at(12), None);
+    }
+
+    #[test]
     fn a_single_operation_is_always_picked() {
-        let mut m = Mix::new(&[vec![3]], 1);
-        assert!((0..100).all(|_| m.pick(0) == 0));
+        let m = Mix::new(&[vec![3]], 1);
+        assert!((0..100).all(|n| m.pick(0, n) == 0));
     }
 
     #[test]
     fn each_phase_has_its_own_mix() {
-        let mut m = Mix::new(&[vec![1, 0], vec![0, 1]], 1);
-        assert!((0..100).all(|_| m.pick(0) == 0));
-        assert!((0..100).all(|_| m.pick(1) == 1));
+        let m = Mix::new(&[vec![1, 0], vec![0, 1], vec![1, 1]], 1);
+        assert!((0..100).all(|n| m.pick(0, n) == 0));
+        assert!((0..100).all(|n| m.pick(1, n) == 1));
+        // The same arrival numbers pick both operations in an even mix.
+        let second = (0..1_000).filter(|&n| m.pick(2, n) == 1).count();
+        assert!((400..600).contains(&second), "{second}");
     }
 }

@@ -26,7 +26,7 @@ use gauntlet_recorder::faults::Fault;
 use hyper::{Method, StatusCode};
 use tokio::time::Instant;
 
-use crate::driver::{HttpClient, Target, send};
+use crate::driver::{HttpClient, Target};
 
 /// The history recorder the driver's operations write through.
 pub struct Tap {
@@ -42,8 +42,9 @@ impl std::fmt::Debug for Tap {
     }
 }
 
-/// What a request's answer was, as the driver saw it.
-pub type Answer<'a> = &'a Result<(StatusCode, Bytes), String>;
+/// What a request's answer was, as the driver saw it: the status and the
+/// body, or the error kind (`connect`, `io`, …).
+pub type Answer<'a> = Result<(u16, &'a [u8]), &'a str>;
 
 impl Tap {
     pub fn create(run_dir: &Path) -> std::io::Result<Arc<Tap>> {
@@ -82,15 +83,15 @@ impl Tap {
     ) {
         let Some(id) = id else { return };
         let outcome = match answer {
-            Ok((status, body)) if status.is_success() => match ack(body) {
+            Ok((status, body)) if (200..300).contains(&status) => match ack(body) {
                 Some(a) => Outcome::Ok(a),
                 None => Outcome::Unknown("unreadable answer".to_owned()),
             },
-            Ok((status, _)) if status.is_client_error() => {
-                Outcome::Fail(format!("http_{}", status.as_u16()))
+            Ok((status, _)) if (400..500).contains(&status) => {
+                Outcome::Fail(format!("http_{status}"))
             }
-            Ok((status, _)) => Outcome::Unknown(format!("http_{}", status.as_u16())),
-            Err(kind) => Outcome::Unknown(kind.clone()),
+            Ok((status, _)) => Outcome::Unknown(format!("http_{status}")),
+            Err(kind) => Outcome::Unknown(kind.to_owned()),
         };
         let _ = self.writer.complete(id, self.now(), outcome);
     }
@@ -227,6 +228,36 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 const READ_PAGE: u64 = 1000;
 const MAX_MESSAGES: usize = 5_000_000;
 const MAX_DRAINED: usize = 1_000_000;
+/// One read-back request on the control path's client (the engine's
+/// client belongs to the engine's runtimes); a non-empty body is JSON.
+async fn request(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let mut builder = hyper::Request::builder().method(method).uri(url);
+    if !body.is_empty() {
+        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let request = builder
+        .body(http_body_util::Full::new(body))
+        .map_err(|_| "bad_request".to_owned())?;
+    let response = client.request(request).await.map_err(|e| {
+        if e.is_connect() {
+            "connect".to_owned()
+        } else {
+            "io".to_owned()
+        }
+    })?;
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map_err(|_| "io".to_owned())?
+        .to_bytes();
+    Ok((status, body))
+}
+
 /// How long the drain waits for leased jobs to come back (their visibility
 /// timeout) once the queue looks empty.
 const DRAIN_WITHIN: Duration = Duration::from_secs(90);
@@ -238,7 +269,7 @@ async fn get(
     url: &str,
     body: Bytes,
 ) -> Result<(StatusCode, Bytes), String> {
-    match tokio::time::timeout(READ_TIMEOUT, send(client, method, url, body)).await {
+    match tokio::time::timeout(READ_TIMEOUT, request(client, method, url, body)).await {
         Ok(r) => r,
         Err(_) => Err("timeout".to_owned()),
     }
@@ -601,18 +632,14 @@ mod tests {
             .unwrap(),
         );
         let path = "/api/v1/streams/t/ns/s/events";
-        let ok = Ok((
-            StatusCode::OK,
-            Bytes::from(r#"{"status":"success","offsets":[7]}"#),
-        ));
-        let answers: [Result<(StatusCode, Bytes), String>; 5] = [
-            ok,
-            Ok((StatusCode::BAD_REQUEST, Bytes::new())),
-            Ok((StatusCode::SERVICE_UNAVAILABLE, Bytes::new())),
-            Err("io".to_owned()),
-            Ok((StatusCode::OK, Bytes::from("not json"))),
+        let answers: [Answer; 5] = [
+            Ok((200, br#"{"status":"success","offsets":[7]}"#.as_slice())),
+            Ok((400, b"".as_slice())),
+            Ok((503, b"".as_slice())),
+            Err("io"),
+            Ok((200, b"not json".as_slice())),
         ];
-        for answer in &answers {
+        for answer in answers {
             let id = tap.invoke_append(path, &body);
             tap.complete_append(id, answer);
         }

@@ -7,6 +7,7 @@
 
 pub mod bins;
 pub mod chaos;
+pub mod closed;
 pub mod collect;
 pub mod containers_cmd;
 pub mod data;
@@ -14,6 +15,7 @@ pub mod driver;
 pub mod engine;
 pub mod gate_cmd;
 pub mod history;
+pub mod http;
 pub mod plan;
 pub mod recording;
 pub mod report_cmd;

@@ -246,7 +246,10 @@ impl Plan {
                     p.name.clone(),
                     start,
                     p.duration.0,
-                    segments(&p.rate, p.duration.as_secs_f64()),
+                    // A closed-model phase has users, not a rate: no arrivals.
+                    p.rate
+                        .as_ref()
+                        .map_or_else(Vec::new, |r| segments(r, p.duration.as_secs_f64())),
                 );
                 planned.weights = match &p.mix {
                     Some(mix) => scenario

@@ -10,8 +10,7 @@ use std::time::SystemTime;
 
 use gauntlet_control::Endpoint;
 use gauntlet_recorder::{Recorder, RunMeta, RunResults, hlog::HlogWriter};
-use gauntlet_scenario::{Diagnostic, Scenario, ServiceKind};
-use tokio::sync::mpsc;
+use gauntlet_scenario::{Diagnostic, EngineKind, Scenario, ServiceKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -129,7 +128,6 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     )
     .map_err(harness("writing scenario.yaml"))?;
 
-    let client = driver::http_client(plan.max_in_flight);
     let bins = crate::bins::Locator {
         dir: opts.bin_dir.clone(),
         quiet: opts.quiet,
@@ -196,6 +194,8 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         )
     };
     let shared = Shared::default();
+    // The control-path client for set-up (the engine threads have their own).
+    let client = crate::http::Client::new();
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
         let ready = match driver::setup(&client, op, &targets).await {
@@ -256,7 +256,9 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     );
 
     let counters = Arc::new(EngineCounters::default());
-    let (tx, rx) = mpsc::unbounded_channel();
+    let threads = engine::engine_threads();
+    let sink = Arc::new(recording::SampleSink::new(threads));
+    let samples_done = CancellationToken::new();
     let cpu_start = process_cpu();
     let run_start = Instant::now();
     if let Some(tap) = &tap {
@@ -265,7 +267,8 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     let results_path = run_dir.join("results.json");
     let recording = tokio::spawn(recording::record(
         recorder,
-        rx,
+        sink.clone(),
+        samples_done.clone(),
         counters.clone(),
         meta,
         run_start,
@@ -315,16 +318,42 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         })
         .ok()
     };
-    engine::run(
-        &plan,
-        Arc::new(prepared),
-        client,
-        tx,
-        counters,
-        run_start,
-        load_cancel.clone(),
-    )
-    .await;
+    let prepared = Arc::new(prepared);
+    let engine_result = match plan.scenario.workload.engine {
+        EngineKind::Open => {
+            engine::run(
+                &plan,
+                prepared,
+                sink,
+                threads,
+                counters,
+                run_start,
+                load_cancel.clone(),
+            )
+            .await
+        }
+        EngineKind::Closed => {
+            // Goose wants a host; the operations go to their own targets.
+            let host = endpoints
+                .values()
+                .next()
+                .map(|rx| rx.borrow().base_url())
+                .unwrap_or_default();
+            crate::closed::run(
+                &plan,
+                prepared,
+                sink,
+                counters,
+                run_start,
+                &run_dir,
+                &host,
+                load_cancel.clone(),
+                cancel.clone(),
+            )
+            .await
+        }
+    };
+    samples_done.cancel();
     let fault_records = match chaos {
         Some(chaos) => {
             let (records, errors) = chaos.finish().await;
@@ -367,6 +396,9 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
     let collected = collecting.await.unwrap_or_default();
 
     let mut failures = Vec::new();
+    if let Err(e) = engine_result {
+        failures.push(format!("the engine failed: {e}"));
+    }
     if let Some(e) = collected.write_error {
         failures.push(format!("writing metrics.jsonl failed: {e}"));
     }

@@ -398,7 +398,7 @@ fn operations_follow_a_moving_endpoint() {
     let shared = loadgen::driver::Shared::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = loadgen::driver::http_client(4);
+        let client = loadgen::http::Client::new();
         let op = &plan.operations[0];
         let prepared = loadgen::driver::prepare(op, &targets, 1, 0, &shared).unwrap();
         let append = || async {

@@ -239,7 +239,7 @@ fn exec(container: &str, script: &str) -> Output {
 /// successes and failures.
 fn drive(
     prepared: Arc<driver::Prepared>,
-    client: driver::HttpClient,
+    client: Arc<loadgen::http::Client>,
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -323,7 +323,7 @@ async fn restart_under_load() {
     // Load through the driver, whose base URL follows the endpoint.
     let plan = Plan::new(scenario.clone());
     let op = &plan.operations[0];
-    let client = driver::http_client(8);
+    let client = Arc::new(loadgen::http::Client::new());
     let endpoint = stack.watch_endpoint("fabric").unwrap();
     let before = endpoint.borrow().clone();
     let target = driver::Target::new(endpoint.clone(), "");

@@ -66,18 +66,20 @@ async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
     assert_eq!(stack.runtime(), "process");
     let plan = Plan::new(scenario);
     let client = driver::http_client(4);
+    // Operations run on the engine's client; the hyper client checks.
+    let engine = loadgen::http::Client::new();
     let endpoint = stack.watch_endpoint("fabric").unwrap();
     let port = endpoint.borrow().port;
     let target = driver::Target::new(endpoint.clone(), "");
     let targets = |_: &str| target.clone();
-    driver::setup(&client, &plan.operations[0], &targets)
+    driver::setup(&engine, &plan.operations[0], &targets)
         .await
         .unwrap();
     let shared = driver::Shared::default();
     let append = driver::prepare(&plan.operations[0], &targets, 1, 0, &shared).expect("prepared");
     for _ in 0..5 {
         assert!(matches!(
-            append.execute(&client, &mut driver::Chain::default()).await,
+            append.execute(&engine, &mut driver::Chain::default()).await,
             Outcome::Ok
         ));
     }
@@ -114,7 +116,7 @@ async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
         "fsync always: nothing lost"
     );
     assert!(matches!(
-        append.execute(&client, &mut driver::Chain::default()).await,
+        append.execute(&engine, &mut driver::Chain::default()).await,
         Outcome::Ok
     ));
 

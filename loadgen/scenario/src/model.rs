@@ -283,9 +283,14 @@ impl ServiceKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
-    /// `open` (arrival rate; default) — the closed model arrives later.
+    /// `open` (arrival rate; default) or `closed` (users that wait for each
+    /// answer, run by goose; phases then give `users:` instead of `rate:`).
     #[serde(default)]
     pub engine: EngineKind,
+    /// Closed model only: how long a user waits after each operation
+    /// before the next (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think_time: Option<Duration>,
     /// Most operations in flight at once (default 1024). When full, new
     /// operations wait and start late; their latency still counts from
     /// their intended start.
@@ -332,13 +337,118 @@ pub enum EngineKind {
 pub struct Phase {
     pub name: String,
     pub duration: Duration,
-    /// Constant (`500/s`), ramp (`{ from, to }`), steps (`{ from, to, steps | every }`),
-    /// spike (`{ base, burst, every, for }`) or soak (`{ soak: 500/s }`).
-    pub rate: RateSpec,
+    /// Open model: constant (`500/s`), ramp (`{ from, to }`), steps
+    /// (`{ from, to, steps | every }`), spike (`{ base, burst, every, for }`)
+    /// or soak (`{ soak: 500/s }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateSpec>,
+    /// Closed model: a number of users (`50`) or a linear ramp (`{ from: 0, to: 50 }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersSpec>,
     /// This phase's operation weights by operation name, replacing the
     /// operations' own `weight`s; operations not listed are left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mix: Option<BTreeMap<String, u32>>,
+}
+
+/// A closed-model phase's users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersSpec {
+    Constant(u32),
+    Ramp { from: u32, to: u32 },
+}
+
+impl UsersSpec {
+    /// Users at the phase's start and end.
+    pub fn bounds(self) -> (u32, u32) {
+        match self {
+            UsersSpec::Constant(n) => (n, n),
+            UsersSpec::Ramp { from, to } => (from, to),
+        }
+    }
+}
+
+impl Serialize for UsersSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UsersSpec::Constant(n) => s.serialize_u32(*n),
+            UsersSpec::Ramp { from, to } => {
+                let mut map = s.serialize_map(Some(2))?;
+                map.serialize_entry("from", from)?;
+                map.serialize_entry("to", to)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UsersSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ramp {
+            from: u32,
+            to: u32,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UsersSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of users such as `50` or a ramp `{ from: 0, to: 50 }`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<UsersSpec, E> {
+                u32::try_from(v)
+                    .map(UsersSpec::Constant)
+                    .map_err(|_| E::custom(format!("{v} users is more than Gauntlet can run")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<UsersSpec, E> {
+                Err(E::custom(format!(
+                    "`{v}` is not a number of users (hint: write e.g. `50`)"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<UsersSpec, E> {
+                Err(E::custom(format!(
+                    "`{v}` is not a whole number of users (hint: write e.g. `50`)"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<UsersSpec, E> {
+                Err(E::custom(format!(
+                    "`{v}` is not a number of users (hint: write a plain number such as `50`; rates like `500/s` belong in `rate:`)"
+                )))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<UsersSpec, A::Error> {
+                let ramp = Ramp::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(UsersSpec::Ramp {
+                    from: ramp.from,
+                    to: ramp.to,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for UsersSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UsersSpec".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A number of users or a linear ramp between two numbers of users.",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                {
+                    "type": "object",
+                    "properties": {
+                        "from": { "type": "integer", "minimum": 0 },
+                        "to": { "type": "integer", "minimum": 0 }
+                    },
+                    "required": ["from", "to"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
 
 /// A phase's arrival rate over time.

@@ -28,7 +28,7 @@ fn a_good_scenario_loads_with_defaults() {
     assert_eq!(s.workload.max_in_flight, 1024);
     assert_eq!(s.stack.runtime, Runtime::Process);
     assert_eq!(
-        s.workload.phases[1].rate,
+        s.workload.phases[1].rate.unwrap(),
         RateSpec::Ramp {
             from: Rate(100.0),
             to: Rate(400.0)
@@ -147,7 +147,10 @@ fn overrides_apply_and_their_errors_name_the_override() {
         &["workload.phases.steady.rate=900/s".into(), "seed=9".into()],
     )
     .unwrap();
-    assert_eq!(s.workload.phases[2].rate, RateSpec::Constant(Rate(900.0)));
+    assert_eq!(
+        s.workload.phases[2].rate,
+        Some(RateSpec::Constant(Rate(900.0)))
+    );
     assert_eq!(s.seed, 9);
     let errs = load("s.yaml", GOOD, &["workload.phases.steady.rate=900".into()]).unwrap_err();
     assert_eq!(errs[0].location(), "--set workload.phases.steady.rate=900");
@@ -500,7 +503,7 @@ fn phase_shapes_parse_and_their_mistakes_are_explained() {
     )
     .unwrap();
     assert_eq!(
-        s.workload.phases[1].rate,
+        s.workload.phases[1].rate.unwrap(),
         RateSpec::Steps {
             from: Rate(100.0),
             to: Rate(400.0),
@@ -514,7 +517,10 @@ fn phase_shapes_parse_and_their_mistakes_are_explained() {
         &[],
     )
     .unwrap();
-    assert!(matches!(s.workload.phases[1].rate, RateSpec::Spike { .. }));
+    assert!(matches!(
+        s.workload.phases[1].rate,
+        Some(RateSpec::Spike { .. })
+    ));
     assert_eq!(to_yaml(&s).matches("for: 100ms").count(), 1);
 
     assert_error(
@@ -807,7 +813,10 @@ fn env_variables_fill_values_and_a_missing_one_is_located() {
     let text = GOOD.replace("rate: 400/s }", "rate: ${STEADY_RATE} }");
     let env = |n: &str| (n == "STEADY_RATE").then(|| "900/s".to_owned());
     let s = load_with_env("s.yaml", &text, &[], &env).unwrap();
-    assert_eq!(s.workload.phases[2].rate, RateSpec::Constant(Rate(900.0)));
+    assert_eq!(
+        s.workload.phases[2].rate,
+        Some(RateSpec::Constant(Rate(900.0)))
+    );
     let errs = load_with_env("s.yaml", &text, &[], &|_| None).unwrap_err();
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].location(), "s.yaml:11:43");
@@ -816,5 +825,79 @@ fn env_variables_fill_values_and_a_missing_one_is_located() {
         errs[0].to_string().contains("${STEADY_RATE}"),
         "{}",
         errs[0]
+    );
+}
+
+const CLOSED: &str = r#"
+name: closed
+stack:
+  services:
+    fabric: { kind: fabric }
+workload:
+  engine: closed
+  think_time: 10ms
+  phases:
+    - { name: rampup, duration: 2s, users: { from: 0, to: 8 } }
+    - { name: steady, duration: 3s, users: 8 }
+  operations:
+    - { name: append, fabric.stream.append: { stream: acme/orders/events } }
+"#;
+
+#[test]
+fn a_closed_scenario_gives_users_per_phase() {
+    let s = load("s.yaml", CLOSED, &[]).unwrap();
+    assert_eq!(s.workload.engine, EngineKind::Closed);
+    assert_eq!(
+        s.workload.phases[0].users,
+        Some(UsersSpec::Ramp { from: 0, to: 8 })
+    );
+    assert_eq!(s.workload.phases[1].users, Some(UsersSpec::Constant(8)));
+    assert_eq!(s.workload.phases[1].rate, None);
+    let again = load("resolved.yaml", &to_yaml(&s), &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn rates_and_users_belong_to_their_model() {
+    // A rate in a closed-model phase.
+    let errs = errors(&CLOSED.replace("users: 8 }", "rate: 100/s }"));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("closed model runs users")
+                && e.location().starts_with("s.yaml:")),
+        "{errs:?}"
+    );
+    // Users in an open-model phase.
+    let open = CLOSED.replace("  engine: closed\n  think_time: 10ms\n", "");
+    let errs = errors(&open);
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("open model does not use")),
+        "{errs:?}"
+    );
+    // A per-phase mix in a closed-model phase.
+    let errs = errors(&CLOSED.replace("users: 8 }", "users: 8, mix: { append: 1 } }"));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("closed model does not use")),
+        "{errs:?}"
+    );
+    // Think time without the closed model.
+    let errs = errors(&CLOSED.replace("  engine: closed\n", ""));
+    assert!(
+        errs.iter().any(|e| e.message.contains("`think_time`")),
+        "{errs:?}"
+    );
+    // No users at all, and a user count that is not a number.
+    let errs = errors(&CLOSED.replace("users: 8 }", "users: 0 }"));
+    assert!(
+        errs.iter().any(|e| e.message.contains("has no users")),
+        "{errs:?}"
+    );
+    let errs = errors(&CLOSED.replace("users: 8 }", "users: 8/s }"));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("not a number of users")),
+        "{errs:?}"
     );
 }

@@ -43,6 +43,8 @@ fn is_stream_path(s: &str) -> bool {
         })
 }
 
+/// Most users a closed-model phase may ask for.
+const MAX_USERS: u32 = 100_000;
 /// Longest run a scenario may describe.
 const MAX_RUN_SECS: f64 = 24.0 * 3600.0;
 /// Largest append request body the fabric accepts, with room for base64.
@@ -387,12 +389,15 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
     }
 
     let w = &s.workload;
-    if w.engine == EngineKind::Closed {
+    let closed = w.engine == EngineKind::Closed;
+    if !closed && w.think_time.is_some() {
         problem(
-            vec![k("workload"), k("engine")],
+            vec![k("workload"), k("think_time")],
             None,
-            "`engine: closed` is not available in this version of Gauntlet".to_owned(),
-            Some("use `engine: open` (the default): operations arrive at the phases' rates"),
+            "`think_time` applies to the closed model only".to_owned(),
+            Some(
+                "add `engine: closed`, or remove `think_time` (open-model arrivals follow `rate:`)",
+            ),
         );
     }
     if w.max_in_flight == 0 || w.max_in_flight > 100_000 {
@@ -451,97 +456,172 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             );
         }
         total += secs;
-        let peak = match phase.rate {
-            RateSpec::Constant(r) | RateSpec::Soak(r) => r.0,
-            RateSpec::Ramp { from, to } | RateSpec::Steps { from, to, .. } => from.0.max(to.0),
-            RateSpec::Spike { base, burst, .. } => base.0.max(burst.0),
-        };
-        if peak == 0.0 {
-            problem(
-                rate_path.clone(),
-                None,
-                format!("phase `{}` has a rate of 0/s", phase.name),
-                Some("an open-model phase needs arrivals; give it a rate above 0/s"),
-            );
-        }
-        match phase.rate {
-            RateSpec::Steps { steps, every, .. } => {
-                if let Some(n) = steps
-                    && n < 2
-                {
+        match (closed, phase.rate, phase.users) {
+            (false, Some(rate), None) => {
+                let peak = match rate {
+                    RateSpec::Constant(r) | RateSpec::Soak(r) => r.0,
+                    RateSpec::Ramp { from, to } | RateSpec::Steps { from, to, .. } => {
+                        from.0.max(to.0)
+                    }
+                    RateSpec::Spike { base, burst, .. } => base.0.max(burst.0),
+                };
+                if peak == 0.0 {
                     problem(
-                        [rate_path.clone(), vec![k("steps")]].concat(),
+                        rate_path.clone(),
                         None,
-                        format!("`steps: {n}` is not a staircase"),
-                        Some("use 2 or more steps, or a constant rate"),
+                        format!("phase `{}` has a rate of 0/s", phase.name),
+                        Some("an open-model phase needs arrivals; give it a rate above 0/s"),
                     );
                 }
-                if let Some(every) = every {
-                    let e = every.as_secs_f64();
-                    if e <= 0.0 || e >= secs {
+                match rate {
+                    RateSpec::Steps { steps, every, .. } => {
+                        if let Some(n) = steps
+                            && n < 2
+                        {
+                            problem(
+                                [rate_path.clone(), vec![k("steps")]].concat(),
+                                None,
+                                format!("`steps: {n}` is not a staircase"),
+                                Some("use 2 or more steps, or a constant rate"),
+                            );
+                        }
+                        if let Some(every) = every {
+                            let e = every.as_secs_f64();
+                            if e <= 0.0 || e >= secs {
+                                problem(
+                                    [rate_path.clone(), vec![k("every")]].concat(),
+                                    None,
+                                    format!(
+                                        "`every: {every}` must be above 0s and shorter than the phase ({})",
+                                        phase.duration
+                                    ),
+                                    Some("the phase needs at least two steps"),
+                                );
+                            } else if secs / e > MAX_SEGMENTS {
+                                problem(
+                                    [rate_path.clone(), vec![k("every")]].concat(),
+                                    None,
+                                    format!("`every: {every}` makes more than 200000 steps"),
+                                    Some("use a longer `every`"),
+                                );
+                            }
+                        }
+                    }
+                    RateSpec::Spike {
+                        every, burst_for, ..
+                    } => {
+                        let (e, f) = (every.as_secs_f64(), burst_for.as_secs_f64());
+                        if e <= 0.0 || e > secs {
+                            problem(
+                                [rate_path.clone(), vec![k("every")]].concat(),
+                                None,
+                                format!(
+                                    "`every: {every}` must be above 0s and at most the phase's duration ({})",
+                                    phase.duration
+                                ),
+                                Some(
+                                    "a burst ends every period; the phase needs at least one period",
+                                ),
+                            );
+                        } else if secs / e > MAX_SEGMENTS {
+                            problem(
+                                [rate_path.clone(), vec![k("every")]].concat(),
+                                None,
+                                format!("`every: {every}` makes more than 200000 bursts"),
+                                Some("use a longer `every`"),
+                            );
+                        }
+                        if f <= 0.0 || f >= e {
+                            problem(
+                                [rate_path.clone(), vec![k("for")]].concat(),
+                                None,
+                                format!(
+                                    "a burst `for: {burst_for}` must be above 0s and shorter than `every: {every}`"
+                                ),
+                                Some("e.g. `every: 30s, for: 2s`"),
+                            );
+                        }
+                    }
+                    RateSpec::Soak(_) if secs < MIN_SOAK_SECS && !phase.duration.0.is_zero() => {
                         problem(
-                            [rate_path.clone(), vec![k("every")]].concat(),
+                            [here.clone(), vec![k("duration")]].concat(),
                             None,
-                            format!(
-                                "`every: {every}` must be above 0s and shorter than the phase ({})",
-                                phase.duration
+                            format!("a soak phase lasts at least 1m, not {}", phase.duration),
+                            Some(
+                                "lengthen the phase, or write a constant rate (`rate: 500/s`) for a short one",
                             ),
-                            Some("the phase needs at least two steps"),
-                        );
-                    } else if secs / e > MAX_SEGMENTS {
-                        problem(
-                            [rate_path.clone(), vec![k("every")]].concat(),
-                            None,
-                            format!("`every: {every}` makes more than 200000 steps"),
-                            Some("use a longer `every`"),
                         );
                     }
+                    _ => {}
                 }
             }
-            RateSpec::Spike {
-                every, burst_for, ..
-            } => {
-                let (e, f) = (every.as_secs_f64(), burst_for.as_secs_f64());
-                if e <= 0.0 || e > secs {
+            (false, _, Some(_)) => problem(
+                [here.clone(), vec![k("users")]].concat(),
+                None,
+                format!(
+                    "phase `{}` gives `users:`, which the open model does not use",
+                    phase.name
+                ),
+                Some(
+                    "give the phase a `rate:` (e.g. `500/s`), or set `workload.engine: closed` to run users",
+                ),
+            ),
+            (false, None, None) => problem(
+                here.clone(),
+                Some("rate"),
+                format!("phase `{}` has no `rate:`", phase.name),
+                Some("an open-model phase needs an arrival rate, e.g. `rate: 500/s`"),
+            ),
+            (true, Some(_), _) => problem(
+                rate_path.clone(),
+                None,
+                format!(
+                    "phase `{}` gives `rate:`, but the closed model runs users, not a rate",
+                    phase.name
+                ),
+                Some(
+                    "write `users: 50` (or `users: { from: 0, to: 50 }`), or use `engine: open` for a rate",
+                ),
+            ),
+            (true, None, None) => problem(
+                here.clone(),
+                Some("users"),
+                format!("phase `{}` has no `users:`", phase.name),
+                Some("a closed-model phase needs users, e.g. `users: 50`"),
+            ),
+            (true, None, Some(users)) => {
+                let (from, to) = users.bounds();
+                if phase.duration.0.subsec_nanos() != 0 {
                     problem(
-                        [rate_path.clone(), vec![k("every")]].concat(),
+                        [here.clone(), vec![k("duration")]].concat(),
                         None,
                         format!(
-                            "`every: {every}` must be above 0s and at most the phase's duration ({})",
-                            phase.duration
+                            "closed-model phase `{}` lasts {}, not a whole number of seconds",
+                            phase.name, phase.duration
                         ),
-                        Some("a burst ends every period; the phase needs at least one period"),
-                    );
-                } else if secs / e > MAX_SEGMENTS {
-                    problem(
-                        [rate_path.clone(), vec![k("every")]].concat(),
-                        None,
-                        format!("`every: {every}` makes more than 200000 bursts"),
-                        Some("use a longer `every`"),
+                        Some("goose ramps users in whole seconds; round the duration, e.g. `10s`"),
                     );
                 }
-                if f <= 0.0 || f >= e {
+                if from.max(to) > MAX_USERS {
                     problem(
-                        [rate_path.clone(), vec![k("for")]].concat(),
+                        [here.clone(), vec![k("users")]].concat(),
                         None,
                         format!(
-                            "a burst `for: {burst_for}` must be above 0s and shorter than `every: {every}`"
+                            "phase `{}` asks for {} users, more than {MAX_USERS}",
+                            phase.name,
+                            from.max(to)
                         ),
-                        Some("e.g. `every: 30s, for: 2s`"),
+                        Some("use fewer users, or the open model for high load"),
+                    );
+                } else if from.max(to) == 0 {
+                    problem(
+                        [here.clone(), vec![k("users")]].concat(),
+                        None,
+                        format!("phase `{}` has no users", phase.name),
+                        Some("give it at least 1 user"),
                     );
                 }
             }
-            RateSpec::Soak(_) if secs < MIN_SOAK_SECS && !phase.duration.0.is_zero() => {
-                problem(
-                    [here.clone(), vec![k("duration")]].concat(),
-                    None,
-                    format!("a soak phase lasts at least 1m, not {}", phase.duration),
-                    Some(
-                        "lengthen the phase, or write a constant rate (`rate: 500/s`) for a short one",
-                    ),
-                );
-            }
-            _ => {}
         }
         if phase.mix.is_none()
             && !w.operations.is_empty()
@@ -555,6 +635,19 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                     phase.name
                 ),
                 Some("give the phase a `mix:`, or an operation a weight above 0"),
+            );
+        }
+        if closed && phase.mix.is_some() {
+            problem(
+                [here.clone(), vec![k("mix")]].concat(),
+                None,
+                format!(
+                    "phase `{}` gives a `mix:`, which the closed model does not use",
+                    phase.name
+                ),
+                Some(
+                    "closed-model users pick operations by their `weight`; remove the `mix:`, or use `engine: open`",
+                ),
             );
         }
         if let Some(mix) = &phase.mix {
