@@ -863,20 +863,11 @@ impl Call {
                     ReadFrom::Start => 0,
                     ReadFrom::Offset(o) => *o,
                     ReadFrom::Follow => cursor.load(Ordering::Relaxed),
-                    ReadFrom::Latest(n) => {
-                        let mut known = latest.load(Ordering::Relaxed);
-                        if known < 0 {
-                            // Nothing appended in this run yet: ask the stream.
-                            match latest_offset(client, target, stream).await {
-                                Ok(o) => {
-                                    known = o;
-                                    latest.fetch_max(known, Ordering::Relaxed);
-                                }
-                                Err(outcome) => return outcome,
-                            }
-                        }
-                        (known + 1).saturating_sub(*n as i64).max(0) as u64
-                    }
+                    ReadFrom::Latest(n) => match known_latest(client, target, stream, latest).await
+                    {
+                        Ok(known) => (known + 1).saturating_sub(*n as i64).max(0) as u64,
+                        Err(outcome) => return outcome,
+                    },
                 };
                 let path = format!(
                     "{}?offset={offset}&max_messages={max}",
@@ -915,19 +906,10 @@ impl Call {
             } => {
                 let target_offset = match chain.offset {
                     Some(o) => o as i64,
-                    None => {
-                        let mut known = latest.load(Ordering::Relaxed);
-                        if known < 0 {
-                            match latest_offset(client, target, stream).await {
-                                Ok(o) => {
-                                    known = o;
-                                    latest.fetch_max(known, Ordering::Relaxed);
-                                }
-                                Err(outcome) => return outcome,
-                            }
-                        }
-                        known
-                    }
+                    None => match known_latest(client, target, stream, latest).await {
+                        Ok(known) => known,
+                        Err(outcome) => return outcome,
+                    },
                 };
                 // One commit of the group at a time, never below the last.
                 let mut committed = committed.lock().await;
@@ -1124,6 +1106,23 @@ impl Call {
             }
         }
     }
+}
+
+/// The stream's latest offset as this run knows it (`latest`), or, when
+/// nothing was appended in this run yet, as the stream says (remembered).
+async fn known_latest(
+    client: &http::Client,
+    target: &Target,
+    stream: &str,
+    latest: &AtomicI64,
+) -> Result<i64, Outcome> {
+    let known = latest.load(Ordering::Relaxed);
+    if known >= 0 {
+        return Ok(known);
+    }
+    let asked = latest_offset(client, target, stream).await?;
+    latest.fetch_max(asked, Ordering::Relaxed);
+    Ok(asked)
 }
 
 /// `GET …/offsets/latest`: the stream's latest offset (`-1` when empty).

@@ -5,13 +5,14 @@
 
 mod common;
 
+use common::{only_run_dir, results};
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fabric_node, loadgen, text};
-use gauntlet_recorder::RunResults;
 
 /// A fabric node started by the test (not by loadgen), killed on drop.
 struct Node {
@@ -73,21 +74,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn results(run_dir: &Path) -> RunResults {
-    let bytes = std::fs::read(run_dir.join("results.json")).expect("results.json");
-    serde_json::from_slice(&bytes).expect("results.json parses")
-}
-
-fn only_run_dir(root: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && !p.is_symlink())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 /// Runs `scenario` and returns the run directory; the run must pass.

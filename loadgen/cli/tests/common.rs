@@ -55,3 +55,20 @@ workload:
     - { name: append, weight: 3, fabric.stream.append: { stream: test/short/events, payload: 64B, batch: 2 } }
     - { name: read, weight: 1, fabric.stream.read: { stream: test/short/events, from: latest-10, max: 10 } }
 "#;
+
+/// The `results.json` of a run directory.
+pub fn results(run_dir: &Path) -> gauntlet_recorder::RunResults {
+    let bytes = std::fs::read(run_dir.join("results.json")).expect("results.json");
+    serde_json::from_slice(&bytes).expect("results.json parses")
+}
+
+/// The one run directory under `root` (the `latest` link aside).
+pub fn only_run_dir(root: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && !p.is_symlink())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}

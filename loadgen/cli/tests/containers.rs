@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::results;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,7 +25,7 @@ use common::text;
 use gauntlet_containers::images::{self, BuildOptions};
 use gauntlet_containers::stack::{BootSpec, ContainerStack};
 use gauntlet_control::{ControlError, ServiceState, Stack};
-use gauntlet_recorder::{Outcome, RunResults};
+use gauntlet_recorder::Outcome;
 use gauntlet_scenario::ServiceKind;
 use loadgen::driver;
 use loadgen::plan::Plan;
@@ -107,11 +109,6 @@ fn objects(label: &str) -> Vec<String> {
         "{{.Name}}",
     ]));
     all
-}
-
-fn results(run_dir: &Path) -> RunResults {
-    let bytes = std::fs::read(run_dir.join("results.json")).expect("results.json");
-    serde_json::from_slice(&bytes).expect("results.json parses")
 }
 
 const SHORT: &str = r#"

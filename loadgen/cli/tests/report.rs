@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::only_run_dir;
+
 #[path = "../../../reports/tests/support/synthetic.rs"]
 mod synthetic;
 
@@ -17,16 +19,6 @@ use std::time::{Duration, Instant};
 
 use common::{bin_dir, fabric_node, loadgen, text};
 use gauntlet_recorder::metrics::MetricsRecord;
-
-fn only_run_dir(root: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && !p.is_symlink())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
-}
 
 fn metrics(run_dir: &Path) -> Vec<MetricsRecord> {
     gauntlet_recorder::metrics::parse(

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{only_run_dir, results};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,22 +14,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{bin_dir, fabric_node, loadgen, text};
-use gauntlet_recorder::RunResults;
-
-fn results(run_dir: &Path) -> RunResults {
-    let bytes = std::fs::read(run_dir.join("results.json")).expect("results.json");
-    serde_json::from_slice(&bytes).expect("results.json parses")
-}
-
-fn only_run_dir(root: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && !p.is_symlink())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
-}
 
 /// Processes whose command line mentions `needle` (our run directory).
 fn processes_mentioning(needle: &str) -> Vec<u32> {
