@@ -7,7 +7,8 @@
 //! (unless it has passed), run the operation and record it. Only two idle
 //! workers per thread (the leaders) hold an arrival and sleep on a timer; the
 //! other idle workers queue for the lead, so idle workers cost nothing and a
-//! low rate costs one timer wake-up per arrival. A worker is an
+//! low rate costs one timer wake-up per arrival; an arrival already due is
+//! taken without the lead. A worker is an
 //! in-flight slot: when all are busy, the next arrival waits and starts late,
 //! and its latency still counts from its intended start, so the backlog of a
 //! stalled system is sent, never skipped. The operation of an arrival is
@@ -18,7 +19,8 @@
 //! operation, timed from its own start.
 //!
 //! Workers run on `GAUNTLET_ENGINE_THREADS` (default 1) single-threaded
-//! runtimes of their own: no task is spawned per operation, no wake-up
+//! runtimes of their own: no task is spawned per operation, no timer is
+//! registered per operation (each worker keeps one, see `within`), no wake-up
 //! crosses threads, samples go to a per-thread buffer the recorder drains
 //! (see `recording`), and requests use the engine's own HTTP client
 //! (`crate::http`). A start later than `late_after` is counted late, and
@@ -238,23 +240,36 @@ async fn worker(
     // Samples of this worker not yet handed to the recorder: handed over
     // every `BATCH` samples and whenever the worker is about to wait.
     let mut batch = Vec::with_capacity(BATCH);
+    // This worker's operation timeout, one timer for all its operations
+    // (see `within`).
+    let deadline = tokio::time::sleep_until(Instant::now() + s.timeout);
+    tokio::pin!(deadline);
     loop {
         // A few idle workers per thread (the leaders) take the next arrivals
         // and wait for them; the others wait for the lead without a timer, so
         // an arrival costs one timer wake-up however many workers are idle.
+        // An arrival already due needs no lead: it is taken at once.
         // Idle: this worker waited for the lead or for the arrival, so a
         // slot was free. A late start then is the engine's fault; a late
         // start taken straight after an operation means every slot was busy.
         let mut waited = false;
-        let lead = match leader.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
-                waited = true;
-                // About to wait: hand the samples over first.
-                s.sink.push_all(shard, &mut batch);
-                match leader.acquire().await {
-                    Ok(permit) => permit,
-                    Err(_) => break,
+        let due = s
+            .schedule
+            .at(s.next.load(Ordering::Relaxed))
+            .is_some_and(|(_, at)| at <= Instant::now());
+        let lead = if due {
+            None
+        } else {
+            match leader.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    waited = true;
+                    // About to wait: hand the samples over first.
+                    s.sink.push_all(shard, &mut batch);
+                    match leader.acquire().await {
+                        Ok(permit) => Some(permit),
+                        Err(_) => break,
+                    }
                 }
             }
         };
@@ -310,15 +325,13 @@ async fn worker(
                 .fetch_max(now_in_flight, Ordering::Relaxed);
         }
         let mut chain = Chain::default();
-        let outcome = match tokio::time::timeout_at(
+        let outcome = within(
+            deadline.as_mut(),
             sent + s.timeout,
             s.prepared[op].execute(&client, &mut chain),
         )
         .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::Error("timeout".to_owned()),
-        };
+        .unwrap_or_else(|| Outcome::Error("timeout".to_owned()));
         let done = Instant::now();
         let chained = outcome == Outcome::Ok && s.prepared[op].has_steps();
         batch.push(Sample {
@@ -358,6 +371,40 @@ async fn worker(
         counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
     s.sink.push_all(shard, &mut batch);
+}
+
+/// Runs `operation` until `deadline` (`None` once it passed) on a timer the
+/// worker keeps for all its operations.
+///
+/// Why not `tokio::time::timeout`: it registers a timer in the runtime's
+/// wheel for every operation and removes it again (a lock, an insert and a
+/// removal per request, about 1 % of the engine's CPU at full speed, seen
+/// with `perf`). Deadlines only grow (a fixed timeout after each start), so
+/// the kept timer is left where it is: when it fires for an earlier
+/// operation's deadline while this one is still running, it is moved to
+/// this deadline — about once per timeout period per worker.
+async fn within<F: std::future::Future>(
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    deadline: Instant,
+    operation: F,
+) -> Option<F::Output> {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    let mut operation = std::pin::pin!(operation);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = operation.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return std::task::Poll::Ready(None);
+            }
+            timer.as_mut().reset(deadline);
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Runs every phase of the plan from `run_start` on `threads` engine
@@ -485,6 +532,37 @@ workload:
             Some((1, start + Duration::from_millis(1_250)))
         );
         assert_eq!(schedule.at(12), None);
+    }
+
+    /// The kept timer cuts an operation off at its own deadline, never at an
+    /// earlier operation's, and lets quick operations through. (Real time:
+    /// an operation that is ready is taken before the timer is looked at,
+    /// so a slow machine cannot turn an answer into a timeout here.)
+    #[tokio::test]
+    async fn operations_end_at_their_own_deadline() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let timer = tokio::time::sleep_until(t0 + ms(50));
+        tokio::pin!(timer);
+        let quick = within(timer.as_mut(), t0 + ms(50), async { 7 }).await;
+        assert_eq!(quick, Some(7));
+        // The timer is left at 50 ms; this operation's deadline is 400 ms
+        // and it answers at 150 ms.
+        let slow = within(
+            timer.as_mut(),
+            t0 + ms(400),
+            tokio::time::sleep_until(t0 + ms(150)),
+        )
+        .await;
+        assert_eq!(slow, Some(()), "ended by an earlier operation's deadline");
+        let stuck = within(timer.as_mut(), t0 + ms(500), std::future::pending::<()>()).await;
+        assert_eq!(stuck, None);
+        assert!(Instant::now() >= t0 + ms(500), "ended before its deadline");
+        // A deadline before the timer's moves the timer back.
+        timer.as_mut().reset(t0 + Duration::from_secs(3_600));
+        let stuck = within(timer.as_mut(), t0 + ms(600), std::future::pending::<()>()).await;
+        assert_eq!(stuck, None);
+        assert!(Instant::now() >= t0 + ms(600));
     }
 
     #[test]
