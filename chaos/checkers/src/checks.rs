@@ -493,7 +493,7 @@ pub fn queue_at_least_once(
         );
     }
     let checked = format!(
-        "{} job(s) acknowledged as enqueued and not acked looked up among {} delivered by the drain and {} in the dead-letter queues ({} of them there: attempts exhausted, delivered to the DLQ, not lost); {} duplicate deliveries",
+        "{} job(s) acknowledged as enqueued and not acked looked up among {} delivered by the drain and {} in the dead-letter queues: {} found in a DLQ (attempts exhausted: delivered there, not lost); {} duplicate deliveries",
         b.counts.get("expected_after_drain").copied().unwrap_or(0),
         b.counts.get("delivered_by_drain").copied().unwrap_or(0),
         dead.len(),

@@ -322,7 +322,7 @@ proptest! {
         let v = run(Check::QueueAtLeastOnce, &h, &rb);
         prop_assert!(v.passed, "{}", v.evidence);
         prop_assert_eq!(v.counts.get("in_dlq").copied().unwrap_or(0), in_dlq);
-        let needle = format!("({in_dlq} of them there: attempts exhausted");
+        let needle = format!(": {in_dlq} found in a DLQ (attempts exhausted");
         prop_assert!(v.evidence.contains(&needle), "{}", v.evidence);
         // Without the DLQ in the read-back those jobs would be lost.
         let mut without = rb.clone();

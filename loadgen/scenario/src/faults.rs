@@ -1057,7 +1057,10 @@ mod tests {
         let e = errors("checks: [fabric.queue.at_least_once]\nreadback: { drain_withn: 5s }\n");
         assert!(e.contains("did you mean `drain_within`"), "{e}");
         let e = errors("checks: [fabric.queue.at_least_once]\nreadback: { drain_within: 5 }\n");
-        assert!(e.contains("readback.drain_within") || e.contains("drain_within"), "{e}");
+        assert!(
+            e.contains("readback.drain_within") || e.contains("drain_within"),
+            "{e}"
+        );
         let e = errors("faults:\n  - { at: 5s, link: loadgen->fabric, bandwidth: 0B }\n");
         assert!(e.contains("blackhole"), "{e}");
     }

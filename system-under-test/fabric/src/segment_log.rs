@@ -509,10 +509,7 @@ impl SegmentLog {
             self.unsynced.push((file, path));
         }
         // Readers switch to the file only now that it holds the bytes.
-        self.index
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .held = None;
+        self.index.write().unwrap_or_else(|p| p.into_inner()).held = None;
         Ok(())
     }
 
@@ -925,7 +922,10 @@ mod tests {
         assert_eq!(offsets(&log.reader()), vec![0, 1, 2]);
         drop(log);
         let (log, rep) = SegmentLog::open(dir.path(), opts(1 << 20), 0).unwrap();
-        assert_eq!(rep.next_offset, 2, "the first batch was written, the last held");
+        assert_eq!(
+            rep.next_offset, 2,
+            "the first batch was written, the last held"
+        );
         assert_eq!(offsets(&log.reader()), vec![0, 1]);
     }
 
