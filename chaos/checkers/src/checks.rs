@@ -435,6 +435,12 @@ pub fn queue_at_least_once(
             drained.insert((queue, &job.job_id), &job.payload);
         }
     }
+    let mut dead: HashMap<(&str, &str), &Digest> = HashMap::new();
+    for (queue, jobs) in &readback.dlq {
+        for job in jobs {
+            dead.insert((queue, &job.job_id), &job.payload);
+        }
+    }
     let duplicates: u64 = deliveries.values().map(|n| n.saturating_sub(1)).sum();
     b.count("duplicate_deliveries", duplicates);
     let mut undrained = BTreeSet::new();
@@ -447,12 +453,24 @@ pub fn queue_at_least_once(
             undrained.insert(queue.to_string());
             continue;
         }
-        match drained.get(&(*queue, *job_id)) {
+        let found = match drained.get(&(*queue, *job_id)) {
+            Some(found) => Some(found),
+            None => {
+                let in_dlq = dead.get(&(*queue, *job_id));
+                if in_dlq.is_some() {
+                    b.count("in_dlq", 1);
+                }
+                in_dlq
+            }
+        };
+        match found {
             None => {
                 b.count("missing", 1);
                 b.violation(
                     Some(op),
-                    format!("job {job_id} of {queue} never delivered by the drain"),
+                    format!(
+                        "job {job_id} of {queue} never delivered by the drain, nor in its dead-letter queue"
+                    ),
                 );
             }
             Some(found) if *found != *payload => {
@@ -475,9 +493,11 @@ pub fn queue_at_least_once(
         );
     }
     let checked = format!(
-        "{} job(s) acknowledged as enqueued and not acked looked up among {} delivered by the drain; {} duplicate deliveries",
+        "{} job(s) acknowledged as enqueued and not acked looked up among {} delivered by the drain and {} in the dead-letter queues: {} found in a DLQ (attempts exhausted: delivered there, not lost); {} duplicate deliveries",
         b.counts.get("expected_after_drain").copied().unwrap_or(0),
         b.counts.get("delivered_by_drain").copied().unwrap_or(0),
+        dead.len(),
+        b.counts.get("in_dlq").copied().unwrap_or(0),
         duplicates
     );
     b.finish(checked)

@@ -368,9 +368,13 @@ pub struct ReadBack {
     /// Each stream read whole from offset 0, in the order read.
     #[serde(default)]
     pub streams: BTreeMap<String, Vec<StreamMessage>>,
-    /// Each queue drained (and its DLQ listed), in delivery order.
+    /// Each queue drained, in delivery order.
     #[serde(default)]
     pub queues: BTreeMap<String, Vec<DeliveredJob>>,
+    /// Each drained queue's dead-letter queue, listed whole (jobs that
+    /// exhausted their attempts), oldest first.
+    #[serde(default)]
+    pub dlq: BTreeMap<String, Vec<DeliveredJob>>,
     /// Each KV store: every key the history wrote, read back (`null`: absent).
     #[serde(default)]
     pub kv: BTreeMap<String, BTreeMap<String, Option<Digest>>>,

@@ -283,6 +283,65 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Jobs that exhausted their attempts sit in the DLQ, not in the drain:
+    /// each counts as delivered (to the DLQ), the verdict says how many,
+    /// and losing one from the DLQ is still caught.
+    #[test]
+    fn jobs_in_the_dlq_are_delivered_not_lost(
+        enq in proptest::collection::vec(out(), 1..50),
+        acks in proptest::collection::vec((any::<usize>(), out()), 0..30),
+        dead in proptest::collection::vec(any::<bool>(), 50),
+        lose in any::<proptest::sample::Index>(),
+    ) {
+        let (h, mut rb) = queue(&enq, &acks, 0);
+        let drained = rb.queues.get_mut(QUEUE).unwrap();
+        let mut dlq = Vec::new();
+        let mut i = 0;
+        drained.retain(|j| {
+            i += 1;
+            if dead[i - 1] {
+                dlq.push(j.clone());
+                false
+            } else {
+                true
+            }
+        });
+        // Only acknowledged enqueues never (maybe) acked are required; the
+        // others may be in the DLQ too but are not counted.
+        let maybe_acked: Vec<String> = h.operations.iter().filter_map(|o| match (&o.invocation, &o.outcome) {
+            (Invocation::QueueAck { job_id, .. }, Outcome::Ok(_) | Outcome::Unknown(_)) => Some(job_id.clone()),
+            _ => None,
+        }).collect();
+        let required: Vec<String> = h.operations.iter().filter_map(|o| match (&o.invocation, &o.outcome) {
+            (Invocation::QueueEnqueue { .. }, Outcome::Ok(a)) => a.job_id.clone(),
+            _ => None,
+        }).filter(|j| !maybe_acked.contains(j)).collect();
+        let in_dlq = dlq.iter().filter(|j| required.contains(&j.job_id)).count() as u64;
+        rb.dlq.insert(QUEUE.into(), dlq.clone());
+        let v = run(Check::QueueAtLeastOnce, &h, &rb);
+        prop_assert!(v.passed, "{}", v.evidence);
+        prop_assert_eq!(v.counts.get("in_dlq").copied().unwrap_or(0), in_dlq);
+        let needle = format!(": {in_dlq} found in a DLQ (attempts exhausted");
+        prop_assert!(v.evidence.contains(&needle), "{}", v.evidence);
+        // Without the DLQ in the read-back those jobs would be lost.
+        let mut without = rb.clone();
+        without.dlq.clear();
+        let v = run(Check::QueueAtLeastOnce, &h, &without);
+        prop_assert_eq!(v.passed, in_dlq == 0, "{}", v.evidence);
+        // A required job lost from the DLQ itself is caught, by id.
+        let dlq: Vec<&DeliveredJob> = dlq.iter().filter(|j| required.contains(&j.job_id)).collect();
+        if !dlq.is_empty() {
+            let lost = dlq[lose.index(dlq.len())].job_id.clone();
+            rb.dlq.get_mut(QUEUE).unwrap().retain(|j| j.job_id != lost);
+            let v = run(Check::QueueAtLeastOnce, &h, &rb);
+            prop_assert!(!v.passed);
+            let needle = format!("job {lost} of {QUEUE} never delivered");
+            prop_assert!(v.evidence.contains(&needle), "{}", v.evidence);
+        }
+    }
+}
+
 /// Writes to a few keys in sequence (each acknowledged before the next is
 /// sent); a correct store keeps the last applied write.
 fn kv(writes: &[(usize, Option<u8>, Out)]) -> (History, ReadBack) {

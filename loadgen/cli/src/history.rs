@@ -10,8 +10,10 @@
 //!
 //! After the load and after every fault healed, [`read_back`] waits for the
 //! services to be ready, reads every checked stream whole, drains every
-//! checked queue (receive + ack until empty and nothing in flight) and
-//! reads every key the history wrote, into `readback.json`; [`check`] runs
+//! checked queue (receive + ack until empty and nothing in flight, waiting
+//! at most `readback.drain_within` for leased jobs to come back), lists
+//! each checked queue's dead-letter queue and reads every key the history
+//! wrote, into `readback.json`; [`check`] runs
 //! the checkers and gives the verdicts `verdict.json` lists.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -228,6 +230,8 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 const READ_PAGE: u64 = 1000;
 const MAX_MESSAGES: usize = 5_000_000;
 const MAX_DRAINED: usize = 1_000_000;
+/// Jobs per page of a DLQ listing (the fabric's maximum).
+const DLQ_PAGE: u64 = 1000;
 /// One read-back request on the control path's client (the engine's
 /// client belongs to the engine's runtimes); a non-empty body is JSON.
 async fn request(
@@ -258,9 +262,6 @@ async fn request(
     Ok((status, body))
 }
 
-/// How long the drain waits for leased jobs to come back (their visibility
-/// timeout) once the queue looks empty.
-const DRAIN_WITHIN: Duration = Duration::from_secs(90);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn get(
@@ -353,13 +354,20 @@ async fn read_stream(
     }
 }
 
+/// Receives and acks every job of `queue` until it is empty and nothing is
+/// leased or pending; waits at most `drain_within` (the scenario's
+/// `readback.drain_within`) with no job coming for leased or delayed jobs
+/// to come back.
 async fn drain_queue(
     client: &HttpClient,
     target: &Target,
     queue: &str,
+    drain_within: Duration,
 ) -> Result<Vec<DeliveredJob>, String> {
     let mut out = Vec::new();
-    let deadline = Instant::now() + DRAIN_WITHIN;
+    // Waiting ends `drain_within` after the last job came (each job
+    // received is progress; MAX_DRAINED bounds those).
+    let mut deadline = Instant::now() + drain_within;
     let receive = target.url(&format!("/api/v1/queues/{queue}/receive"));
     let body = Bytes::from(
         serde_json::to_vec(&fabric_wire::ReserveRequest {
@@ -396,15 +404,14 @@ async fn drain_queue(
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "{what}: {} job(s) still leased and {} pending after {} s",
-                    st.in_flight,
-                    st.pending,
-                    DRAIN_WITHIN.as_secs()
+                    "{what}: {} job(s) still leased and {} pending after {:?}, so its acknowledged jobs cannot be verified (hint: jobs leased during the run come back only when their visibility timeout ends, delayed ones when due; set `readback: {{ drain_within: … }}` above the longest of them)",
+                    st.in_flight, st.pending, drain_within
                 ));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
+        deadline = Instant::now() + drain_within;
         for job in &jobs {
             out.push(delivered(job));
             let ack = target.url(&format!("/api/v1/queues/{queue}/jobs/{}/ack", job.id));
@@ -429,6 +436,42 @@ async fn drain_queue(
     }
 }
 
+/// Lists the dead-letter queue of `queue` whole (pages of [`DLQ_PAGE`] by
+/// job `seq`): jobs that exhausted their attempts were delivered there,
+/// not lost.
+async fn list_dlq(
+    client: &HttpClient,
+    target: &Target,
+    queue: &str,
+) -> Result<Vec<DeliveredJob>, String> {
+    let mut out = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let mut path = format!("/api/v1/queues/{queue}/dlq/jobs?limit={DLQ_PAGE}");
+        if let Some(seq) = after {
+            path.push_str(&format!("&after={seq}"));
+        }
+        let what = format!("listing the dead-letter queue of {queue}");
+        let answer = get(client, Method::GET, &target.url(&path), Bytes::new()).await;
+        let jobs = match &answer {
+            Ok((s, b)) if s.is_success() => {
+                serde_json::from_slice::<fabric_wire::JobsResponse>(b)
+                    .map_err(|e| format!("{what}: {e}"))?
+                    .jobs
+            }
+            _ => return Err(unexpected(&what, answer)),
+        };
+        out.extend(jobs.iter().map(delivered));
+        if out.len() > MAX_DRAINED {
+            return Err(format!("{what}: more than {MAX_DRAINED} jobs"));
+        }
+        match jobs.last() {
+            Some(last) if jobs.len() as u64 == DLQ_PAGE => after = Some(last.seq),
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// The read-back phase: see the module's documentation. Writes
 /// `readback.json` and returns it.
 pub async fn read_back(
@@ -436,6 +479,7 @@ pub async fn read_back(
     checked: &Checked,
     history: &History,
     target: &dyn Fn(&str) -> Target,
+    drain_within: Duration,
     run_start: Instant,
     run_dir: &Path,
 ) -> Result<gauntlet_checkers::ReadBack, String> {
@@ -455,8 +499,10 @@ pub async fn read_back(
         rb.streams.insert(stream.clone(), msgs);
     }
     for (queue, service) in &checked.queues {
-        let jobs = drain_queue(client, &target(service), queue).await?;
+        let jobs = drain_queue(client, &target(service), queue, drain_within).await?;
         rb.queues.insert(queue.clone(), jobs);
+        let dead = list_dlq(client, &target(service), queue).await?;
+        rb.dlq.insert(queue.clone(), dead);
     }
     let mut keys: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for op in &history.operations {
@@ -590,7 +636,16 @@ pub async fn run_checks(
         }
     };
     let client = crate::driver::http_client(4);
-    let readback = read_back(&client, &checked, &history, &target, run_start, run_dir).await?;
+    let readback = read_back(
+        &client,
+        &checked,
+        &history,
+        &target,
+        plan.scenario.drain_within(),
+        run_start,
+        run_dir,
+    )
+    .await?;
     let names: Vec<String> = plan
         .scenario
         .checks

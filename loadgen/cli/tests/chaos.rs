@@ -440,3 +440,270 @@ fn each_checker_fails_only_on_its_own_fault() {
         }
     }
 }
+
+/// `loadgen run` of `scenario` with `--set`s into a fresh directory: the
+/// output and the run directory (kept alive by the returned temp dir).
+fn run_with(scenario: &Path, sets: &[&str]) -> (std::process::Output, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "run",
+        scenario.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let o = loadgen(&args, out.path());
+    (o, out)
+}
+
+/// The crash-durability negative test: with the test-only
+/// `FABRIC_TEST_ACK_BEFORE_WRITE` knob the fabric acknowledges appends (or
+/// KV puts) while they sit in a user-space buffer written to its log only
+/// every 200 ms, so each SIGKILL loses the acknowledged tail. The fabric is
+/// killed twice under load (the buffer always holds the latest writes), and
+/// KV keys are drawn from a space too large for a later put to hide a lost
+/// one: the checker watching the kind fails with named evidence, the
+/// others pass, and the run exits 1.
+#[test]
+fn a_kill_exposes_writes_acknowledged_before_they_were_written() {
+    fabric_node();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/chaos/fabric-crash-restart-always.yaml");
+    let cases: [(&str, &[&str], &str); 2] = [
+        (
+            "append",
+            &["fabric.no_acked_write_lost", "fabric.offsets_unique"],
+            "of gauntlet/crash/events",
+        ),
+        (
+            "kv_put",
+            &["fabric.kv.read_your_writes"],
+            "instead of its last acknowledged value",
+        ),
+    ];
+    for (kind, failing, evidence_names) in cases {
+        let knob = format!("stack.services.fabric.env.FABRIC_TEST_ACK_BEFORE_WRITE={kind}");
+        let (o, out) = run_with(
+            &scenario,
+            &[
+                "workload.phases.warmup.duration=1s",
+                "workload.phases.steady.duration=7s",
+                "faults.0={ name: crash, at: 2s, every: 3s, count: 2, kill: fabric, signal: KILL, restart_after: 1s }",
+                "workload.operations.put.fabric.kv.put.key.count=1000000",
+                &knob,
+            ],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{kind}: {}\n{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        let run = run_dir(out.path());
+        let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+        assert_eq!(faults.len(), 2, "{kind}: {faults:?}");
+        assert!(faults.iter().all(|f| f.kind == "process.kill"));
+        let checks = check_verdicts(&run);
+        assert_eq!(checks.len(), 4, "{kind}: {checks:?}");
+        for (check, passed, evidence) in &checks {
+            let fails = failing.contains(&check.as_str());
+            assert_eq!(!passed, fails, "{kind}: {check}: {evidence}");
+            if fails {
+                assert!(
+                    evidence.contains(evidence_names),
+                    "{kind}: {check}: {evidence}"
+                );
+                // Named: the lost writes, when they were acknowledged, and
+                // which kill they preceded.
+                assert!(
+                    evidence.contains("(operation "),
+                    "{kind}: {check}: {evidence}"
+                );
+                assert!(
+                    evidence.contains("fault `crash"),
+                    "{kind}: {check}: {evidence}"
+                );
+                assert!(text(&o.stdout).contains(&format!("check FAIL {check}")));
+            }
+        }
+        // The lost appends are named by offset.
+        if kind == "append" {
+            let lost = &checks
+                .iter()
+                .find(|c| c.0 == "fabric.no_acked_write_lost")
+                .unwrap()
+                .2;
+            assert!(lost.contains("offset "), "{lost}");
+        }
+        // The node warned that the knob was set.
+        let log = std::fs::read_to_string(run.join("logs/fabric.log")).unwrap();
+        assert!(log.contains("FABRIC_TEST_ACK_BEFORE_WRITE"), "{log}");
+    }
+}
+
+/// Jobs whose every attempt is nacked end in the queue's dead-letter
+/// queue; the read-back lists it, and `fabric.queue.at_least_once` counts
+/// them as delivered there (not lost) and says how many.
+#[test]
+fn jobs_that_exhausted_their_retries_are_found_in_the_dlq() {
+    fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("dlq.yaml");
+    std::fs::write(
+        &scenario,
+        r#"
+name: dlq
+seed: 5
+stack:
+  services:
+    fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch } }
+workload:
+  max_in_flight: 64
+  phases:
+    - { name: fill, duration: 1s, rate: 40/s, mix: { produce: 1 } }
+    - { name: fail, duration: 3s, rate: 100/s, mix: { work: 1 } }
+  operations:
+    - { name: produce, weight: 0, fabric.queue.enqueue: { queue: test/dlq/jobs, payload: { json: { job: "{{seq}}" } } } }
+    - name: work
+      weight: 0
+      fabric.queue.reserve: { queue: test/dlq/jobs, visibility: 30s }
+      then: [ { fabric.queue.nack: { delay: 0s } } ]
+checks: [fabric.queue.at_least_once]
+"#,
+    )
+    .unwrap();
+    let (o, runs) = run_with(&scenario, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let run = run_dir(runs.path());
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
+    let check = &doc["checks"][0];
+    assert_eq!(check["name"], "fabric.queue.at_least_once");
+    assert_eq!(check["passed"], true, "{check}");
+    let count = |k: &str| check["counts"][k].as_u64().unwrap_or(0);
+    // 40 jobs, each reserved and nacked up to its 3 attempts by 300 reserves.
+    assert!(count("acknowledged_enqueues") > 0, "{check}");
+    assert!(count("in_dlq") > 0, "{check}");
+    assert_eq!(
+        count("in_dlq") + count("delivered_by_drain"),
+        count("expected_after_drain"),
+        "{check}"
+    );
+    let evidence = check["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains(&format!(": {} found in a DLQ", count("in_dlq"))),
+        "{evidence}"
+    );
+    let rb: gauntlet_checkers::ReadBack =
+        serde_json::from_slice(&std::fs::read(run.join("readback.json")).unwrap()).unwrap();
+    assert_eq!(rb.dlq["test/dlq/jobs"].len() as u64, count("in_dlq"));
+}
+
+/// A fault whose time came but which is still being applied when the load
+/// ends (here a restart whose service never becomes ready again) fails the
+/// run with exit 3 and a message naming the fault; the service is stopped.
+#[test]
+fn a_fault_that_outran_the_load_fails_the_run() {
+    let fabric = fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("outran.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+name: outran
+stack:
+  services:
+    web:
+      # Ready the first time; after the restart it never is again.
+      command: [bash, -c, 'mkdir -p {{data_dir}}; if [ -e {{data_dir}}/started ]; then exec -a gauntlet-outran-{{data_dir}} sleep 120; fi; touch {{data_dir}}/started; exec "{}" --http-addr {{addr}} --data-dir {{data_dir}}/fabric']
+      ready_timeout: 60s
+      stop_timeout: 5s
+workload:
+  phases: [ {{ name: p, duration: 3s, rate: 20/s }} ]
+  operations: [ {{ name: health, weight: 1, http: {{ service: web, url: /health }} }} ]
+faults:
+  - {{ name: slow-restart, at: 1s, restart: web }}
+"#,
+            fabric.display()
+        ),
+    )
+    .unwrap();
+    let (o, runs) = run_with(&scenario, &[]);
+    let all = format!("{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("fault `slow-restart` was still being applied when the load ended"),
+        "{all}"
+    );
+    let run = run_dir(runs.path());
+    let faults =
+        parse(&std::fs::read(run.join("faults.json")).unwrap_or_else(|_| b"[]".to_vec())).unwrap();
+    assert!(
+        faults.iter().all(|f| f.name != "slow-restart"),
+        "{faults:?}"
+    );
+    // The restarted service (never ready) was stopped with the run.
+    let log = std::fs::read_to_string(run.join("logs/web.log")).unwrap_or_default();
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let leaked: Vec<&str> = std::str::from_utf8(&ps.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("gauntlet-outran-") && l.contains(runs.path().to_str().unwrap()))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}\n{log}");
+}
+
+/// The read-back's drain waits at most `readback.drain_within` for jobs
+/// leased during the run: jobs reserved with a visibility timeout far
+/// longer and never acked make it fail clearly (exit 3, naming the queue,
+/// what is still leased and the bound) instead of waiting for them.
+#[test]
+fn a_drain_that_cannot_finish_fails_at_its_bound() {
+    fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("stuck.yaml");
+    std::fs::write(
+        &scenario,
+        r#"
+name: stuck
+stack:
+  services:
+    fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch } }
+workload:
+  phases:
+    - { name: fill, duration: 1s, rate: 20/s, mix: { produce: 1 } }
+    - { name: lease, duration: 1s, rate: 60/s, mix: { take: 1 } }
+  operations:
+    - { name: produce, weight: 0, fabric.queue.enqueue: { queue: test/stuck/jobs, payload: 64B } }
+    - { name: take, weight: 0, fabric.queue.reserve: { queue: test/stuck/jobs, visibility: 10m } }
+checks: [fabric.queue.at_least_once]
+readback: { drain_within: 2s }
+"#,
+    )
+    .unwrap();
+    let (o, runs) = run_with(&scenario, &[]);
+    let all = format!("{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{all}");
+    assert!(all.contains("draining queue test/stuck/jobs"), "{all}");
+    assert!(all.contains("still leased"), "{all}");
+    assert!(all.contains("after 2s"), "{all}");
+    assert!(all.contains("drain_within"), "{all}");
+    // No verdict is claimed for a queue that could not be drained.
+    let run = run_dir(runs.path());
+    let verdict = std::fs::read_to_string(run.join("verdict.json")).unwrap_or_default();
+    assert!(!verdict.contains("\"passed\": true"), "{verdict}");
+}

@@ -225,6 +225,33 @@ impl CheckName {
     }
 }
 
+/// How the read-back after the load runs (`readback:`, only with `checks:`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadBackSpec {
+    /// How long the drain of each checked queue may wait, once the queue
+    /// looks empty, for jobs leased during the run (until their visibility
+    /// timeout) or delayed to come back (default `90s`); past it the run
+    /// fails with exit code 3, naming the queue and what is still leased.
+    #[serde(default = "default_drain_within")]
+    pub drain_within: Duration,
+}
+
+/// The drain's bound when the scenario gives none.
+pub const DEFAULT_DRAIN_WITHIN: StdDuration = StdDuration::from_secs(90);
+
+fn default_drain_within() -> Duration {
+    Duration(DEFAULT_DRAIN_WITHIN)
+}
+
+impl Scenario {
+    /// The read-back's drain bound: `readback.drain_within` or 90 s.
+    pub fn drain_within(&self) -> StdDuration {
+        self.readback
+            .map_or(DEFAULT_DRAIN_WITHIN, |r| r.drain_within.0)
+    }
+}
+
 /// The service fault kinds, by their key.
 pub const SERVICE_KINDS: [&str; 8] = [
     "kill",
@@ -853,6 +880,15 @@ pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
             hint: Some("lower `count`".to_owned()),
         });
     }
+    if s.readback.is_some() && s.checks.is_empty() {
+        out.push(Problem {
+            path: vec![k("readback")],
+            key: None,
+            message: "`readback` is given but there are no `checks:`, so nothing is read back"
+                .to_owned(),
+            hint: Some("add `checks:`, or remove `readback`".to_owned()),
+        });
+    }
     let mut seen = BTreeSet::new();
     for (i, c) in s.checks.iter().enumerate() {
         if !seen.insert(*c) {
@@ -880,6 +916,17 @@ mod tests {
 
     fn errors(faults: &str) -> String {
         load(faults).expect_err("invalid").join("\n")
+    }
+
+    #[test]
+    fn the_drain_bound_defaults_to_90_s_and_can_be_set() {
+        let s = load("checks: [fabric.queue.at_least_once]\n").unwrap();
+        assert_eq!(s.drain_within(), StdDuration::from_secs(90));
+        let s = load("checks: [fabric.queue.at_least_once]\nreadback: { drain_within: 1500ms }\n")
+            .unwrap();
+        assert_eq!(s.drain_within(), StdDuration::from_millis(1500));
+        let s = load("checks: [fabric.queue.at_least_once]\nreadback: {}\n").unwrap();
+        assert_eq!(s.drain_within(), StdDuration::from_secs(90));
     }
 
     #[test]
@@ -1003,6 +1050,15 @@ mod tests {
         let e = errors("checks: [fabric.no_acked_writes_lost]\n");
         assert!(
             e.contains("did you mean `fabric.no_acked_write_lost`"),
+            "{e}"
+        );
+        let e = errors("readback: { drain_within: 5s }\n");
+        assert!(e.contains("there are no `checks:`"), "{e}");
+        let e = errors("checks: [fabric.queue.at_least_once]\nreadback: { drain_withn: 5s }\n");
+        assert!(e.contains("did you mean `drain_within`"), "{e}");
+        let e = errors("checks: [fabric.queue.at_least_once]\nreadback: { drain_within: 5 }\n");
+        assert!(
+            e.contains("readback.drain_within") || e.contains("drain_within"),
             "{e}"
         );
         let e = errors("faults:\n  - { at: 5s, link: loadgen->fabric, bandwidth: 0B }\n");

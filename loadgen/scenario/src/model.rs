@@ -46,6 +46,9 @@ pub struct Scenario {
     /// Checks run on the operation history once the faults have healed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::faults::CheckName>,
+    /// How the read-back after the load runs (only with `checks:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readback: Option<crate::faults::ReadBackSpec>,
 }
 
 fn default_seed() -> u64 {

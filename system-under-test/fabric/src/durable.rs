@@ -129,6 +129,18 @@ impl DurableLog {
         ))
     }
 
+    /// The test-only knob `FABRIC_TEST_ACK_BEFORE_WRITE`: when it names
+    /// `kind`, this log keeps appended records in memory and writes them
+    /// late (see [`crate::segment_log`]'s write-behind). A no-op otherwise.
+    pub fn hold_writes_if(&mut self, kind: crate::test_knob::FakeAck) {
+        if crate::test_knob::ack_before_write(kind)
+            && let Some(log) = self.log.as_mut()
+        {
+            tracing::warn!(log = %self.name, "acknowledging writes before they are written (test-only knob)");
+            log.hold_writes();
+        }
+    }
+
     pub fn policy(&self) -> FsyncPolicy {
         self.policy
     }
@@ -288,7 +300,7 @@ impl DurableLog {
             return Err(StoreError::Unavailable("the log is closed".into()));
         };
         let joined = tokio::task::spawn_blocking(move || {
-            let r = log.sync();
+            let r = log.write_held().and_then(|()| log.sync());
             (log, r)
         })
         .await;
@@ -339,6 +351,7 @@ impl DurableLog {
         let boot_id = self.boot_id.clone();
         let interval = self.policy == FsyncPolicy::Interval;
         let r = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            log.write_held()?;
             log.sync()?;
             if interval {
                 let hwm = HighWaterMark {

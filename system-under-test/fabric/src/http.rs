@@ -710,6 +710,8 @@ struct LimitParams {
     limit: Option<usize>,
     #[serde(default)]
     prefix: String,
+    /// DLQ listing: only jobs with a `seq` above this one (paging).
+    after: Option<u64>,
 }
 
 async fn dlq(
@@ -728,7 +730,7 @@ async fn dlq(
     }
     Ok(Json(JobsResponse {
         status: "success".into(),
-        jobs: stores.queues.dlq(&key, limit).await?,
+        jobs: stores.queues.dlq(&key, q.after, limit).await?,
     }))
 }
 

@@ -268,7 +268,8 @@ fn open_kv(
     metrics: &Arc<Metrics>,
     boot_id: Option<&str>,
 ) -> Result<(DurableLog, Map, u64), StoreError> {
-    let (log, report) = DurableLog::open(dir, format!("kv {key}"), opts, metrics, boot_id)?;
+    let (mut log, report) = DurableLog::open(dir, format!("kv {key}"), opts, metrics, boot_id)?;
+    log.hold_writes_if(crate::test_knob::FakeAck::KvPut);
     let mut map = Map::new();
     if let Some(r) = log.reader() {
         replay(&r, |e| {

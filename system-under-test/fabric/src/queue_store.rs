@@ -84,6 +84,7 @@ pub enum QueueOp {
         reply: Reply<RetryPolicy>,
     },
     Dlq {
+        after: Option<u64>,
         limit: usize,
         reply: Reply<Vec<WireJob>>,
     },
@@ -255,10 +256,14 @@ impl Machine for QueueMachine {
                 Self::log(txn, &[rec]);
                 txn.reply(reply, policy);
             }
-            QueueOp::Dlq { limit, reply } => {
+            QueueOp::Dlq {
+                after,
+                limit,
+                reply,
+            } => {
                 let jobs = self
                     .state
-                    .dlq(None, limit)
+                    .dlq(after, limit)
                     .iter()
                     .map(|j| wire_job(&self.state, j))
                     .collect();
@@ -364,7 +369,8 @@ fn open_queue(
     boot_id: Option<&str>,
     lease_nonce: u32,
 ) -> Result<(DurableLog, QueueState, crate::segment_log::RecoveryReport), StoreError> {
-    let (log, report) = DurableLog::open(dir, format!("queue {key}"), opts, metrics, boot_id)?;
+    let (mut log, report) = DurableLog::open(dir, format!("queue {key}"), opts, metrics, boot_id)?;
+    log.hold_writes_if(crate::test_knob::FakeAck::Enqueue);
     let mut state = QueueState::new(m.incarnation, lease_nonce);
     if let Some(r) = log.reader() {
         replay(&r, |e| {
@@ -631,10 +637,20 @@ impl QueueStore {
             .await
     }
 
-    pub async fn dlq(&self, key: &ResourceKey, limit: usize) -> Result<Vec<WireJob>, StoreError> {
+    /// Up to `limit` DLQ jobs with a `seq` above `after` (all: `None`), oldest first.
+    pub async fn dlq(
+        &self,
+        key: &ResourceKey,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<WireJob>, StoreError> {
         self.get(key)?
             .actor
-            .call(|reply| QueueOp::Dlq { limit, reply })
+            .call(|reply| QueueOp::Dlq {
+                after,
+                limit,
+                reply,
+            })
             .await
     }
 

@@ -31,6 +31,18 @@
 //! file position, frame length — binary-searched by offset, then `pread` the
 //! frames and verify their checksum. The log is never scanned to serve a read.
 //!
+//! # Test-only write-behind
+//!
+//! With [`SegmentLog::hold_writes`] (only ever set by the test-only knob
+//! `FABRIC_TEST_ACK_BEFORE_WRITE`, see [`crate::test_knob`]) appended
+//! frames are not `pwrite`n but kept in a user-space buffer that readers
+//! see, and written to the file only by the first append at least
+//! [`HOLD_FOR`] after the oldest held frame (that append's own frames stay
+//! held), before a rotation, and at a graceful shutdown or checkpoint. A
+//! sync in between fsyncs nothing of them, so they are acknowledged and
+//! readable while only in the process's memory: a SIGKILL loses them —
+//! the durability bug the chaos checkers' negative tests must catch.
+//!
 //! # Recovery
 //!
 //! [`SegmentLog::open`] scans the segments in order and validates every frame
@@ -157,6 +169,22 @@ struct SegmentRef {
 struct LogIndex {
     segments: Vec<SegmentRef>,
     records: Vec<RecordLoc>,
+    /// Test-only write-behind: frames not yet written to their segment.
+    held: Option<Held>,
+}
+
+/// How long the test-only write-behind keeps frames out of the file (see
+/// the module documentation), and how many bytes it holds at most.
+pub const HOLD_FOR: std::time::Duration = std::time::Duration::from_millis(200);
+const HOLD_MAX_BYTES: usize = 8 << 20;
+
+/// Frames of segment `seg` from byte `start` on, held in memory.
+#[derive(Debug)]
+struct Held {
+    seg: u32,
+    start: u64,
+    bytes: Vec<u8>,
+    since: Instant,
 }
 
 /// Read access to a log's published records.
@@ -171,7 +199,8 @@ impl LogReader {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut plan: Vec<(RecordLoc, Arc<File>, PathBuf)> = Vec::new();
+        type Planned = (RecordLoc, Arc<File>, PathBuf, Option<Vec<u8>>);
+        let mut plan: Vec<Planned> = Vec::new();
         {
             let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
             let first = idx.records.partition_point(|r| r.end() <= from);
@@ -181,15 +210,29 @@ impl LogReader {
                     break;
                 }
                 let seg = &idx.segments[r.seg as usize];
-                plan.push((*r, Arc::clone(&seg.file), seg.path.clone()));
+                let held = idx
+                    .held
+                    .as_ref()
+                    .filter(|h| h.seg == r.seg && r.pos >= h.start)
+                    .map(|h| {
+                        let at = (r.pos - h.start) as usize;
+                        h.bytes[at..at + r.len as usize].to_vec()
+                    });
+                plan.push((*r, Arc::clone(&seg.file), seg.path.clone(), held));
                 wanted += (r.end() - r.base.max(from)) as usize;
             }
         }
         let mut out = Vec::with_capacity(max.min(1024));
-        for (loc, file, path) in plan {
-            let mut buf = vec![0u8; loc.len as usize];
-            file.read_exact_at(&mut buf, loc.pos)
-                .map_err(io_err("read", &path))?;
+        for (loc, file, path, held) in plan {
+            let buf = match held {
+                Some(bytes) => bytes,
+                None => {
+                    let mut buf = vec![0u8; loc.len as usize];
+                    file.read_exact_at(&mut buf, loc.pos)
+                        .map_err(io_err("read", &path))?;
+                    buf
+                }
+            };
             let (frame, _) = frame::decode(&buf).map_err(|source| LogError::Corrupt {
                 path: path.clone(),
                 pos: loc.pos,
@@ -247,6 +290,8 @@ pub struct SegmentLog {
     unsynced: Vec<(Arc<File>, PathBuf)>,
     dir_dirty: bool,
     poisoned: bool,
+    /// Test-only write-behind (see the module documentation).
+    hold: bool,
 }
 
 /// `00000000000000000042.seg` for base offset 42.
@@ -402,6 +447,7 @@ impl SegmentLog {
             unsynced: Vec::new(),
             dir_dirty: false,
             poisoned: false,
+            hold: false,
         };
         Ok((log, report))
     }
@@ -430,6 +476,85 @@ impl SegmentLog {
     /// Marks the log as refusing further writes.
     pub fn poison(&mut self) {
         self.poisoned = true;
+    }
+
+    /// Test-only: from now on, keeps appended frames in memory instead of
+    /// writing them (see the module documentation). Never call it outside
+    /// the test-only knob.
+    pub fn hold_writes(&mut self) {
+        self.hold = true;
+    }
+
+    /// Writes the frames the test-only write-behind holds (if any) to
+    /// their segment; a sync after this makes them durable.
+    pub fn write_held(&mut self) -> Result<(), LogError> {
+        let (file, path, start, bytes) = {
+            let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let Some(h) = &idx.held else {
+                return Ok(());
+            };
+            let seg = &idx.segments[h.seg as usize];
+            (
+                Arc::clone(&seg.file),
+                seg.path.clone(),
+                h.start,
+                h.bytes.clone(),
+            )
+        };
+        if let Err(e) = file.write_all_at(&bytes, start) {
+            self.poisoned = true;
+            return Err(io_err("write", &path)(e));
+        }
+        if !self.unsynced.iter().any(|(f, _)| Arc::ptr_eq(f, &file)) {
+            self.unsynced.push((file, path));
+        }
+        // Readers switch to the file only now that it holds the bytes.
+        self.index.write().unwrap_or_else(|p| p.into_inner()).held = None;
+        Ok(())
+    }
+
+    /// Test-only write-behind: takes `buf` into the held frames instead of
+    /// writing it, after writing the held frames that are due.
+    fn hold_frames(
+        &mut self,
+        buf: &mut Vec<u8>,
+        recs: &mut Vec<(u64, u32, usize, u32)>,
+    ) -> Result<(), LogError> {
+        let due = {
+            let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+            idx.held
+                .as_ref()
+                .is_some_and(|h| h.since.elapsed() >= HOLD_FOR || h.bytes.len() >= HOLD_MAX_BYTES)
+        };
+        if due {
+            self.write_held()?;
+        }
+        let Some(active) = self.active.as_mut() else {
+            return Err(LogError::Poisoned);
+        };
+        {
+            let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let held = idx.held.get_or_insert_with(|| Held {
+                seg: active.seg,
+                start: active.len,
+                bytes: Vec::new(),
+                since: Instant::now(),
+            });
+            held.bytes.extend_from_slice(buf);
+        }
+        for &(base, count, at, len) in recs.iter() {
+            self.pending.push(RecordLoc {
+                base,
+                count,
+                seg: active.seg,
+                pos: active.len + at as u64,
+                len,
+            });
+        }
+        active.len += buf.len() as u64;
+        buf.clear();
+        recs.clear();
+        Ok(())
     }
 
     /// Whether bytes were written (or a segment created) since the last sync.
@@ -505,6 +630,9 @@ impl SegmentLog {
         if buf.is_empty() {
             return Ok(());
         }
+        if self.hold {
+            return self.hold_frames(buf, recs);
+        }
         let Some(active) = self.active.as_mut() else {
             return Err(LogError::Poisoned);
         };
@@ -536,6 +664,7 @@ impl SegmentLog {
     }
 
     fn rotate(&mut self, base: u64) -> Result<(), LogError> {
+        self.write_held()?;
         let path = self.dir.join(segment_name(base));
         let file = OpenOptions::new()
             .read(true)
@@ -729,6 +858,96 @@ mod tests {
         assert_eq!(rep.truncated_bytes, 0);
         assert_eq!(
             log.reader().read(17, 5).unwrap()[0].entry.payload,
+            vec![8, 1, 0xAB]
+        );
+    }
+
+    fn offsets(r: &LogReader) -> Vec<u64> {
+        r.read(0, 1000).unwrap().iter().map(|e| e.offset).collect()
+    }
+
+    /// The test-only write-behind: held records are acknowledged (synced)
+    /// and readable with dense offsets, yet not in the file, so dropping
+    /// the log without writing them (a kill) loses them; writing them
+    /// makes them durable.
+    #[test]
+    fn held_writes_are_readable_and_lost_by_a_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 20), 0).unwrap();
+        log.hold_writes();
+        let r = log.reader();
+        assert_eq!(log.append(&[batch(1, 2)], 0).unwrap(), vec![0]);
+        log.sync().unwrap();
+        log.publish();
+        assert_eq!(log.append(&[batch(2, 1)], 0).unwrap(), vec![2]);
+        log.sync().unwrap();
+        log.publish();
+        assert_eq!(offsets(&r), vec![0, 1, 2]);
+        assert_eq!(r.read(2, 1).unwrap()[0].entry.payload, vec![2, 0, 0xAB]);
+        drop(log);
+        let (log, rep) = SegmentLog::open(dir.path(), opts(1 << 20), 0).unwrap();
+        assert_eq!(rep.next_offset, 0, "held records never reached the file");
+        assert!(offsets(&log.reader()).is_empty());
+
+        // Written (shutdown), they are there after a reopen.
+        let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 20), 0).unwrap();
+        log.hold_writes();
+        log.append(&[batch(3, 3)], 0).unwrap();
+        log.publish();
+        log.write_held().unwrap();
+        log.sync().unwrap();
+        assert_eq!(offsets(&log.reader()), vec![0, 1, 2]);
+        drop(log);
+        let (log, rep) = SegmentLog::open(dir.path(), opts(1 << 20), 0).unwrap();
+        assert_eq!(rep.next_offset, 3);
+        assert_eq!(
+            log.reader().read(1, 1).unwrap()[0].entry.payload,
+            vec![3, 1, 0xAB]
+        );
+    }
+
+    /// An append at least `HOLD_FOR` after the oldest held record writes
+    /// the held records; its own stay held (so a kill always loses some).
+    #[test]
+    fn held_writes_reach_the_file_by_a_later_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 20), 0).unwrap();
+        log.hold_writes();
+        log.append(&[batch(1, 2)], 0).unwrap();
+        log.publish();
+        std::thread::sleep(HOLD_FOR);
+        log.append(&[batch(2, 1)], 0).unwrap();
+        log.sync().unwrap();
+        log.publish();
+        assert_eq!(offsets(&log.reader()), vec![0, 1, 2]);
+        drop(log);
+        let (log, rep) = SegmentLog::open(dir.path(), opts(1 << 20), 0).unwrap();
+        assert_eq!(
+            rep.next_offset, 2,
+            "the first batch was written, the last held"
+        );
+        assert_eq!(offsets(&log.reader()), vec![0, 1]);
+    }
+
+    /// Held records are written before a rotation, so every segment's
+    /// records reach its own file.
+    #[test]
+    fn held_writes_survive_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), opts(100), 0).unwrap();
+        log.hold_writes();
+        for i in 0..20u8 {
+            log.append(&[batch(i, 2)], 0).unwrap();
+            log.publish();
+        }
+        assert_eq!(offsets(&log.reader()).len(), 40);
+        log.write_held().unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let (log, rep) = SegmentLog::open(dir.path(), opts(100), 0).unwrap();
+        assert_eq!((rep.next_offset, rep.truncated_bytes), (40, 0));
+        assert_eq!(
+            log.reader().read(17, 1).unwrap()[0].entry.payload,
             vec![8, 1, 0xAB]
         );
     }

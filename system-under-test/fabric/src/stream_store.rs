@@ -46,6 +46,7 @@ use crate::metrics::Metrics;
 use crate::resource;
 pub use crate::resource::{ResourceKey as StreamKey, StoreError, valid_name};
 use crate::segment_log::{LogReader, RecoveryReport, StoredEntry};
+use crate::test_knob::FakeAck;
 
 const STREAM_META: &str = "stream.json";
 const GROUPS_DIR: &str = "consumer-groups";
@@ -242,13 +243,14 @@ impl StreamStore {
             tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
                 let mut opened = Vec::new();
                 for (key, dir, _) in resource::scan(&root, STREAM_META)? {
-                    let (log, report) = DurableLog::open(
+                    let (mut log, report) = DurableLog::open(
                         &dir,
                         format!("stream {key}"),
                         &opts,
                         &metrics,
                         boot_id.as_deref(),
                     )?;
+                    log.hold_writes_if(FakeAck::Append);
                     tracing::info!(
                         stream = %key, records = report.records, segments = report.segments,
                         truncated_bytes = report.truncated_bytes, next_offset = report.next_offset,
@@ -350,7 +352,10 @@ impl StreamStore {
         let d = dir.clone();
         let log = tokio::task::spawn_blocking(move || -> Result<DurableLog, StoreError> {
             resource::create_resource_dir(&d, STREAM_META)?;
-            Ok(DurableLog::open(&d, format!("stream {k}"), &opts, &metrics, boot.as_deref())?.0)
+            let mut log =
+                DurableLog::open(&d, format!("stream {k}"), &opts, &metrics, boot.as_deref())?.0;
+            log.hold_writes_if(FakeAck::Append);
+            Ok(log)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("create task failed: {e}")))??;

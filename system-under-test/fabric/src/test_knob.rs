@@ -133,3 +133,47 @@ pub fn fake_job_id() -> String {
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
 }
+
+/// A third test-only knob, for the crash-durability negative tests
+/// (`loadgen/cli/tests/chaos.rs`): with `FABRIC_TEST_ACK_BEFORE_WRITE=KINDS`
+/// (a comma-separated subset of `append`, `enqueue`, `kv_put`), the logs of
+/// every stream (`append`), queue (`enqueue`: all of a queue's records) or
+/// KV store (`kv_put`: puts and deletes) acknowledge writes while their
+/// records are still in a user-space buffer, written to the file only by
+/// the first write at least [`crate::segment_log::HOLD_FOR`] (200 ms) after
+/// the oldest buffered record — that write's own records stay buffered — or
+/// at a graceful shutdown. While the node lives everything is correct
+/// (offsets dense, every acknowledged record readable); a SIGKILL loses
+/// the buffered tail, whatever the fsync policy: a realistic durability
+/// bug a process kill exposes. Consumer-group offsets are never buffered.
+///
+/// Unset (the default): no effect and no cost. Never set it outside tests;
+/// the node logs a warning when it is read and for each log it affects.
+pub const ACK_BEFORE_WRITE_ENV: &str = "FABRIC_TEST_ACK_BEFORE_WRITE";
+
+/// Whether [`ACK_BEFORE_WRITE_ENV`] names `kind` (read once).
+pub fn ack_before_write(kind: FakeAck) -> bool {
+    static KINDS: OnceLock<[bool; 3]> = OnceLock::new();
+    KINDS.get_or_init(|| {
+        let mut enabled = [false; 3];
+        let Ok(kinds) = std::env::var(ACK_BEFORE_WRITE_ENV) else {
+            return enabled;
+        };
+        for kind in [FakeAck::Append, FakeAck::Enqueue, FakeAck::KvPut] {
+            enabled[kind as usize] = kinds.split(',').any(|k| k.trim() == kind.name());
+        }
+        for unknown in kinds
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && !["append", "enqueue", "kv_put"].contains(k))
+        {
+            tracing::warn!("{ACK_BEFORE_WRITE_ENV}: ignoring unknown kind `{unknown}` (expected append, enqueue, kv_put)");
+        }
+        if enabled.iter().any(|e| *e) {
+            tracing::warn!(
+                "{ACK_BEFORE_WRITE_ENV}={kinds}: writes of these kinds are acknowledged before they are written; a kill loses them (test-only knob)"
+            );
+        }
+        enabled
+    })[kind as usize]
+}

@@ -265,6 +265,18 @@ async fn queue_lifecycle_retries_dlq_and_long_polls() {
     assert_eq!(dlq.jobs.len(), 1);
     assert_eq!(dlq.jobs[0].id, j.job_id);
     assert!(dlq.jobs[0].failed_at.is_some());
+    // Paging: `after` a job's seq lists only the jobs behind it.
+    let seq = dlq.jobs[0].seq;
+    for (after, expected) in [(seq, 0), (seq.saturating_sub(1), 1)] {
+        let page: JobsResponse = ok_json(
+            c.get(node.url(&format!("{q2}/dlq/jobs?limit=10&after={after}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(page.jobs.len(), expected, "after={after}");
+    }
     // Replay: back to pending with attempts reset; a second replay conflicts.
     let replay = format!("{q2}/dlq/jobs/{}/replay", j.job_id);
     assert_eq!(
