@@ -155,7 +155,7 @@ impl Running {
         for (name, start) in &self.planned {
             if *start <= elapsed && !records.iter().any(|r| &r.name == name) {
                 failures.push(format!(
-                    "fault `{name}` was still being applied when the load ended, so it is not in faults.json (hint: start it earlier, or lower its `max`)"
+                    "fault `{name}` was still being applied when the load ended, so it is not in faults.json (hint: start it earlier or lengthen the load; a `restart` waits until the service is ready again, a `disk_full` until the disk is full or `max` is written)"
                 ));
             }
         }
