@@ -253,10 +253,9 @@ async fn worker(
         // slot was free. A late start then is the engine's fault; a late
         // start taken straight after an operation means every slot was busy.
         let mut waited = false;
-        let due = s
-            .schedule
-            .at(s.next.load(Ordering::Relaxed))
-            .is_some_and(|(_, at)| at <= Instant::now());
+        let peeked = s.next.load(Ordering::Relaxed);
+        let peek = s.schedule.at(peeked);
+        let due = peek.is_some_and(|(_, at)| at <= Instant::now());
         let lead = if due {
             None
         } else {
@@ -274,7 +273,8 @@ async fn worker(
             }
         };
         let n = s.next.fetch_add(1, Ordering::Relaxed);
-        let Some((phase, intended)) = s.schedule.at(n) else {
+        let at = if n == peeked { peek } else { s.schedule.at(n) };
+        let Some((phase, intended)) = at else {
             // Past the last arrival: every worker of this thread is done.
             leader.close();
             break;
