@@ -197,6 +197,7 @@ impl Holder {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
+}
 
 pub struct ProcessStack {
     services: Vec<ProcService>,

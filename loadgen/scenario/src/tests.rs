@@ -917,11 +917,11 @@ fn a_service_disk_is_a_size_of_at_least_8mib() {
     let errs = errors(&with("1MiB"));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].message.contains("at least 8MiB"), "{}", errs[0]);
-    assert_eq!(errs[0].location(), "s.yaml:8:34", "{}", errs[0]);
+    assert_eq!(errs[0].location(), "s.yaml:6:35", "{}", errs[0]);
     assert!(errs[0].to_string().contains("e.g. `disk: 64MiB`"), "{}", errs[0]);
     // Not a size: the units parser's error, located too.
     let errs = errors(&with("64"));
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].location().starts_with("s.yaml:8:"), "{}", errs[0]);
+    assert!(errs[0].location().starts_with("s.yaml:6:"), "{}", errs[0]);
     assert!(errs[0].to_string().contains("64"), "{}", errs[0]);
 }
