@@ -21,9 +21,9 @@
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -77,12 +77,12 @@ pub enum StackError {
         tail: String,
     },
     #[error(
-        "service `{service}`: cannot give its data directory {dir} a filesystem of its own of {size} bytes (`disk:`): {error} (hint: `disk:` in process mode mounts a tmpfs in a private mount namespace, which needs CAP_SYS_ADMIN: run loadgen as root, or use `--runtime containers`, or remove `disk:`)"
+        "service `{service}`: cannot give its data directory {dir} a filesystem of its own (`disk: {size}`): {error} (hint: `disk:` in process mode mounts a tmpfs in a private mount namespace, which needs CAP_SYS_ADMIN: run loadgen as root, or use `--runtime containers`, or remove `disk:`)"
     )]
     Disk {
         service: String,
         dir: String,
-        size: u64,
+        size: gauntlet_scenario::Size,
         error: std::io::Error,
     },
     #[error("run directory: {0}")]
@@ -125,7 +125,11 @@ struct Holder {
 impl Holder {
     /// Spawns the holder; the spawn fails (with the mount's errno) when the
     /// namespace or the tmpfs cannot be set up.
-    fn spawn(service: &str, dir: &Path, size: u64) -> Result<Holder, StackError> {
+    fn spawn(
+        service: &str,
+        dir: &Path,
+        size: gauntlet_scenario::Size,
+    ) -> Result<Holder, StackError> {
         let disk_err = |error: std::io::Error| StackError::Disk {
             service: service.to_owned(),
             dir: dir.display().to_string(),
@@ -134,7 +138,7 @@ impl Holder {
         };
         let target = CString::new(dir.as_os_str().as_bytes())
             .map_err(|e| disk_err(std::io::Error::other(e)))?;
-        let options = CString::new(format!("size={size},mode=0700")).expect("no NUL");
+        let options = CString::new(format!("size={},mode=0700", size.bytes())).expect("no NUL");
         let mut command = Command::new("sleep");
         command
             .arg("infinity")
@@ -184,8 +188,7 @@ impl Holder {
 
     /// `dir` as the holder's mount namespace sees it, from the host.
     fn view(&self, dir: &Path) -> PathBuf {
-        Path::new(&format!("/proc/{}/root", self.pid))
-            .join(dir.strip_prefix("/").unwrap_or(dir))
+        Path::new(&format!("/proc/{}/root", self.pid)).join(dir.strip_prefix("/").unwrap_or(dir))
     }
 
     /// Its mount namespace, for a service to join.
@@ -367,7 +370,7 @@ impl ProcessStack {
                     // Absolute: the service and the harness reach it from
                     // the holder's namespace.
                     data_dir = std::path::absolute(&data_dir)?;
-                    Some(Holder::spawn(name, &data_dir, size.bytes())?)
+                    Some(Holder::spawn(name, &data_dir, size)?)
                 }
                 None => None,
             };

@@ -747,10 +747,9 @@ fn a_chaos_scenario_with_checks_passes_in_containers() {
     let checks = check_verdicts(&run);
     assert_eq!(checks.len(), 4, "{checks:?}");
     let faults =
-        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap())
-            .unwrap();
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
     assert_eq!(faults.len(), 1, "{faults:?}");
-    assert_eq!(faults[0].kind, "containers.kill");
+    assert_eq!(faults[0].kind, "container.kill");
     assert!(faults[0].end_s.is_some(), "{faults:?}");
 }
 
@@ -773,8 +772,7 @@ fn the_disk_full_scenario_reaches_enospc_in_containers() {
         ],
     );
     let faults =
-        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap())
-            .unwrap();
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
     let fill = &faults[0];
     assert_eq!(fill.kind, "resource.disk_full");
     assert_eq!(
