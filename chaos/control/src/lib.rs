@@ -207,8 +207,9 @@ pub trait Stack: Send + Sync {
     fn pid(&self, service: &str) -> Option<u32>;
 
     /// The service's data directory on this host (process mode: its
-    /// directory under the run directory; container mode: the host side of
-    /// its data volume), for `disk_full` faults.
+    /// directory under the run directory, or with `disk:` that directory
+    /// seen through its holder, `/proc/<holder>/root/…`; container mode:
+    /// the host side of its data volume), for `disk_full` faults.
     fn data_dir(&self, service: &str) -> Option<PathBuf>;
 
     /// Graceful stop: SIGTERM (or `docker stop`), SIGKILL after `timeout`.

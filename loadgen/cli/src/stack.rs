@@ -9,9 +9,21 @@
 //! (so a terminal's Ctrl-C reaches only loadgen, which then stops them in
 //! order), gets SIGKILL if loadgen dies (`PR_SET_PDEATHSIG`), and is killed
 //! when its handle is dropped (a panic or an early return).
+//!
+//! A service with `disk:` gets a data directory of that size: a *data
+//! holder* (a `sleep` child like the others) enters a private mount
+//! namespace and mounts a tmpfs of that size on the data directory before
+//! it execs; each start of the service joins that namespace (`setns`), so
+//! restarts see the same data, and the harness reaches the tmpfs through
+//! `/proc/<holder>/root/…` (what [`Stack::data_dir`] returns). The
+//! namespace, and the tmpfs with it, dies with the holder and the service:
+//! at shutdown, or by `PR_SET_PDEATHSIG` when loadgen is killed.
 
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -64,6 +76,15 @@ pub enum StackError {
         log: String,
         tail: String,
     },
+    #[error(
+        "service `{service}`: cannot give its data directory {dir} a filesystem of its own (`disk: {size}`): {error} (hint: `disk:` in process mode mounts a tmpfs in a private mount namespace, which needs CAP_SYS_ADMIN: run loadgen as root, or use `--runtime containers`, or remove `disk:`)"
+    )]
+    Disk {
+        service: String,
+        dir: String,
+        size: gauntlet_scenario::Size,
+        error: std::io::Error,
+    },
     #[error("run directory: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -90,6 +111,95 @@ struct ProcService {
     child: tokio::sync::Mutex<Option<Child>>,
     state: Mutex<ServiceState>,
     pid: AtomicU32,
+    /// The data holder when the service has a `disk:` of its own.
+    holder: Mutex<Option<Holder>>,
+}
+
+/// The process that holds a service's size-limited data directory: a
+/// `sleep` in a private mount namespace with a tmpfs on the data directory.
+struct Holder {
+    child: Child,
+    pid: u32,
+}
+
+impl Holder {
+    /// Spawns the holder; the spawn fails (with the mount's errno) when the
+    /// namespace or the tmpfs cannot be set up.
+    fn spawn(
+        service: &str,
+        dir: &Path,
+        size: gauntlet_scenario::Size,
+    ) -> Result<Holder, StackError> {
+        let disk_err = |error: std::io::Error| StackError::Disk {
+            service: service.to_owned(),
+            dir: dir.display().to_string(),
+            size,
+            error,
+        };
+        let target = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|e| disk_err(std::io::Error::other(e)))?;
+        let options = CString::new(format!("size={},mode=0700", size.bytes())).expect("no NUL");
+        let mut command = Command::new("sleep");
+        command
+            .arg("infinity")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: only async-signal-safe system calls on buffers prepared
+        // before the fork: prctl, unshare, mount.
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Nothing mounted here propagates back to the host.
+                let root = c"/";
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let tmpfs = c"tmpfs";
+                if libc::mount(
+                    tmpfs.as_ptr(),
+                    target.as_ptr(),
+                    tmpfs.as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    options.as_ptr().cast(),
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(disk_err)?;
+        let pid = child.id().unwrap_or(0);
+        Ok(Holder { child, pid })
+    }
+
+    /// `dir` as the holder's mount namespace sees it, from the host.
+    fn view(&self, dir: &Path) -> PathBuf {
+        Path::new(&format!("/proc/{}/root", self.pid)).join(dir.strip_prefix("/").unwrap_or(dir))
+    }
+
+    /// Its mount namespace, for a service to join.
+    fn namespace(&self) -> std::io::Result<File> {
+        File::open(format!("/proc/{}/ns/mnt", self.pid))
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
 }
 
 pub struct ProcessStack {
@@ -253,8 +363,17 @@ impl ProcessStack {
                     if ignored.len() == 1 { "ies" } else { "y" }
                 );
             }
-            let data_dir = run_dir.join("data").join(name);
+            let mut data_dir = run_dir.join("data").join(name);
             fs::create_dir_all(&data_dir)?;
+            let holder = match svc.disk {
+                Some(size) => {
+                    // Absolute: the service and the harness reach it from
+                    // the holder's namespace.
+                    data_dir = std::path::absolute(&data_dir)?;
+                    Some(Holder::spawn(name, &data_dir, size)?)
+                }
+                None => None,
+            };
             fs::create_dir_all(run_dir.join("logs"))?;
             let log = run_dir.join("logs").join(format!("{name}.log"));
             File::create(&log)?;
@@ -277,6 +396,7 @@ impl ProcessStack {
                 child: tokio::sync::Mutex::new(None),
                 state: Mutex::new(ServiceState::Stopped),
                 pid: AtomicU32::new(0),
+                holder: Mutex::new(holder),
             });
             let service = self.services.last().expect("just pushed");
             service.start().await?;
@@ -298,6 +418,11 @@ impl ProcessStack {
             let mut child = svc.child.lock().await;
             if let Some(mut running) = child.take() {
                 reports.push(svc.stop_child(&mut running, svc.stop_timeout).await);
+            }
+            drop(child);
+            let holder = svc.holder.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(holder) = holder {
+                holder.stop().await;
             }
         }
         reports
@@ -341,11 +466,25 @@ impl ProcService {
             .stderr(err)
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
+        // With a `disk:`, the service joins its holder's mount namespace
+        // (and returns to the working directory, which setns resets).
+        let namespace = self.holder_namespace()?;
+        let ns_fd = namespace.as_ref().map(|(f, _)| f.as_raw_fd());
+        let cwd = namespace.as_ref().map(|(_, c)| c.clone());
+        // SAFETY: prctl, setns and chdir are async-signal-safe and use only
+        // what was prepared before the fork; prctl asks the kernel to
         // SIGKILL this child when the harness dies.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let (Some(fd), Some(cwd)) = (ns_fd, &cwd) {
+                    if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if libc::chdir(cwd.as_ptr()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -354,10 +493,31 @@ impl ProcService {
             program: self.launch.program.display().to_string(),
             error,
         })?;
+        drop(namespace);
         self.pid.store(child.id().unwrap_or(0), Ordering::Relaxed);
         self.set_state(ServiceState::Running);
         let child = slot.insert(child);
         self.wait_ready(child).await
+    }
+
+    /// The holder's mount namespace and the current directory, when the
+    /// service has a `disk:`.
+    fn holder_namespace(&self) -> Result<Option<(File, CString)>, StackError> {
+        let holder = self.holder.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(holder) = holder.as_ref() else {
+            return Ok(None);
+        };
+        let gone = |e: std::io::Error| StackError::Unavailable {
+            service: self.name.clone(),
+            message: format!(
+                "the process holding its `disk:` (pid {}) is gone: {e}",
+                holder.pid
+            ),
+        };
+        let ns = holder.namespace().map_err(gone)?;
+        let cwd = std::env::current_dir()?;
+        let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        Ok(Some((ns, cwd)))
     }
 
     async fn wait_ready(&self, child: &mut Child) -> Result<(), StackError> {
@@ -526,7 +686,12 @@ impl Stack for ProcessStack {
     }
 
     fn data_dir(&self, service: &str) -> Option<PathBuf> {
-        Some(self.find(service).ok()?.data_dir.clone())
+        let svc = self.find(service).ok()?;
+        let holder = svc.holder.lock().unwrap_or_else(|p| p.into_inner());
+        Some(match holder.as_ref() {
+            Some(holder) => holder.view(&svc.data_dir),
+            None => svc.data_dir.clone(),
+        })
     }
 
     fn log_path(&self, service: &str) -> Option<PathBuf> {

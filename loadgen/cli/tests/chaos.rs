@@ -216,7 +216,8 @@ fn every_chaos_scenario_passes_against_the_fabric() {
             }
             "fabric-disk-full" => {
                 let kinds: Vec<&str> = faults.iter().map(|f| f.kind.as_str()).collect();
-                assert_eq!(kinds.len(), 2, "{kinds:?}");
+                assert_eq!(kinds, ["resource.disk_full", "process.restart"]);
+                assert_disk_was_full(&faults[0], &r);
             }
             "fabric-link-latency-reset" => {
                 let kinds: Vec<&str> = faults.iter().map(|f| f.kind.as_str()).collect();
@@ -251,6 +252,212 @@ fn every_chaos_scenario_passes_against_the_fabric() {
             _ => unreachable!("listed in shortened()"),
         }
     }
+}
+
+/// The `disk:` of the fabric (64 MiB in the scenario) really filled up:
+/// the fill stopped at ENOSPC, well before its 256 MiB `max`, and the
+/// fabric answered errors to appends while it was full.
+fn assert_disk_was_full(fill: &gauntlet_recorder::faults::Fault, r: &RunResults) {
+    assert_eq!(fill.kind, "resource.disk_full");
+    assert_eq!(
+        fill.params["disk_full_reached"],
+        serde_json::Value::Bool(true),
+        "{fill:?}"
+    );
+    let written = fill.params["written_bytes"].as_u64().unwrap();
+    assert!(
+        written > 0 && written <= 64 << 20,
+        "{written} bytes written on a 64 MiB disk"
+    );
+    let during = errors_between(r, "append", fill.start_s, fill.end_s.unwrap());
+    assert!(during > 0, "appends fail while the disk is full: {fill:?}");
+    assert_eq!(
+        errors_between(r, "append", 0.0, fill.start_s - 1.0),
+        0,
+        "no append fails before the disk is full"
+    );
+}
+
+/// Processes whose mount namespace has a mount on `dir` (the `disk:`
+/// tmpfs exists only in its holder's namespace).
+fn mounts_on(dir: &Path) -> Vec<String> {
+    let needle = format!(" {} ", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("mountinfo"))
+                .is_ok_and(|m| m.lines().any(|l| l.contains(&needle)))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A crash and restart of a fabric on a `disk:` of its own: the restarted
+/// process joins the holder's namespace and finds every acknowledged write
+/// (the checks pass); afterwards no holder and no mount remain.
+#[test]
+fn a_disk_of_its_own_keeps_the_data_across_a_crash_and_leaves_nothing_behind() {
+    fabric_node();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/chaos/fabric-crash-restart-always.yaml");
+    let out = tempfile::tempdir().unwrap();
+    let o = loadgen(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--set",
+            "workload.phases.warmup.duration=1s",
+            "--set",
+            "workload.phases.steady.duration=5s",
+            "--set",
+            "faults.0.at=3s",
+            "--set",
+            "stack.services.fabric.disk=32MiB",
+        ],
+        out.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let run = run_dir(out.path());
+    let checks = check_verdicts(&run);
+    assert_eq!(checks.len(), 4, "{checks:?}");
+    for (check, passed, evidence) in &checks {
+        assert!(passed, "{check}: {evidence}");
+    }
+    let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+    assert_eq!(faults[0].kind, "process.kill");
+    let data = std::path::absolute(run.join("data/fabric")).unwrap();
+    assert_eq!(mounts_on(&data), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "the host's directory was never written: the data lived in the tmpfs"
+    );
+}
+
+/// loadgen SIGKILLed while a `disk:` is mounted: the holder and the
+/// service die with it (PR_SET_PDEATHSIG), and the tmpfs with their
+/// mount namespace.
+#[test]
+fn a_killed_loadgen_leaves_no_disk_holder_and_no_mount() {
+    fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("s.yaml");
+    std::fs::write(
+        &scenario,
+        common::SHORT
+            .replace(
+                "fabric: { kind: fabric, env",
+                "fabric: { kind: fabric, disk: 16MiB, env",
+            )
+            .replace("duration: 1s, rate: 300/s", "duration: 60s, rate: 300/s"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out.path())
+        .current_dir(out.path())
+        .env("GAUNTLET_BIN_DIR", common::bin_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the run has started its load: the disk is mounted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let data = loop {
+        let found = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir() && !p.ends_with("latest"))
+            .map(|run| std::path::absolute(run.join("data/fabric")).unwrap());
+        if let Some(data) = found.filter(|d| !mounts_on(d).is_empty())
+            && found_results(out.path())
+        {
+            break data;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never mounted its disk"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "loadgen exited early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let holders = mounts_on(&data);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !mounts_on(&data).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still mounted in {:?} (were {holders:?})",
+            mounts_on(&data)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for pid in holders {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "process {pid} outlived loadgen"
+        );
+    }
+}
+
+/// A run directory under `root` has its first `results.json` (the load runs).
+fn found_results(root: &Path) -> bool {
+    std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .any(|p| p.is_dir() && !p.ends_with("latest") && p.join("results.json").is_file())
+}
+
+/// Without CAP_SYS_ADMIN a `disk:` cannot be mounted in process mode: the
+/// run stops before any load with the reason and the hint, exit 3.
+#[test]
+fn a_disk_without_cap_sys_admin_is_a_clear_error_before_the_load() {
+    fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("s.yaml");
+    std::fs::write(
+        &scenario,
+        common::SHORT.replace(
+            "fabric: { kind: fabric, env",
+            "fabric: { kind: fabric, disk: 16MiB, env",
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin", "--"])
+        .arg(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out.path())
+        .current_dir(out.path())
+        .env("GAUNTLET_BIN_DIR", common::bin_dir())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("service `fabric`"), "{stderr}");
+    assert!(stderr.contains("`disk:`"), "{stderr}");
+    assert!(stderr.contains("CAP_SYS_ADMIN"), "{stderr}");
+    assert!(stderr.contains("--runtime containers"), "{stderr}");
+    let run = run_dir(out.path());
+    assert!(
+        !run.join("results.json").exists(),
+        "no load ran: {}",
+        run.display()
+    );
 }
 
 /// Successful operations of `operation` in the intervals starting at or after `from`.

@@ -666,3 +666,129 @@ fn a_stack_dropped_without_shutdown_removes_everything() {
         Vec::<String>::new()
     );
 }
+
+/// `verdict.json`'s checks of a run: (name, passed, evidence).
+fn check_verdicts(run: &Path) -> Vec<(String, bool, String)> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["passed"].as_bool().unwrap(),
+                c["evidence"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Runs a bundled chaos scenario shortened with `sets` in container mode;
+/// asserts exit 0, that every check ran and passed, and that nothing of the
+/// run is left in the engine. Returns the run directory (kept in `dir`).
+fn chaos_run_in_containers(dir: &Path, scenario: &str, sets: &[&str]) -> PathBuf {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/chaos")
+        .join(scenario);
+    let mut args = vec![
+        "run",
+        scenario.to_str().unwrap(),
+        "--runtime",
+        "containers",
+        "--quiet",
+        "--out",
+        "runs",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = loadgen(&args, dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let run_dir = std::fs::canonicalize(dir.join("runs/latest")).unwrap();
+    assert_eq!(results(&run_dir).runtime, "containers");
+    let checks = check_verdicts(&run_dir);
+    assert!(!checks.is_empty());
+    for (check, passed, evidence) in &checks {
+        assert!(passed, "{check}: {evidence}");
+    }
+    let run_id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        objects(&format!("org.gauntlet.run={run_id}")),
+        Vec::<String>::new(),
+        "the service, its `disk:` holder, the network and the volumes are gone"
+    );
+    run_dir
+}
+
+/// Issue 6: a chaos scenario with its checks, in containers — a SIGKILL of
+/// the fabric's container, a restart on a new host port, and nothing
+/// acknowledged lost.
+#[test]
+fn a_chaos_scenario_with_checks_passes_in_containers() {
+    let _engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let run = chaos_run_in_containers(
+        dir.path(),
+        "fabric-crash-restart-always.yaml",
+        &[
+            "workload.phases.warmup.duration=2s",
+            "workload.phases.steady.duration=8s",
+            "faults.0.at=4s",
+        ],
+    );
+    let checks = check_verdicts(&run);
+    assert_eq!(checks.len(), 4, "{checks:?}");
+    let faults =
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].kind, "container.kill");
+    assert!(faults[0].end_s.is_some(), "{faults:?}");
+}
+
+/// The disk-full scenario in containers: the fabric's 64 MiB tmpfs volume
+/// fills until ENOSPC, appends fail meanwhile, the restarted fabric finds
+/// its data (kept mounted by the holder container) and the checks pass.
+#[test]
+fn the_disk_full_scenario_reaches_enospc_in_containers() {
+    let _engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let run = chaos_run_in_containers(
+        dir.path(),
+        "fabric-disk-full.yaml",
+        &[
+            "workload.phases.warmup.duration=2s",
+            "workload.phases.steady.duration=8s",
+            "faults.0.at=4s",
+            "faults.0.for=2s",
+            "faults.1.at=7s",
+        ],
+    );
+    let faults =
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+    let fill = &faults[0];
+    assert_eq!(fill.kind, "resource.disk_full");
+    assert_eq!(
+        fill.params["disk_full_reached"],
+        serde_json::Value::Bool(true),
+        "{fill:?}"
+    );
+    let written = fill.params["written_bytes"].as_u64().unwrap();
+    assert!(written > 0 && written <= 64 << 20, "{written}");
+    let r = results(&run);
+    let errors: u64 = r
+        .intervals
+        .iter()
+        .filter(|i| i.t_s + 1.0 > fill.start_s && i.t_s < fill.end_s.unwrap())
+        .flat_map(|i| i.operations.iter().filter(|o| o.operation == "append"))
+        .map(|o| o.errors)
+        .sum();
+    assert!(errors > 0, "appends fail while the disk is full");
+}

@@ -193,3 +193,114 @@ workload:
     assert!(err.contains("need container mode"), "{err}");
     assert!(err.contains("--runtime containers"), "{err}");
 }
+
+/// Processes whose mount namespace has a mount on `dir` (the `disk:`
+/// tmpfs exists only in the holder's namespace, so /proc/self/mounts
+/// would never show it).
+fn mounts_on(dir: &std::path::Path) -> Vec<String> {
+    let needle = format!(" {} ", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("mountinfo"))
+                .is_ok_and(|m| m.lines().any(|l| l.contains(&needle)))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn fs_type(path: &std::path::Path) -> i64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: statfs(2) into a zeroed struct, NUL-terminated path.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        assert_eq!(libc::statfs(c.as_ptr(), &mut st), 0, "{}", path.display());
+        st.f_type as i64
+    }
+}
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_of_its_own_fills_up_and_keeps_its_data_across_restarts() {
+    let text = SCENARIO.replace(
+        "fabric: { kind: fabric, env",
+        "fabric: { kind: fabric, disk: 16MiB, env",
+    );
+    let scenario = gauntlet_scenario::load("control.yaml", &text, &[]).unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let host_dir = std::path::absolute(run_dir.path().join("data/fabric")).unwrap();
+    let stack: Arc<dyn Stack> = Arc::new(
+        ProcessStack::boot(&scenario, run_dir.path(), &locator(), true)
+            .await
+            .expect("boots (as root)"),
+    );
+    // The harness sees the tmpfs through the holder; the host's directory
+    // is not mounted over.
+    let data = stack.data_dir("fabric").unwrap();
+    assert!(data.starts_with("/proc/"), "{}", data.display());
+    assert_eq!(fs_type(&data), TMPFS_MAGIC);
+    assert_ne!(fs_type(&host_dir), TMPFS_MAGIC);
+    assert!(!mounts_on(&host_dir).is_empty());
+    // The fabric writes into it.
+    let plan = Plan::new(scenario);
+    let client = driver::http_client(4);
+    let engine = loadgen::http::Client::new();
+    let endpoint = stack.watch_endpoint("fabric").unwrap();
+    let target = driver::Target::new(endpoint.clone(), "");
+    let targets = |_: &str| target.clone();
+    driver::setup(&engine, &plan.operations[0], &targets)
+        .await
+        .unwrap();
+    let shared = driver::Shared::default();
+    let append = driver::prepare(&plan.operations[0], &targets, 1, 0, &shared).expect("prepared");
+    for _ in 0..5 {
+        assert!(matches!(
+            append.execute(&engine, &mut driver::Chain::default()).await,
+            Outcome::Ok
+        ));
+    }
+    assert!(
+        std::fs::read_dir(&data).unwrap().count() > 0,
+        "the fabric's files are on the tmpfs"
+    );
+    // SIGKILL and start: the new process joins the namespace, the data is there.
+    stack.kill("fabric", Signal::Kill).await.unwrap();
+    stack.start("fabric").await.unwrap();
+    assert_eq!(events(&client, stack.as_ref()).await, 5);
+    // Filling it reaches ENOSPC within its size; the fabric then fails writes.
+    let fill = data.join("fill");
+    let filled = gauntlet_faults::fill(&fill, 1 << 30).unwrap();
+    assert!(filled.enospc, "{} bytes written", filled.written);
+    assert!(filled.written <= 16 << 20, "{}", filled.written);
+    // (Small appends still fit in the last page of the segment until it is
+    // full: keep appending, bounded, until one fails.)
+    let mut failed = 0;
+    for _ in 0..400 {
+        if !matches!(
+            append.execute(&engine, &mut driver::Chain::default()).await,
+            Outcome::Ok
+        ) {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "appends fail on a full disk");
+    // Freed and restarted (a failed write poisons the stream until then):
+    // what was acknowledged is still there, and appends succeed.
+    std::fs::remove_file(&fill).unwrap();
+    stack.restart("fabric").await.unwrap();
+    assert!(events(&client, stack.as_ref()).await >= 5);
+    assert!(matches!(
+        append.execute(&engine, &mut driver::Chain::default()).await,
+        Outcome::Ok
+    ));
+
+    let reports = stack.shutdown().await;
+    assert!(reports[0].graceful, "{reports:?}");
+    // The holder is gone, and the tmpfs with its namespace.
+    assert!(!data.exists(), "{}", data.display());
+    assert_eq!(mounts_on(&host_dir), Vec::<String>::new());
+}

@@ -11,6 +11,14 @@
 //! Everything is labelled with the run id and owner; [`Stack::shutdown`]
 //! removes it all, and so does dropping the stack without a shutdown
 //! (an error or a panic).
+//!
+//! A service with `disk:` gets a data volume of the local driver with tmpfs
+//! options (`size=N`). Docker mounts such a volume while a container uses
+//! it and unmounts it (losing its data) when none does, so a *data holder*
+//! container (the base image, `sleep infinity`, no network, the run's
+//! labels) keeps it mounted for the whole run: the service's restarts find
+//! their data. The volume's mountpoint is then the tmpfs on this host too,
+//! which is where a `disk_full` fault writes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +51,10 @@ use crate::{LABEL_SERVICE, probe};
 const RUNTIME: &str = "containers";
 /// Where every service's data volume is mounted.
 pub const DATA_PATH: &str = "/data";
+/// The uid of the `gauntlet` user the bundled service images run as.
+const SERVICE_UID: u32 = 10001;
+/// `statfs`'s `f_type` of a tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -189,6 +201,34 @@ fn launch(name: &str, svc: &Service, images: &ImageSet) -> Result<Launch, Contai
     }
 }
 
+/// The local volume driver's options for a tmpfs of `size` bytes, owned by
+/// the user the bundled service images run as (other images: writable by
+/// every user, sticky like `/tmp`).
+fn tmpfs_options(size: u64, kind: Option<ServiceKind>) -> HashMap<String, String> {
+    let owner = match kind {
+        Some(ServiceKind::Fabric) => format!("uid={SERVICE_UID},mode=0755"),
+        _ => "mode=1777".to_owned(),
+    };
+    HashMap::from([
+        ("type".to_owned(), "tmpfs".to_owned()),
+        ("device".to_owned(), "tmpfs".to_owned()),
+        ("o".to_owned(), format!("size={size},{owner}")),
+    ])
+}
+
+/// Whether `path` is on a tmpfs, seen from this process.
+fn is_tmpfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs(2) fills the zeroed struct; the path is NUL-terminated.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == TMPFS_MAGIC
+    }
+}
+
 fn unsupported_err(service: &str, action: &'static str, message: String) -> ControlError {
     ControlError::Failed {
         service: service.to_owned(),
@@ -260,17 +300,38 @@ impl ContainerStack {
                 .chain(svc.volumes.iter().map(|(k, v)| (k.clone(), v.clone())));
             for (volume, path) in volumes {
                 let volume_name = format!("{container}-{volume}");
+                let disk = svc.disk.filter(|_| path == DATA_PATH);
                 let created = self
                     .docker
                     .create_volume(VolumeCreateRequest {
                         name: Some(volume_name.clone()),
                         labels: Some(svc_labels.clone()),
+                        driver: disk.map(|_| "local".to_owned()),
+                        driver_opts: disk.map(|size| tmpfs_options(size.bytes(), svc.kind)),
                         ..Default::default()
                     })
                     .await
                     .map_err(DockerError::api(format!("creating volume {volume_name}")))?;
                 if path == DATA_PATH {
                     data_dir = Some(PathBuf::from(created.mountpoint));
+                }
+                if disk.is_some() {
+                    let mountpoint = data_dir.clone().unwrap_or_default();
+                    self.hold_volume(name, &container, &volume_name, &svc_labels, spec)
+                        .await?;
+                    if !is_tmpfs(&mountpoint) {
+                        // The engine mounts it where this process cannot
+                        // see it (another mount namespace, a remote engine):
+                        // the service has its disk, a `disk_full` fault
+                        // could not reach it.
+                        if !spec.quiet {
+                            eprintln!(
+                                "warning: service `{name}`: its `disk:` volume is not a tmpfs at {} from here; `disk_full` faults cannot reach it",
+                                mountpoint.display()
+                            );
+                        }
+                        data_dir = None;
+                    }
                 }
                 binds.push(format!("{volume_name}:{path}"));
             }
@@ -356,6 +417,64 @@ impl ContainerStack {
             self.services.push(service.clone());
             self.start_service(&service).await?;
         }
+        Ok(())
+    }
+
+    /// Starts the data holder of a `disk:` volume: a container of the base
+    /// image that only sleeps with the volume mounted, so Docker keeps the
+    /// tmpfs (and the data) while the service stops and starts. Removed
+    /// with the run like every other container of it.
+    async fn hold_volume(
+        &self,
+        service: &str,
+        container: &str,
+        volume: &str,
+        labels: &HashMap<String, String>,
+        spec: &BootSpec<'_>,
+    ) -> Result<(), ContainerError> {
+        let holder = format!("{container}-disk");
+        let err = |message: String| ContainerError::Service {
+            service: service.to_owned(),
+            message,
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.images.base.clone()),
+            cmd: Some(vec!["sleep".to_owned(), "infinity".to_owned()]),
+            labels: Some(labels.clone()),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{volume}:{DATA_PATH}")]),
+                network_mode: Some("none".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(holder.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| {
+                err(if is_not_found(&e) {
+                    format!(
+                        "image `{}` (the `disk:` holder's) is not in the Docker engine (hint: `loadgen images build`)",
+                        spec.images.base
+                    )
+                } else {
+                    format!("creating the `disk:` holder {holder}: {e}")
+                })
+            })?;
+        self.docker
+            .start_container(&holder, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| {
+                err(format!(
+                    "mounting its `disk:` (a tmpfs volume) in {holder} failed: {e} (hint: the engine's local volume driver must be able to mount a tmpfs)"
+                ))
+            })?;
         Ok(())
     }
 

@@ -145,6 +145,12 @@ pub struct Service {
     /// data directory is always a volume of its own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, String>,
+    /// The service's data directory as a filesystem of its own of this size
+    /// (a tmpfs, at least `8MiB`), so a `disk_full` fault reaches ENOSPC and
+    /// the service sees a full disk. The data survives restarts of the
+    /// service but not the run. Process mode needs CAP_SYS_ADMIN (root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Size>,
 }
 
 impl Service {

@@ -901,3 +901,34 @@ fn rates_and_users_belong_to_their_model() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_service_disk_is_a_size_of_at_least_8mib() {
+    let with = |disk: &str| {
+        GOOD.replace(
+            "    fabric: { kind: fabric, env: { STORAGE_FSYNC_POLICY: batch } }",
+            &format!("    fabric: {{ kind: fabric, disk: {disk} }}"),
+        )
+    };
+    let s = load("s.yaml", &with("64MiB"), &[]).unwrap();
+    assert_eq!(s.stack.services["fabric"].disk, Some(Size(64 << 20)));
+    assert_eq!(
+        load("s.yaml", GOOD, &[]).unwrap().stack.services["fabric"].disk,
+        None
+    );
+    // Too small: located at the value, with a hint.
+    let errs = errors(&with("1MiB"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].message.contains("at least 8MiB"), "{}", errs[0]);
+    assert_eq!(errs[0].location(), "s.yaml:6:35", "{}", errs[0]);
+    assert!(
+        errs[0].to_string().contains("e.g. `disk: 64MiB`"),
+        "{}",
+        errs[0]
+    );
+    // Not a size: the units parser's error, located too.
+    let errs = errors(&with("64"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].location().starts_with("s.yaml:6:"), "{}", errs[0]);
+    assert!(errs[0].to_string().contains("64"), "{}", errs[0]);
+}

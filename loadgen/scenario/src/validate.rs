@@ -49,6 +49,8 @@ const MAX_USERS: u32 = 100_000;
 const MAX_RUN_SECS: f64 = 24.0 * 3600.0;
 /// Largest append request body the fabric accepts, with room for base64.
 const MAX_APPEND_BYTES: u64 = 8 << 20;
+/// The smallest `disk:` of a service (a data directory below that is not a disk).
+const MIN_DISK: u64 = 8 << 20;
 
 /// Rules of a gate profile on its own (names are checked against a run when applied).
 pub fn check_profile(p: &Profile) -> Vec<Problem> {
@@ -358,6 +360,19 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                     memory.bytes()
                 ),
                 Some("e.g. `512MiB`"),
+            );
+        }
+        if let Some(disk) = svc.disk
+            && disk.bytes() < MIN_DISK
+        {
+            problem(
+                [here.clone(), vec![k("disk")]].concat(),
+                None,
+                format!(
+                    "`disk` {} bytes is too small for a service's data directory (at least 8MiB)",
+                    disk.bytes()
+                ),
+                Some("e.g. `disk: 64MiB`"),
             );
         }
         if svc.port == Some(0) {
