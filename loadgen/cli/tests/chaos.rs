@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    assert_disk_filled, chaos_scenario, check_verdicts, errors_between, fabric_node, mounts_on,
-    run_scenario, text,
+    assert_disk_filled, assert_exit, chaos_scenario, check_verdicts, errors_between, fabric_node,
+    mounts_on, run_scenario, text,
 };
 use gauntlet_recorder::RunResults;
 use gauntlet_recorder::faults::parse;
@@ -95,13 +95,7 @@ fn every_chaos_scenario_passes_against_the_fabric() {
         let sets = shortened(&name)
             .unwrap_or_else(|| panic!("{name}: add how to shorten it to tests/chaos.rs"));
         let (o, out) = run_scenario(&scenario, sets);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{name}: {}\n{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
+        assert_exit(&o, 0, &format!("{name}: "));
 
         let run = run_dir(out.path());
         let faults_json = std::fs::read(run.join("faults.json"))
@@ -250,13 +244,7 @@ fn a_disk_of_its_own_keeps_the_data_across_a_crash_and_leaves_nothing_behind() {
             "stack.services.fabric.disk=32MiB",
         ],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    assert_exit(&o, 0, "");
     let run = run_dir(out.path());
     let checks = check_verdicts(&run);
     assert_eq!(checks.len(), 4, "{checks:?}");
@@ -410,7 +398,7 @@ fn a_kill_goes_through_the_stack() {
     );
     std::fs::write(&scenario, text_of).unwrap();
     let (o, runs) = run_scenario(&scenario, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_exit(&o, 0, "");
     let run = run_dir(runs.path());
     let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
     assert_eq!(faults.len(), 1, "{faults:?}");
@@ -460,13 +448,7 @@ fn every_checker_catches_a_fabric_that_acknowledges_what_it_did_not_write() {
             "stack.services.fabric.env.FABRIC_TEST_FAKE_ACKS=append,enqueue,kv_put",
         ],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    assert_exit(&o, 1, "");
     let run = run_dir(out.path());
     let checks = check_verdicts(&run);
     assert_eq!(checks.len(), 4, "{checks:?}");
@@ -532,7 +514,7 @@ fn each_checker_fails_only_on_its_own_fault() {
                 &knob,
             ],
         );
-        assert_eq!(o.status.code(), Some(1), "{kind}: {}", text(&o.stderr));
+        assert_exit(&o, 1, &format!("{kind}: "));
         let checks = check_verdicts(&run_dir(out.path()));
         assert_eq!(checks.len(), 4, "{kind}: {checks:?}");
         for (check, passed, evidence) in &checks {
@@ -581,13 +563,7 @@ fn a_kill_exposes_writes_acknowledged_before_they_were_written() {
                 &knob,
             ],
         );
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "{kind}: {}\n{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
+        assert_exit(&o, 1, &format!("{kind}: "));
         let run = run_dir(out.path());
         let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
         assert_eq!(faults.len(), 2, "{kind}: {faults:?}");
@@ -662,13 +638,7 @@ checks: [fabric.queue.at_least_once]
     )
     .unwrap();
     let (o, runs) = run_scenario(&scenario, &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    assert_exit(&o, 0, "");
     let run = run_dir(runs.path());
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();

@@ -98,6 +98,18 @@ pub fn run_scenario(scenario: &Path, sets: &[&str]) -> (Output, tempfile::TempDi
     (o, out)
 }
 
+/// Asserts that `loadgen` exited with `code`, showing its output after
+/// `context` when it did not.
+pub fn assert_exit(o: &Output, code: i32, context: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{context}{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
 /// `verdict.json`'s check verdicts of a run: (name, passed, evidence).
 pub fn check_verdicts(run: &Path) -> Vec<(String, bool, String)> {
     let doc: serde_json::Value =

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{assert_disk_filled, chaos_scenario, check_verdicts, results};
+use common::{assert_disk_filled, assert_exit, chaos_scenario, check_verdicts, results};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -685,13 +685,7 @@ fn chaos_run_in_containers(dir: &Path, scenario: &str, sets: &[&str]) -> PathBuf
         args.extend(["--set", s]);
     }
     let out = loadgen(&args, dir);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let run_dir = std::fs::canonicalize(dir.join("runs/latest")).unwrap();
     assert_eq!(results(&run_dir).runtime, "containers");
     let checks = check_verdicts(&run_dir);
