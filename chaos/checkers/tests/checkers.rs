@@ -263,15 +263,7 @@ proptest! {
         pick in any::<proptest::sample::Index>(),
     ) {
         let (h, mut rb) = queue(&enq, &acks, 0);
-        // Jobs acknowledged as enqueued and never (maybe) acked.
-        let maybe_acked: Vec<String> = h.operations.iter().filter_map(|o| match (&o.invocation, &o.outcome) {
-            (Invocation::QueueAck { job_id, .. }, Outcome::Ok(_) | Outcome::Unknown(_)) => Some(job_id.clone()),
-            _ => None,
-        }).collect();
-        let required: Vec<String> = h.operations.iter().filter_map(|o| match (&o.invocation, &o.outcome) {
-            (Invocation::QueueEnqueue { .. }, Outcome::Ok(a)) => a.job_id.clone(),
-            _ => None,
-        }).filter(|j| !maybe_acked.contains(j)).collect();
+        let required = required_jobs(&h);
         prop_assume!(!required.is_empty());
         let lost = required[pick.index(required.len())].clone();
         rb.queues.get_mut(QUEUE).unwrap().retain(|j| j.job_id != lost);
@@ -281,6 +273,29 @@ proptest! {
         let needle = format!("job {lost} of {QUEUE} never delivered");
         prop_assert!(v.evidence.contains(&needle), "{}", v.evidence);
     }
+}
+
+/// The jobs `fabric.queue.at_least_once` requires: acknowledged as
+/// enqueued and never (maybe) acked.
+fn required_jobs(h: &History) -> Vec<String> {
+    let maybe_acked: Vec<String> = h
+        .operations
+        .iter()
+        .filter_map(|o| match (&o.invocation, &o.outcome) {
+            (Invocation::QueueAck { job_id, .. }, Outcome::Ok(_) | Outcome::Unknown(_)) => {
+                Some(job_id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    h.operations
+        .iter()
+        .filter_map(|o| match (&o.invocation, &o.outcome) {
+            (Invocation::QueueEnqueue { .. }, Outcome::Ok(a)) => a.job_id.clone(),
+            _ => None,
+        })
+        .filter(|j| !maybe_acked.contains(j))
+        .collect()
 }
 
 proptest! {
@@ -307,16 +322,9 @@ proptest! {
                 true
             }
         });
-        // Only acknowledged enqueues never (maybe) acked are required; the
-        // others may be in the DLQ too but are not counted.
-        let maybe_acked: Vec<String> = h.operations.iter().filter_map(|o| match (&o.invocation, &o.outcome) {
-            (Invocation::QueueAck { job_id, .. }, Outcome::Ok(_) | Outcome::Unknown(_)) => Some(job_id.clone()),
-            _ => None,
-        }).collect();
-        let required: Vec<String> = h.operations.iter().filter_map(|o| match (&o.invocation, &o.outcome) {
-            (Invocation::QueueEnqueue { .. }, Outcome::Ok(a)) => a.job_id.clone(),
-            _ => None,
-        }).filter(|j| !maybe_acked.contains(j)).collect();
+        // Only the required jobs are counted; the others may be in the
+        // DLQ too.
+        let required = required_jobs(&h);
         let in_dlq = dlq.iter().filter(|j| required.contains(&j.job_id)).count() as u64;
         rb.dlq.insert(QUEUE.into(), dlq.clone());
         let v = run(Check::QueueAtLeastOnce, &h, &rb);

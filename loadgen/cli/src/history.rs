@@ -318,6 +318,20 @@ fn unexpected(what: &str, answer: Result<(StatusCode, Bytes), String>) -> String
     }
 }
 
+/// The JSON body of a successful answer to `what`; any other answer, or a
+/// body that does not parse, is an error naming `what`.
+fn json_answer<T: serde::de::DeserializeOwned>(
+    what: &str,
+    answer: Result<(StatusCode, Bytes), String>,
+) -> Result<T, String> {
+    match &answer {
+        Ok((s, b)) if s.is_success() => {
+            serde_json::from_slice(b).map_err(|e| format!("{what}: {e}"))
+        }
+        _ => Err(unexpected(what, answer)),
+    }
+}
+
 async fn read_stream(
     client: &HttpClient,
     target: &Target,
@@ -332,12 +346,7 @@ async fn read_stream(
         );
         let what = format!("reading stream {stream} from offset {offset}");
         let answer = get(client, Method::GET, &target.url(&path), Bytes::new()).await;
-        let page: fabric_wire::ReadResponse = match &answer {
-            Ok((s, b)) if s.is_success() => {
-                serde_json::from_slice(b).map_err(|e| format!("{what}: {e}"))?
-            }
-            _ => return Err(unexpected(&what, answer)),
-        };
+        let page: fabric_wire::ReadResponse = json_answer(&what, answer)?;
         let Some(last) = page.messages.last().map(|m| m.offset) else {
             return Ok(out);
         };
@@ -380,25 +389,13 @@ async fn drain_queue(
     loop {
         let what = format!("draining queue {queue}");
         let answer = get(client, Method::POST, &receive, body.clone()).await;
-        let jobs = match &answer {
-            Ok((s, b)) if s.is_success() => {
-                serde_json::from_slice::<fabric_wire::JobsResponse>(b)
-                    .map_err(|e| format!("{what}: {e}"))?
-                    .jobs
-            }
-            _ => return Err(unexpected(&what, answer)),
-        };
+        let jobs = json_answer::<fabric_wire::JobsResponse>(&what, answer)?.jobs;
         if jobs.is_empty() {
             // Empty for now; jobs leased during the run come back when
             // their lease ends, delayed ones when due.
             let stats = target.url(&format!("/api/v1/queues/{queue}/stats"));
             let answer = get(client, Method::GET, &stats, Bytes::new()).await;
-            let st: fabric_wire::QueueStatsResponse = match &answer {
-                Ok((s, b)) if s.is_success() => {
-                    serde_json::from_slice(b).map_err(|e| format!("{what}: {e}"))?
-                }
-                _ => return Err(unexpected(&what, answer)),
-            };
+            let st: fabric_wire::QueueStatsResponse = json_answer(&what, answer)?;
             if st.in_flight == 0 && st.pending == 0 {
                 return Ok(out);
             }
@@ -453,14 +450,7 @@ async fn list_dlq(
         }
         let what = format!("listing the dead-letter queue of {queue}");
         let answer = get(client, Method::GET, &target.url(&path), Bytes::new()).await;
-        let jobs = match &answer {
-            Ok((s, b)) if s.is_success() => {
-                serde_json::from_slice::<fabric_wire::JobsResponse>(b)
-                    .map_err(|e| format!("{what}: {e}"))?
-                    .jobs
-            }
-            _ => return Err(unexpected(&what, answer)),
-        };
+        let jobs = json_answer::<fabric_wire::JobsResponse>(&what, answer)?.jobs;
         out.extend(jobs.iter().map(delivered));
         if out.len() > MAX_DRAINED {
             return Err(format!("{what}: more than {MAX_DRAINED} jobs"));

@@ -7,7 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fabric_node, loadgen, text};
+use common::{
+    assert_disk_filled, assert_exit, chaos_scenario, check_verdicts, errors_between, fabric_node,
+    mounts_on, run_scenario, text,
+};
 use gauntlet_recorder::RunResults;
 use gauntlet_recorder::faults::parse;
 use gauntlet_recorder::recovery::RecoveryTime;
@@ -68,40 +71,12 @@ fn operations(name: &str) -> &'static [&'static str] {
     }
 }
 
-/// `verdict.json`'s check verdicts: (name, passed, evidence).
-fn check_verdicts(run: &Path) -> Vec<(String, bool, String)> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap().to_owned(),
-                c["passed"].as_bool().unwrap(),
-                c["evidence"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 fn run_dir(root: &Path) -> PathBuf {
     std::fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.is_dir() && !p.ends_with("latest"))
         .expect("a run directory")
-}
-
-/// Errors of `operation` in the intervals overlapping `[from, to)`.
-fn errors_between(r: &RunResults, operation: &str, from: f64, to: f64) -> u64 {
-    r.intervals
-        .iter()
-        .filter(|i| i.t_s + 1.0 > from && i.t_s < to)
-        .flat_map(|i| i.operations.iter().filter(|o| o.operation == operation))
-        .map(|o| o.errors)
-        .sum()
 }
 
 #[test]
@@ -119,20 +94,8 @@ fn every_chaos_scenario_passes_against_the_fabric() {
         let name = scenario.file_stem().unwrap().to_str().unwrap().to_owned();
         let sets = shortened(&name)
             .unwrap_or_else(|| panic!("{name}: add how to shorten it to tests/chaos.rs"));
-        let out = tempfile::tempdir().unwrap();
-        let mut args = vec!["run", scenario.to_str().unwrap(), "--quiet", "--out"];
-        args.push(out.path().to_str().unwrap());
-        for s in sets {
-            args.extend(["--set", s]);
-        }
-        let o = loadgen(&args, out.path());
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{name}: {}\n{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
+        let (o, out) = run_scenario(&scenario, sets);
+        assert_exit(&o, 0, &format!("{name}: "));
 
         let run = run_dir(out.path());
         let faults_json = std::fs::read(run.join("faults.json"))
@@ -256,42 +219,14 @@ fn every_chaos_scenario_passes_against_the_fabric() {
 
 /// The `disk:` of the fabric (64 MiB in the scenario) really filled up:
 /// the fill stopped at ENOSPC, well before its 256 MiB `max`, and the
-/// fabric answered errors to appends while it was full.
+/// fabric answered errors to appends while it was full, and not before.
 fn assert_disk_was_full(fill: &gauntlet_recorder::faults::Fault, r: &RunResults) {
-    assert_eq!(fill.kind, "resource.disk_full");
-    assert_eq!(
-        fill.params["disk_full_reached"],
-        serde_json::Value::Bool(true),
-        "{fill:?}"
-    );
-    let written = fill.params["written_bytes"].as_u64().unwrap();
-    assert!(
-        written > 0 && written <= 64 << 20,
-        "{written} bytes written on a 64 MiB disk"
-    );
-    let during = errors_between(r, "append", fill.start_s, fill.end_s.unwrap());
-    assert!(during > 0, "appends fail while the disk is full: {fill:?}");
+    assert_disk_filled(fill, r);
     assert_eq!(
         errors_between(r, "append", 0.0, fill.start_s - 1.0),
         0,
         "no append fails before the disk is full"
     );
-}
-
-/// Processes whose mount namespace has a mount on `dir` (the `disk:`
-/// tmpfs exists only in its holder's namespace).
-fn mounts_on(dir: &Path) -> Vec<String> {
-    let needle = format!(" {} ", dir.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("mountinfo"))
-                .is_ok_and(|m| m.lines().any(|l| l.contains(&needle)))
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
 }
 
 /// A crash and restart of a fabric on a `disk:` of its own: the restarted
@@ -300,34 +235,16 @@ fn mounts_on(dir: &Path) -> Vec<String> {
 #[test]
 fn a_disk_of_its_own_keeps_the_data_across_a_crash_and_leaves_nothing_behind() {
     fabric_node();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios/chaos/fabric-crash-restart-always.yaml");
-    let out = tempfile::tempdir().unwrap();
-    let o = loadgen(
+    let (o, out) = run_scenario(
+        &chaos_scenario("fabric-crash-restart-always.yaml"),
         &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--quiet",
-            "--out",
-            out.path().to_str().unwrap(),
-            "--set",
             "workload.phases.warmup.duration=1s",
-            "--set",
             "workload.phases.steady.duration=5s",
-            "--set",
             "faults.0.at=3s",
-            "--set",
             "stack.services.fabric.disk=32MiB",
         ],
-        out.path(),
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    assert_exit(&o, 0, "");
     let run = run_dir(out.path());
     let checks = check_verdicts(&run);
     assert_eq!(checks.len(), 4, "{checks:?}");
@@ -480,18 +397,9 @@ fn a_kill_goes_through_the_stack() {
         common::SHORT.replace("duration: 1s, rate: 300/s", "duration: 3s, rate: 300/s")
     );
     std::fs::write(&scenario, text_of).unwrap();
-    let o = loadgen(
-        &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--quiet",
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
-        out.path(),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let run = run_dir(out.path());
+    let (o, runs) = run_scenario(&scenario, &[]);
+    assert_exit(&o, 0, "");
+    let run = run_dir(runs.path());
     let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
     assert_eq!(faults.len(), 1, "{faults:?}");
     let kill = &faults[0];
@@ -531,34 +439,16 @@ fn a_kill_goes_through_the_stack() {
 #[test]
 fn every_checker_catches_a_fabric_that_acknowledges_what_it_did_not_write() {
     fabric_node();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios/chaos/fabric-crash-restart-batch.yaml");
-    let out = tempfile::tempdir().unwrap();
-    let o = loadgen(
+    let (o, out) = run_scenario(
+        &chaos_scenario("fabric-crash-restart-batch.yaml"),
         &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--quiet",
-            "--out",
-            out.path().to_str().unwrap(),
-            "--set",
             "workload.phases.warmup.duration=1s",
-            "--set",
             "workload.phases.steady.duration=5s",
-            "--set",
             "faults.0.at=3s",
-            "--set",
             "stack.services.fabric.env.FABRIC_TEST_FAKE_ACKS=append,enqueue,kv_put",
         ],
-        out.path(),
     );
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    assert_exit(&o, 1, "");
     let run = run_dir(out.path());
     let checks = check_verdicts(&run);
     assert_eq!(checks.len(), 4, "{checks:?}");
@@ -604,8 +494,7 @@ fn every_checker_catches_a_fabric_that_acknowledges_what_it_did_not_write() {
 #[test]
 fn each_checker_fails_only_on_its_own_fault() {
     fabric_node();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios/chaos/fabric-crash-restart-always.yaml");
+    let scenario = chaos_scenario("fabric-crash-restart-always.yaml");
     let cases: [(&str, &[&str]); 3] = [
         (
             "append",
@@ -615,27 +504,17 @@ fn each_checker_fails_only_on_its_own_fault() {
         ("kv_put", &["fabric.kv.read_your_writes"]),
     ];
     for (kind, failing) in cases {
-        let out = tempfile::tempdir().unwrap();
         let knob = format!("stack.services.fabric.env.FABRIC_TEST_FAKE_ACKS={kind}");
-        let o = loadgen(
+        let (o, out) = run_scenario(
+            &scenario,
             &[
-                "run",
-                scenario.to_str().unwrap(),
-                "--quiet",
-                "--out",
-                out.path().to_str().unwrap(),
-                "--set",
                 "workload.phases.warmup.duration=1s",
-                "--set",
                 "workload.phases.steady.duration=4s",
-                "--set",
                 "faults.0.at=2s",
-                "--set",
                 &knob,
             ],
-            out.path(),
         );
-        assert_eq!(o.status.code(), Some(1), "{kind}: {}", text(&o.stderr));
+        assert_exit(&o, 1, &format!("{kind}: "));
         let checks = check_verdicts(&run_dir(out.path()));
         assert_eq!(checks.len(), 4, "{kind}: {checks:?}");
         for (check, passed, evidence) in &checks {
@@ -646,24 +525,6 @@ fn each_checker_fails_only_on_its_own_fault() {
             );
         }
     }
-}
-
-/// `loadgen run` of `scenario` with `--set`s into a fresh directory: the
-/// output and the run directory (kept alive by the returned temp dir).
-fn run_with(scenario: &Path, sets: &[&str]) -> (std::process::Output, tempfile::TempDir) {
-    let out = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "run",
-        scenario.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        out.path().to_str().unwrap(),
-    ];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let o = loadgen(&args, out.path());
-    (o, out)
 }
 
 /// The crash-durability negative test: with the test-only
@@ -677,8 +538,7 @@ fn run_with(scenario: &Path, sets: &[&str]) -> (std::process::Output, tempfile::
 #[test]
 fn a_kill_exposes_writes_acknowledged_before_they_were_written() {
     fabric_node();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios/chaos/fabric-crash-restart-always.yaml");
+    let scenario = chaos_scenario("fabric-crash-restart-always.yaml");
     let cases: [(&str, &[&str], &str); 2] = [
         (
             "append",
@@ -693,7 +553,7 @@ fn a_kill_exposes_writes_acknowledged_before_they_were_written() {
     ];
     for (kind, failing, evidence_names) in cases {
         let knob = format!("stack.services.fabric.env.FABRIC_TEST_ACK_BEFORE_WRITE={kind}");
-        let (o, out) = run_with(
+        let (o, out) = run_scenario(
             &scenario,
             &[
                 "workload.phases.warmup.duration=1s",
@@ -703,13 +563,7 @@ fn a_kill_exposes_writes_acknowledged_before_they_were_written() {
                 &knob,
             ],
         );
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "{kind}: {}\n{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
+        assert_exit(&o, 1, &format!("{kind}: "));
         let run = run_dir(out.path());
         let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
         assert_eq!(faults.len(), 2, "{kind}: {faults:?}");
@@ -783,14 +637,8 @@ checks: [fabric.queue.at_least_once]
 "#,
     )
     .unwrap();
-    let (o, runs) = run_with(&scenario, &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    let (o, runs) = run_scenario(&scenario, &[]);
+    assert_exit(&o, 0, "");
     let run = run_dir(runs.path());
     let doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
@@ -846,7 +694,7 @@ faults:
         ),
     )
     .unwrap();
-    let (o, runs) = run_with(&scenario, &[]);
+    let (o, runs) = run_scenario(&scenario, &[]);
     let all = format!("{}\n{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(o.status.code(), Some(3), "{all}");
     assert!(
@@ -902,7 +750,7 @@ readback: { drain_within: 2s }
 "#,
     )
     .unwrap();
-    let (o, runs) = run_with(&scenario, &[]);
+    let (o, runs) = run_scenario(&scenario, &[]);
     let all = format!("{}\n{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(o.status.code(), Some(3), "{all}");
     assert!(all.contains("draining queue test/stuck/jobs"), "{all}");

@@ -72,3 +72,111 @@ pub fn only_run_dir(root: &Path) -> PathBuf {
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs[0].clone()
 }
+
+/// A bundled scenario of `scenarios/chaos/`, by file name.
+pub fn chaos_scenario(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/chaos")
+        .join(file)
+}
+
+/// `loadgen run` of `scenario` with `--set`s into a fresh directory: the
+/// output and the run directory's parent (kept alive by the returned temp dir).
+pub fn run_scenario(scenario: &Path, sets: &[&str]) -> (Output, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "run",
+        scenario.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let o = loadgen(&args, out.path());
+    (o, out)
+}
+
+/// Asserts that `loadgen` exited with `code`, showing its output after
+/// `context` when it did not.
+pub fn assert_exit(o: &Output, code: i32, context: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{context}{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+/// `verdict.json`'s check verdicts of a run: (name, passed, evidence).
+pub fn check_verdicts(run: &Path) -> Vec<(String, bool, String)> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["passed"].as_bool().unwrap(),
+                c["evidence"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Processes whose mount namespace has a mount on `dir` (the `disk:`
+/// tmpfs exists only in its holder's namespace, so /proc/self/mounts
+/// would never show it).
+pub fn mounts_on(dir: &Path) -> Vec<String> {
+    let needle = format!(" {} ", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("mountinfo"))
+                .is_ok_and(|m| m.lines().any(|l| l.contains(&needle)))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Errors of `operation` in the intervals overlapping `[from, to)`.
+pub fn errors_between(
+    r: &gauntlet_recorder::RunResults,
+    operation: &str,
+    from: f64,
+    to: f64,
+) -> u64 {
+    r.intervals
+        .iter()
+        .filter(|i| i.t_s + 1.0 > from && i.t_s < to)
+        .flat_map(|i| i.operations.iter().filter(|o| o.operation == operation))
+        .map(|o| o.errors)
+        .sum()
+}
+
+/// The fill fault of a 64 MiB `disk:` really filled it: the fill stopped
+/// at ENOSPC within the disk's size, and appends failed while it was full.
+pub fn assert_disk_filled(
+    fill: &gauntlet_recorder::faults::Fault,
+    r: &gauntlet_recorder::RunResults,
+) {
+    assert_eq!(fill.kind, "resource.disk_full");
+    assert_eq!(
+        fill.params["disk_full_reached"],
+        serde_json::Value::Bool(true),
+        "{fill:?}"
+    );
+    let written = fill.params["written_bytes"].as_u64().unwrap();
+    assert!(
+        written > 0 && written <= 64 << 20,
+        "{written} bytes written on a 64 MiB disk"
+    );
+    let during = errors_between(r, "append", fill.start_s, fill.end_s.unwrap());
+    assert!(during > 0, "appends fail while the disk is full: {fill:?}");
+}

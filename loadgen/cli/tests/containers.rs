@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::results;
+use common::{assert_disk_filled, assert_exit, chaos_scenario, check_verdicts, results};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -667,31 +667,11 @@ fn a_stack_dropped_without_shutdown_removes_everything() {
     );
 }
 
-/// `verdict.json`'s checks of a run: (name, passed, evidence).
-fn check_verdicts(run: &Path) -> Vec<(String, bool, String)> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("verdict.json")).unwrap()).unwrap();
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap().to_owned(),
-                c["passed"].as_bool().unwrap(),
-                c["evidence"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// Runs a bundled chaos scenario shortened with `sets` in container mode;
 /// asserts exit 0, that every check ran and passed, and that nothing of the
 /// run is left in the engine. Returns the run directory (kept in `dir`).
 fn chaos_run_in_containers(dir: &Path, scenario: &str, sets: &[&str]) -> PathBuf {
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scenarios/chaos")
-        .join(scenario);
+    let scenario = chaos_scenario(scenario);
     let mut args = vec![
         "run",
         scenario.to_str().unwrap(),
@@ -705,13 +685,7 @@ fn chaos_run_in_containers(dir: &Path, scenario: &str, sets: &[&str]) -> PathBuf
         args.extend(["--set", s]);
     }
     let out = loadgen(&args, dir);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0, "");
     let run_dir = std::fs::canonicalize(dir.join("runs/latest")).unwrap();
     assert_eq!(results(&run_dir).runtime, "containers");
     let checks = check_verdicts(&run_dir);
@@ -773,22 +747,5 @@ fn the_disk_full_scenario_reaches_enospc_in_containers() {
     );
     let faults =
         gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
-    let fill = &faults[0];
-    assert_eq!(fill.kind, "resource.disk_full");
-    assert_eq!(
-        fill.params["disk_full_reached"],
-        serde_json::Value::Bool(true),
-        "{fill:?}"
-    );
-    let written = fill.params["written_bytes"].as_u64().unwrap();
-    assert!(written > 0 && written <= 64 << 20, "{written}");
-    let r = results(&run);
-    let errors: u64 = r
-        .intervals
-        .iter()
-        .filter(|i| i.t_s + 1.0 > fill.start_s && i.t_s < fill.end_s.unwrap())
-        .flat_map(|i| i.operations.iter().filter(|o| o.operation == "append"))
-        .map(|o| o.errors)
-        .sum();
-    assert!(errors > 0, "appends fail while the disk is full");
+    assert_disk_filled(&faults[0], &results(&run));
 }

@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::mounts_on;
 use gauntlet_control::{ControlError, ServiceState, Signal, Stack};
 use gauntlet_recorder::Outcome;
 use loadgen::bins::Locator;
@@ -54,6 +55,29 @@ async fn events(client: &driver::HttpClient, stack: &dyn Stack) -> usize {
     value["messages"].as_array().map_or(0, Vec::len)
 }
 
+/// The plan's append operation against the stack's fabric, set up and
+/// run five times, each acknowledged.
+async fn five_appends(
+    engine: &loadgen::http::Client,
+    plan: &Plan,
+    stack: &dyn Stack,
+) -> driver::Prepared {
+    let target = driver::Target::new(stack.watch_endpoint("fabric").unwrap(), "");
+    let targets = |_: &str| target.clone();
+    driver::setup(engine, &plan.operations[0], &targets)
+        .await
+        .unwrap();
+    let shared = driver::Shared::default();
+    let append = driver::prepare(&plan.operations[0], &targets, 1, 0, &shared).expect("prepared");
+    for _ in 0..5 {
+        assert!(matches!(
+            append.execute(engine, &mut driver::Chain::default()).await,
+            Outcome::Ok
+        ));
+    }
+    append
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
     let scenario = gauntlet_scenario::load("control.yaml", SCENARIO, &[]).unwrap();
@@ -70,19 +94,7 @@ async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
     let engine = loadgen::http::Client::new();
     let endpoint = stack.watch_endpoint("fabric").unwrap();
     let port = endpoint.borrow().port;
-    let target = driver::Target::new(endpoint.clone(), "");
-    let targets = |_: &str| target.clone();
-    driver::setup(&engine, &plan.operations[0], &targets)
-        .await
-        .unwrap();
-    let shared = driver::Shared::default();
-    let append = driver::prepare(&plan.operations[0], &targets, 1, 0, &shared).expect("prepared");
-    for _ in 0..5 {
-        assert!(matches!(
-            append.execute(&engine, &mut driver::Chain::default()).await,
-            Outcome::Ok
-        ));
-    }
+    let append = five_appends(&engine, &plan, stack.as_ref()).await;
 
     // Pause: SIGSTOP to the group; the fabric does not answer until unpaused.
     stack.pause("fabric").await.unwrap();
@@ -194,23 +206,6 @@ workload:
     assert!(err.contains("--runtime containers"), "{err}");
 }
 
-/// Processes whose mount namespace has a mount on `dir` (the `disk:`
-/// tmpfs exists only in the holder's namespace, so /proc/self/mounts
-/// would never show it).
-fn mounts_on(dir: &std::path::Path) -> Vec<String> {
-    let needle = format!(" {} ", dir.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("mountinfo"))
-                .is_ok_and(|m| m.lines().any(|l| l.contains(&needle)))
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
 fn fs_type(path: &std::path::Path) -> i64 {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -249,20 +244,7 @@ async fn a_disk_of_its_own_fills_up_and_keeps_its_data_across_restarts() {
     let plan = Plan::new(scenario);
     let client = driver::http_client(4);
     let engine = loadgen::http::Client::new();
-    let endpoint = stack.watch_endpoint("fabric").unwrap();
-    let target = driver::Target::new(endpoint.clone(), "");
-    let targets = |_: &str| target.clone();
-    driver::setup(&engine, &plan.operations[0], &targets)
-        .await
-        .unwrap();
-    let shared = driver::Shared::default();
-    let append = driver::prepare(&plan.operations[0], &targets, 1, 0, &shared).expect("prepared");
-    for _ in 0..5 {
-        assert!(matches!(
-            append.execute(&engine, &mut driver::Chain::default()).await,
-            Outcome::Ok
-        ));
-    }
+    let append = five_appends(&engine, &plan, stack.as_ref()).await;
     assert!(
         std::fs::read_dir(&data).unwrap().count() > 0,
         "the fabric's files are on the tmpfs"
