@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_oversized))
         .layer(middleware::from_fn(crate::test_knob::apply))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn_with_state(
@@ -250,6 +251,28 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
             )
             .into_response();
         }
+    }
+    next.run(req).await
+}
+
+/// Refuses a request whose declared body is over [`MAX_BODY_BYTES`] at
+/// once, from its `Content-Length`, without reading the body: the client
+/// gets the answer before it has sent megabytes the server would discard
+/// (and the connection is not reset under a client still writing). A body
+/// without a declared length is still cut off at the limit as it is read.
+async fn refuse_oversized(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > MAX_BODY_BYTES as u64
+    {
+        return ApiError::invalid(format!(
+            "request body of {len} bytes is over the limit of {MAX_BODY_BYTES} bytes"
+        ))
+        .into_response();
     }
     next.run(req).await
 }
