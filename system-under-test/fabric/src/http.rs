@@ -255,26 +255,37 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-/// Refuses a request whose declared body is over [`MAX_BODY_BYTES`] at
-/// once, from its `Content-Length`, without reading the body: the client
-/// gets the answer before it has sent megabytes the server would discard
-/// (and the connection is not reset under a client still writing). A body
-/// without a declared length is still cut off at the limit as it is read.
+/// Bodies a refused request may declare that are still read (and dropped)
+/// before the answer; a larger one is answered at once.
+const DRAIN_AT_MOST: u64 = 64 * 1024 * 1024;
+
+/// Refuses a request whose declared body is over [`MAX_BODY_BYTES`] from
+/// its `Content-Length`, without buffering it. The body is read and
+/// dropped first (up to [`DRAIN_AT_MOST`]): a server that answers and
+/// closes while the client is still sending resets the connection, and
+/// most clients (hyper, reqwest) then report a broken pipe instead of the
+/// answer. A body without a declared length is cut off at the limit as it
+/// is read.
 async fn refuse_oversized(req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(len) = declared
-        && len > MAX_BODY_BYTES as u64
-    {
-        return ApiError::invalid(format!(
-            "request body of {len} bytes is over the limit of {MAX_BODY_BYTES} bytes"
-        ))
-        .into_response();
+    let Some(len) = declared.filter(|&len| len > MAX_BODY_BYTES as u64) else {
+        return next.run(req).await;
+    };
+    if len <= DRAIN_AT_MOST {
+        use axum::body::HttpBody as _;
+        let mut body = req.into_body();
+        while let Some(Ok(_)) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {}
     }
-    next.run(req).await
+    ApiError::invalid(format!(
+        "request body of {len} bytes is over the limit of {MAX_BODY_BYTES} bytes"
+    ))
+    .into_response()
 }
 
 async fn not_found() -> ApiError {
