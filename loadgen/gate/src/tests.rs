@@ -111,3 +111,32 @@ fn the_bundled_profiles_load_and_carry_seed_001s_thresholds() {
     assert_eq!(actors.slo["registry_lookup"].p99, us(1));
     assert_eq!(actors.slo["message"].throughput.unwrap().0.0, 100_000.0);
 }
+
+/// `off` leaves a metric out of the gate: a candidate 3× slower is no
+/// p99 regression when p99 is off, while throughput is still compared.
+#[test]
+fn a_metric_switched_off_is_not_compared() {
+    let spec: gauntlet_scenario::GateSpec = serde_json::from_str(
+        r#"{"default": {"p50": "off", "p99": "off", "p999": "off"}, "operations": {"op": {"errors": "off"}}}"#,
+    )
+    .unwrap();
+    let samples = |scale: f64| super::samples::Samples {
+        scenario: "s".into(),
+        operations: vec!["op".into()],
+        phases: vec!["steady".into()],
+        runs: Vec::new(),
+        intervals: [("op".to_owned(), seconds(30, 200, scale, 7))].into(),
+    };
+    let comparisons = super::verdict::compare(&samples(1.0), &samples(3.0), &spec);
+    let metrics: Vec<Metric> = comparisons.iter().map(|c| c.metric).collect();
+    assert_eq!(metrics, vec![Metric::Throughput], "{comparisons:#?}");
+    // With p99 on, the same candidate is a regression.
+    let spec: gauntlet_scenario::GateSpec =
+        serde_json::from_str(r#"{"default": {"p99": "10%"}}"#).unwrap();
+    let comparisons = super::verdict::compare(&samples(1.0), &samples(3.0), &spec);
+    let p99 = comparisons
+        .iter()
+        .find(|c| c.metric == Metric::P99)
+        .unwrap();
+    assert_eq!(p99.outcome, Outcome::Regression);
+}

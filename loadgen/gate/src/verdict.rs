@@ -85,6 +85,7 @@ impl Metric {
             Metric::Throughput => t.throughput,
             Metric::Errors => t.errors,
         }
+        .and_then(|t| t.percent())
     }
 }
 

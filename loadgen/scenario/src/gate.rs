@@ -61,6 +61,54 @@ impl fmt::Display for Percent {
     }
 }
 
+/// How much a metric may get worse before the gate calls it a regression:
+/// a percentage (`10%`), or `off` — the metric is not compared at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    At(Percent),
+    Off,
+}
+
+impl Tolerance {
+    /// The allowed change, or `None` when the metric is switched off.
+    pub fn percent(self) -> Option<Percent> {
+        match self {
+            Tolerance::At(p) => Some(p),
+            Tolerance::Off => None,
+        }
+    }
+}
+
+impl From<Percent> for Tolerance {
+    fn from(p: Percent) -> Self {
+        Tolerance::At(p)
+    }
+}
+
+impl FromStr for Tolerance {
+    type Err = UnitError;
+    fn from_str(text: &str) -> Result<Self, UnitError> {
+        if text == "off" {
+            return Ok(Tolerance::Off);
+        }
+        text.parse()
+            .map(Tolerance::At)
+            .map_err(|e: UnitError| UnitError {
+                message: e.message,
+                hint: format!("{}, or `off` to leave the metric out of the gate", e.hint),
+            })
+    }
+}
+
+impl fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tolerance::At(p) => p.fmt(f),
+            Tolerance::Off => f.write_str("off"),
+        }
+    }
+}
+
 /// A lower bound on throughput: `">= 4500/s"` or `4500/s`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct MinRate(pub Rate);
@@ -157,6 +205,12 @@ macro_rules! string_unit {
 
 string_unit!(Percent, "a percentage", "10%", "^[0-9]+(\\.[0-9]+)?%$");
 string_unit!(
+    Tolerance,
+    "a tolerance",
+    "10%` or `off",
+    "^([0-9]+(\\.[0-9]+)?%|off)$"
+);
+string_unit!(
     MinRate,
     "a throughput floor",
     ">= 4500/s",
@@ -193,31 +247,32 @@ pub struct Slo {
 
 /// How much a metric may change against the baseline before the gate calls
 /// it a regression. Latency and throughput tolerances are relative (`10%`);
-/// the error tolerance is in percentage points of error rate (`0.1%`).
+/// the error tolerance is in percentage points of error rate (`0.1%`);
+/// `off` leaves a metric out of the gate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tolerances {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p50: Option<Percent>,
+    pub p50: Option<Tolerance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p99: Option<Percent>,
+    pub p99: Option<Tolerance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p999: Option<Percent>,
+    pub p999: Option<Tolerance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throughput: Option<Percent>,
+    pub throughput: Option<Tolerance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Percent>,
+    pub errors: Option<Tolerance>,
 }
 
 impl Tolerances {
     /// Gauntlet's defaults, used for any metric a scenario leaves unset.
     pub fn defaults() -> Self {
         Self {
-            p50: Some(Percent(10.0)),
-            p99: Some(Percent(10.0)),
-            p999: Some(Percent(25.0)),
-            throughput: Some(Percent(5.0)),
-            errors: Some(Percent(0.1)),
+            p50: Some(Percent(10.0).into()),
+            p99: Some(Percent(10.0).into()),
+            p999: Some(Percent(25.0).into()),
+            throughput: Some(Percent(5.0).into()),
+            errors: Some(Percent(0.1).into()),
         }
     }
 
@@ -244,7 +299,7 @@ pub struct GateSpec {
     #[serde(default = "default_confidence")]
     pub confidence: Percent,
     /// Tolerances for every operation (default p50 10%, p99 10%, p99.9 25%,
-    /// throughput 5%, errors 0.1 points).
+    /// throughput 5%, errors 0.1 points; `off` leaves a metric out).
     #[serde(default = "Tolerances::defaults")]
     pub default: Tolerances,
     /// Per-operation tolerances, overriding `default` metric by metric.
@@ -312,18 +367,18 @@ mod tests {
     #[test]
     fn per_operation_tolerances_override_the_default_metric_by_metric() {
         let mut spec = GateSpec::default();
-        spec.default.p99 = Some(Percent(20.0));
+        spec.default.p99 = Some(Percent(20.0).into());
         spec.operations.insert(
             "append".into(),
             Tolerances {
-                p50: Some(Percent(3.0)),
+                p50: Some(Percent(3.0).into()),
                 ..Default::default()
             },
         );
         let t = spec.tolerances("append");
-        assert_eq!(t.p50, Some(Percent(3.0)));
-        assert_eq!(t.p99, Some(Percent(20.0)));
-        assert_eq!(t.throughput, Some(Percent(5.0)));
-        assert_eq!(spec.tolerances("read").p50, Some(Percent(10.0)));
+        assert_eq!(t.p50, Some(Percent(3.0).into()));
+        assert_eq!(t.p99, Some(Percent(20.0).into()));
+        assert_eq!(t.throughput, Some(Percent(5.0).into()));
+        assert_eq!(spec.tolerances("read").p50, Some(Percent(10.0).into()));
     }
 }

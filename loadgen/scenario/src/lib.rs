@@ -31,7 +31,7 @@ pub use catalog::*;
 pub use data::{Body, KeyDistribution, KeySpec, Payload, SizeDist};
 pub use diag::Diagnostic;
 pub use faults::{CheckName, FaultAction, FaultSpec, FaultWindow, LinkAction, LinkStream, Target};
-pub use gate::{GateSpec, MaxPercent, MinRate, Percent, Profile, Slo, Tolerances};
+pub use gate::{GateSpec, MaxPercent, MinRate, Percent, Profile, Slo, Tolerance, Tolerances};
 pub use model::*;
 pub use units::{Duration, Rate, Size, UnitError};
 

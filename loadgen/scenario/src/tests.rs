@@ -306,8 +306,22 @@ fn slo_and_gate_sections_load_and_check_names() {
     assert_eq!(s.slo["append"].p99, Some(Duration::from_millis(5)));
     assert_eq!(s.slo["append"].throughput.unwrap().0.0, 300.0);
     let gate = s.gate.unwrap();
-    assert_eq!(gate.tolerances("read").p99, Some(Percent(20.0)));
-    assert_eq!(gate.tolerances("append").p99, Some(Percent(10.0)));
+    assert_eq!(gate.tolerances("read").p99, Some(Percent(20.0).into()));
+    assert_eq!(gate.tolerances("append").p99, Some(Percent(10.0).into()));
+
+    // `off` leaves a metric out; anything else that is not a percentage is
+    // an error that names `off` too.
+    let off = text.replace("read: { p99: 20% }", "read: { p99: off, p50: 5% }");
+    let gate = load("s.yaml", &off, &[]).unwrap().gate.unwrap();
+    assert_eq!(gate.tolerances("read").p99, Some(crate::Tolerance::Off));
+    assert_eq!(gate.tolerances("read").p50, Some(Percent(5.0).into()));
+    assert_eq!(gate.tolerances("append").p99, Some(Percent(10.0).into()));
+    let errs = errors(&text.replace("read: { p99: 20% }", "read: { p99: none }"));
+    let rendered = errs[0].to_string();
+    assert!(
+        rendered.contains("`none`") && rendered.contains("`off`"),
+        "{rendered}"
+    );
 
     let bad = text
         .replace("slo:\n  append:", "slo:\n  apend:")
