@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use gauntlet_control::Stack;
 
-use crate::driver::{self, HttpClient};
+use gauntlet_drivers::control::{self as driver, HttpClient};
 
 /// One service to watch. Its address and process are looked up in the
 /// stack at every sample, so a service restarted (a new pid) or a container

@@ -13,12 +13,12 @@ use crate::{bins, exit};
 fn binaries(quiet: bool) -> Result<Vec<(ServiceKind, PathBuf)>, String> {
     ServiceKind::ALL
         .into_iter()
-        .filter(|k| k.is_bundled())
+        .filter(|k| gauntlet_stack::kinds::is_bundled(*k))
         .map(|k| {
             bins::locate_release(k, quiet).map(|p| (k, p)).map_err(|e| {
                 format!(
                     "image build step `locate the {} binary` failed: {e}",
-                    k.binary()
+                    gauntlet_stack::kinds::binary(k)
                 )
             })
         })

@@ -1,27 +1,30 @@
-//! Gauntlet's harness: the plan, the process stack, the open-model engine,
-//! the drivers, the run directory and the `loadgen` command line.
+//! Gauntlet's command line and run orchestration: the plan, the stages of
+//! one run (each resource it acquires released by one guard), and the
+//! `loadgen` commands.
 //!
-//! It reads scenarios through `gauntlet-scenario`, records through
-//! `gauntlet-recorder` and renders through `gauntlet-reports`; it talks to the
-//! system under test only through processes and HTTP, never by linking it.
+//! The work is done by the crates it orchestrates: `gauntlet-scenario`
+//! (the format), `gauntlet-engine` (load), `gauntlet-drivers` (what an
+//! operation does to each system), `gauntlet-stack` and
+//! `gauntlet-containers` (booting the system under test), the `chaos/`
+//! crates (faults, checks), `gauntlet-recorder`, `gauntlet-gate` and
+//! `gauntlet-reports`. It talks to the system under test only through them,
+//! never by linking it.
 
-pub mod bins;
+pub mod boot;
 pub mod chaos;
-pub mod closed;
 pub mod collect;
 pub mod containers_cmd;
-pub mod data;
-pub mod driver;
-pub mod engine;
 pub mod gate_cmd;
-pub mod history;
-pub mod http;
 pub mod plan;
-pub mod recording;
+pub mod progress;
 pub mod report_cmd;
 pub mod run;
 pub mod rundir;
-pub mod stack;
+
+/// The stack crate's modules, under the names the harness used before the
+/// split (`loadgen::bins`, `loadgen::stack`).
+pub use gauntlet_stack::bins;
+pub use gauntlet_stack::process as stack;
 
 /// Exit codes, the same for every command.
 pub mod exit {

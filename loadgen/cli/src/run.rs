@@ -1,27 +1,47 @@
-//! One run, end to end: scenario → plan → run directory → stack → engine and
-//! recorder → stack stopped → results. Stages hand each other plain data
-//! ([`Plan`], [`Sample`](gauntlet_recorder::Sample), [`RunResults`]) and the
-//! run directory; nothing is shared but the engine's counters.
+//! One run, end to end, as named stages: [`plan_run`] (scenario → plan →
+//! run directory), [`boot_stack`], [`connect`] (endpoints, fault proxies),
+//! [`prepare_operations`] (drivers, set-up, history tap),
+//! [`start_recording`], [`start_collectors`], [`start_faults`],
+//! [`drive_load`], [`heal_faults`], [`check`] and [`finish`] (results,
+//! SLOs, verdicts, report). Stages hand each other plain data ([`Plan`],
+//! [`Sample`](gauntlet_recorder::Sample), [`RunResults`]) and the run
+//! directory; nothing is shared but the engine's counters.
+//!
+//! Every resource a run acquires — the stack, the fault proxies, the fault
+//! timeline, the collectors, the recorder task — is held by one guard,
+//! [`Resources`], and released by [`Resources::release`] on every path:
+//! success, an error of any stage, Ctrl-C (the stages see the cancelled
+//! token and end early) and a panic in a stage (caught, released, reported
+//! as a harness failure). If even that is skipped (the process is torn
+//! down mid-run), `Drop` aborts the tasks and drops the stack, whose own
+//! `Drop` kills its children or removes its containers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use gauntlet_control::Endpoint;
+use futures_util::FutureExt as _;
+use gauntlet_control::{Endpoint, Stack, StopReport};
+use gauntlet_drivers::history::{self, Tap};
+use gauntlet_drivers::{Prepared, Shared, Target};
+use gauntlet_engine::recording::{self, Recorded};
+use gauntlet_engine::{EngineCounters, SampleSink, process_cpu};
+
+use gauntlet_proxy::Proxy;
+use gauntlet_recorder::faults::Fault;
 use gauntlet_recorder::{Recorder, RunMeta, RunResults, hlog::HlogWriter};
-use gauntlet_scenario::{Diagnostic, EngineKind, Scenario, ServiceKind};
+use gauntlet_scenario::{Diagnostic, EngineKind, FaultWindow, Scenario};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::collect;
-use crate::driver::{self, Shared, Target};
-use crate::engine::{self, EngineCounters, process_cpu};
+use crate::collect::{self, Collected};
 use crate::plan::Plan;
-use crate::recording::{self, Progress};
+use crate::progress;
 use crate::report_cmd;
 use crate::rundir;
-use crate::stack::StopReport;
 
 /// The smoke scenario, embedded for runs outside the repository.
 pub const SMOKE: &str = include_str!("../../../scenarios/smoke.yaml");
@@ -112,13 +132,143 @@ fn harness<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RunError + '_ 
     move |e| RunError::Harness(format!("{what}: {e}"))
 }
 
+/// Everything a run acquires that must be released, held in one place.
+/// [`Resources::release`] releases what is still held, in order: the fault
+/// timeline (every fault healed), the proxies, the collectors, the
+/// recorder, the stack (gracefully: SIGTERM then SIGKILL, or containers
+/// stopped and removed). Stages that end a resource early (the faults
+/// healed before the checks) take it out of the guard themselves.
+#[derive(Default)]
+pub struct Resources {
+    stack: Option<Arc<dyn Stack>>,
+    /// Proxies started but not yet handed to the fault timeline.
+    proxies: BTreeMap<String, Arc<Proxy>>,
+    chaos: Option<crate::chaos::Running>,
+    collectors: Option<(CancellationToken, JoinHandle<Collected>)>,
+    recording: Option<(CancellationToken, JoinHandle<Recorded>)>,
+}
+
+/// What releasing the resources left to report.
+#[derive(Default)]
+pub struct Released {
+    pub faults: Vec<Fault>,
+    pub recorded: Option<Recorded>,
+    pub collected: Option<Collected>,
+    pub stops: Vec<StopReport>,
+    pub failures: Vec<String>,
+}
+
+impl Resources {
+    fn stack(&self) -> Result<&Arc<dyn Stack>, RunError> {
+        self.stack
+            .as_ref()
+            .ok_or_else(|| RunError::Harness("the stack is not running".to_owned()))
+    }
+
+    /// Heals every fault and stops the timeline (its records and failures).
+    async fn heal_faults(&mut self, released: &mut Released) {
+        if let Some(chaos) = self.chaos.take() {
+            let (records, errors) = chaos.finish().await;
+            released.faults = records;
+            released.failures.extend(errors);
+        }
+        self.proxies.clear();
+    }
+
+    /// Stops the recorder (after the last sample) and takes its results.
+    async fn stop_recording(&mut self, released: &mut Released) {
+        if let Some((done, task)) = self.recording.take() {
+            done.cancel();
+            match task.await {
+                Ok(recorded) => released.recorded = Some(recorded),
+                Err(e) => released
+                    .failures
+                    .push(format!("the recorder task failed: {e}")),
+            }
+        }
+    }
+
+    /// Releases everything still held, in order; safe to call again.
+    pub async fn release(&mut self, released: &mut Released) {
+        self.heal_faults(released).await;
+        if let Some((stop, task)) = self.collectors.take() {
+            stop.cancel();
+            released.collected = task.await.ok();
+        }
+        self.stop_recording(released).await;
+        if let Some(stack) = self.stack.take() {
+            released.stops = stack.shutdown().await;
+        }
+    }
+}
+
+impl Drop for Resources {
+    /// The last resort when [`Resources::release`] never ran (the runtime
+    /// is torn down mid-run): tasks aborted, proxies dropped, and the stack
+    /// dropped — the process stack's children are killed with their
+    /// handles, the container stack removes its containers in its `Drop`.
+    fn drop(&mut self) {
+        if let Some((stop, task)) = self.collectors.take() {
+            stop.cancel();
+            task.abort();
+        }
+        if let Some((done, task)) = self.recording.take() {
+            done.cancel();
+            task.abort();
+        }
+        self.chaos.take();
+        self.proxies.clear();
+        self.stack.take();
+    }
+}
+
+/// A panic's message, for the harness failure it becomes.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// One run end to end: the stages below, then every resource released
+/// (whatever happened), then the results written.
 pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutcome, RunError> {
+    let planned = plan_run(&opts)?;
+    let mut resources = Resources::default();
+    let outcome = std::panic::AssertUnwindSafe(drive(&planned, &opts, &cancel, &mut resources))
+        .catch_unwind()
+        .await;
+    let mut released = Released::default();
+    resources.release(&mut released).await;
+    let driven = match outcome {
+        Ok(result) => result?,
+        Err(panic) => {
+            return Err(RunError::Harness(format!(
+                "the harness panicked ({}); the stack was stopped and every fault healed; run directory: {}",
+                panic_message(&*panic),
+                planned.run_dir.display()
+            )));
+        }
+    };
+    finish(&planned, driven, released, &cancel)
+}
+
+/// Stage 1: the scenario loaded and validated, its plan and fault windows,
+/// the run directory with `scenario.yaml`. Nothing to release yet.
+pub struct Planned {
+    pub plan: Plan,
+    pub windows: Vec<FaultWindow>,
+    pub run_dir: PathBuf,
+}
+
+pub fn plan_run(opts: &RunOptions) -> Result<Planned, RunError> {
     let scenario = opts
         .source
         .load(&opts.overrides)
         .map_err(RunError::Invalid)?;
     let plan = Plan::new(scenario);
-    let fault_windows = crate::chaos::plan(&plan.scenario).map_err(RunError::Harness)?;
+    let windows = crate::chaos::plan(&plan.scenario).map_err(RunError::Harness)?;
     let root = opts.out.clone().unwrap_or_else(rundir::default_root);
     let run_dir = rundir::create(&root, &plan.scenario.name)
         .map_err(harness("creating the run directory"))?;
@@ -127,15 +277,119 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         gauntlet_scenario::to_yaml(&plan.scenario).as_bytes(),
     )
     .map_err(harness("writing scenario.yaml"))?;
+    Ok(Planned {
+        plan,
+        windows,
+        run_dir,
+    })
+}
 
+/// What the stages between boot and release hand to [`finish`].
+pub struct Driven {
+    faults: Vec<Fault>,
+    engine: Result<(), String>,
+    load_stopped: bool,
+    checks: Vec<gauntlet_checkers::CheckVerdict>,
+    failures: Vec<String>,
+    results_path: PathBuf,
+}
+
+/// Stages 2–10, each acquiring into `res` what [`Resources::release`] frees.
+async fn drive(
+    planned: &Planned,
+    opts: &RunOptions,
+    cancel: &CancellationToken,
+    res: &mut Resources,
+) -> Result<Driven, RunError> {
+    let Planned {
+        plan,
+        windows,
+        run_dir,
+    } = planned;
+    boot_stack(plan, run_dir, opts, cancel, res).await?;
+    let stack = res.stack()?.clone();
+    let mut endpoints = connect(plan, &*stack)?;
+    res.proxies = crate::chaos::start_proxies(windows, &mut endpoints.watch, plan.seed)
+        .map_err(RunError::Harness)?;
+    let (prepared, tap) = prepare_operations(plan, &endpoints, run_dir).await?;
+    let run = start_recording(plan, run_dir, opts, res)?;
+    if let Some(tap) = &tap {
+        tap.start(run.start);
+    }
+    start_collectors(plan, &stack, run_dir, run.start, res);
+    // Faults next to the load; one that cannot be applied stops the load.
+    let load_cancel = cancel.child_token();
+    let mut failures = Vec::new();
+    if let Err(e) = start_faults(windows, &stack, run_dir, run.start, &load_cancel, res) {
+        failures.push(e);
+        load_cancel.cancel();
+    }
+    let engine = drive_load(
+        plan,
+        prepared,
+        &run,
+        &endpoints,
+        run_dir,
+        &load_cancel,
+        cancel,
+    )
+    .await;
+    run.samples_done.cancel();
+    let mut released = Released::default();
+    res.heal_faults(&mut released).await;
+    failures.extend(released.failures);
+    let checks = match &tap {
+        Some(tap) if failures.is_empty() && !cancel.is_cancelled() => {
+            tap.flush();
+            match check(
+                plan,
+                &*stack,
+                &endpoints,
+                &released.faults,
+                run.start,
+                run_dir,
+            )
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    failures.push(format!("the read-back for the checks failed: {e}"));
+                    Vec::new()
+                }
+            }
+        }
+        Some(tap) => {
+            tap.flush();
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    Ok(Driven {
+        faults: released.faults,
+        engine,
+        load_stopped: load_cancel.is_cancelled(),
+        checks,
+        failures,
+        results_path: run.results_path,
+    })
+}
+
+/// Stage 2: the stack booted in its runtime (`stack.runtime`); interrupted
+/// by Ctrl-C, the partly booted stack is dropped (children killed,
+/// containers removed).
+async fn boot_stack(
+    plan: &Plan,
+    run_dir: &Path,
+    opts: &RunOptions,
+    cancel: &CancellationToken,
+    res: &mut Resources,
+) -> Result<(), RunError> {
     let bins = crate::bins::Locator {
         dir: opts.bin_dir.clone(),
         quiet: opts.quiet,
     };
-    // The stack, whatever its runtime (`stack.runtime`): the rest of the
-    // run only uses the `Stack` control surface.
     let stack = tokio::select! {
-        stack = crate::stack::boot(&plan.scenario, &run_dir, &bins, opts.quiet) => stack.map_err(RunError::Harness)?,
+        stack = crate::boot::boot(&plan.scenario, run_dir, &bins, opts.quiet) => stack.map_err(RunError::Harness)?,
         _ = cancel.cancelled() => return Err(RunError::Harness("interrupted while the stack was starting".to_owned())),
     };
     for name in stack.services() {
@@ -146,96 +400,117 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         let log = stack.log_path(&name).unwrap_or_default();
         eprintln!("{name} ready at {base} (log: {})", log.display());
     }
+    res.stack = Some(stack);
+    Ok(())
+}
 
-    // Where the harness reaches each service, as a watch channel that
-    // operations read per request: the stack's endpoint (it moves when a
-    // container restarts on a new port), an external service's fixed base
-    // URL, or the fault proxy on the link when a fault names that link.
-    let mut endpoints = BTreeMap::new();
-    let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
+/// Where the harness reaches each service: a watch channel of its endpoint
+/// per service (the stack's, which moves when a container restarts on a new
+/// port; an external service's fixed base URL; or the fault proxy on the
+/// link when a fault names that link), and external services' path prefixes.
+pub struct Endpoints {
+    pub watch: BTreeMap<String, watch::Receiver<Endpoint>>,
+    pub prefixes: BTreeMap<String, String>,
+}
+
+impl Endpoints {
+    /// The driver's target for `service` (unknown: port 0, which refuses).
+    pub fn target(&self, service: &str) -> Target {
+        let endpoint = self.watch.get(service).cloned().unwrap_or_else(|| {
+            watch::channel(Endpoint {
+                host: "127.0.0.1".to_owned(),
+                port: 0,
+            })
+            .1
+        });
+        Target::new(
+            endpoint,
+            self.prefixes.get(service).map_or("", String::as_str),
+        )
+    }
+}
+
+/// Stage 3: the endpoints of the stack's services and the external ones.
+fn connect(plan: &Plan, stack: &dyn Stack) -> Result<Endpoints, RunError> {
+    let mut endpoints = Endpoints {
+        watch: BTreeMap::new(),
+        prefixes: BTreeMap::new(),
+    };
     for name in stack.services() {
-        match stack.watch_endpoint(&name) {
-            Ok(rx) => {
-                endpoints.insert(name, rx);
-            }
-            Err(e) => {
-                stack.shutdown().await;
-                return Err(RunError::Harness(e.to_string()));
-            }
-        }
+        let rx = stack
+            .watch_endpoint(&name)
+            .map_err(|e| RunError::Harness(e.to_string()))?;
+        endpoints.watch.insert(name, rx);
     }
     for (name, url) in &plan.scenario.stack.external {
-        match gauntlet_scenario::parse_base_url(url) {
-            Ok(base) => {
-                let endpoint = Endpoint {
-                    host: base.host,
-                    port: base.port,
-                };
-                endpoints.insert(name.clone(), tokio::sync::watch::channel(endpoint).1);
-                prefixes.insert(name.clone(), base.prefix);
-            }
-            Err((message, _)) => {
-                stack.shutdown().await;
-                return Err(RunError::Harness(format!("service `{name}`: {message}")));
-            }
-        }
+        let base = gauntlet_scenario::parse_base_url(url)
+            .map_err(|(message, _)| RunError::Harness(format!("service `{name}`: {message}")))?;
+        let endpoint = Endpoint {
+            host: base.host,
+            port: base.port,
+        };
+        endpoints
+            .watch
+            .insert(name.clone(), watch::channel(endpoint).1);
+        endpoints.prefixes.insert(name.clone(), base.prefix);
     }
-    let proxies = match crate::chaos::start_proxies(&fault_windows, &mut endpoints, plan.seed) {
-        Ok(p) => p,
-        Err(e) => {
-            stack.shutdown().await;
-            return Err(RunError::Harness(e));
-        }
-    };
-    let targets = |service: &str| {
-        Target::new(
-            endpoints[service].clone(),
-            prefixes.get(service).map_or("", String::as_str),
-        )
-    };
+    Ok(endpoints)
+}
+
+/// Stage 4: each operation's set-up on its system (resources created) and
+/// its driver prepared; with `checks:`, the history tap handed to each.
+async fn prepare_operations(
+    plan: &Plan,
+    endpoints: &Endpoints,
+    run_dir: &Path,
+) -> Result<(Vec<Prepared>, Option<Arc<Tap>>), RunError> {
+    let targets = |service: &str| endpoints.target(service);
     let shared = Shared::default();
-    // The control-path client for set-up (the engine threads have their own).
-    let client = crate::http::Client::new();
+    // The set-up's client (the engine threads have their own).
+    let client = gauntlet_engine::http::Client::new();
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
-        let ready = match driver::setup(&client, op, &targets).await {
-            Ok(()) => {
-                driver::prepare(op, &targets, plan.seed, i, &shared).map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e),
-        };
-        match ready {
-            Ok(p) => prepared.push(p),
-            Err(e) => {
-                stack.shutdown().await;
-                return Err(RunError::Harness(e));
-            }
-        }
+        gauntlet_drivers::setup(&client, op, &targets)
+            .await
+            .map_err(RunError::Harness)?;
+        let p = gauntlet_drivers::prepare(op, &targets, plan.seed, i, &shared)
+            .map_err(|e| RunError::Harness(e.to_string()))?;
+        prepared.push(p);
     }
+    if plan.scenario.checks.is_empty() {
+        return Ok((prepared, None));
+    }
+    let tap = Tap::create(run_dir).map_err(harness("creating history.jsonl"))?;
+    for p in &mut prepared {
+        p.record_history(tap.clone());
+    }
+    Ok((prepared, Some(tap)))
+}
 
-    // `checks:`: every checked operation goes into history.jsonl.
-    let tap = if plan.scenario.checks.is_empty() {
-        None
-    } else {
-        match crate::history::Tap::create(&run_dir) {
-            Ok(tap) => {
-                for p in &mut prepared {
-                    p.record_history(tap.clone());
-                }
-                Some(tap)
-            }
-            Err(e) => {
-                stack.shutdown().await;
-                return Err(RunError::Harness(format!("creating history.jsonl: {e}")));
-            }
-        }
-    };
-    let runtime = plan.scenario.stack.runtime.to_string();
+/// The run's clock and the engine's side of the recorder.
+pub struct Clock {
+    pub start: Instant,
+    pub sink: Arc<SampleSink>,
+    pub counters: Arc<EngineCounters>,
+    pub threads: usize,
+    /// Fired after the last sample was pushed.
+    pub samples_done: CancellationToken,
+    pub results_path: PathBuf,
+}
+
+/// Stage 5: the recorder task (intervals, `latency.hlog`, partial
+/// `results.json`, progress) and the run's clock.
+fn start_recording(
+    plan: &Plan,
+    run_dir: &Path,
+    opts: &RunOptions,
+    res: &mut Resources,
+) -> Result<Clock, RunError> {
     let meta = RunMeta {
         scenario: plan.scenario.name.clone(),
         seed: plan.seed,
         started_at: jiff::Timestamp::now().to_string(),
-        runtime,
+        runtime: plan.scenario.stack.runtime.to_string(),
         host: host(),
         git_revision: git_revision(),
     };
@@ -254,80 +529,116 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             .collect(),
         Some(hlog),
     );
-
     let counters = Arc::new(EngineCounters::default());
-    let threads = engine::engine_threads();
-    let sink = Arc::new(recording::SampleSink::new(threads));
+    let threads = gauntlet_engine::open::engine_threads();
+    let sink = Arc::new(SampleSink::new(threads));
     let samples_done = CancellationToken::new();
     let cpu_start = process_cpu();
-    let run_start = Instant::now();
-    if let Some(tap) = &tap {
-        tap.start(run_start);
-    }
+    let start = Instant::now();
     let results_path = run_dir.join("results.json");
-    let recording = tokio::spawn(recording::record(
+    let task = tokio::spawn(recording::record(
         recorder,
         sink.clone(),
         samples_done.clone(),
         counters.clone(),
         meta,
-        run_start,
+        start,
         cpu_start,
         results_path.clone(),
-        Progress::new(&plan, opts.quiet),
+        progress::Bar::new(plan, opts.quiet),
     ));
-    // Collectors: each service's /metrics and process CPU/RSS, every second.
-    let collector_stop = CancellationToken::new();
+    res.recording = Some((samples_done.clone(), task));
+    Ok(Clock {
+        start,
+        sink,
+        counters,
+        threads,
+        samples_done,
+        results_path,
+    })
+}
+
+/// Stage 6: the collectors — each service's `/metrics` (for kinds that
+/// serve it) and process CPU/RSS, every second, into `metrics.jsonl`.
+fn start_collectors(
+    plan: &Plan,
+    stack: &Arc<dyn Stack>,
+    run_dir: &Path,
+    start: Instant,
+    res: &mut Resources,
+) {
     let targets = stack
         .services()
         .into_iter()
         .map(|name| collect::Target {
-            scrape: !matches!(
-                plan.scenario.stack.services.get(&name).and_then(|s| s.kind),
-                Some(ServiceKind::Postgres | ServiceKind::Redis)
-            ),
+            scrape: plan
+                .scenario
+                .stack
+                .services
+                .get(&name)
+                .and_then(|s| s.kind)
+                .is_none_or(|k| gauntlet_stack::kinds::spec(k).metrics),
             service: name,
         })
         .collect();
-    let collecting = tokio::spawn(collect::collect(
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(collect::collect(
         stack.clone(),
         targets,
         run_dir.join(gauntlet_recorder::metrics::METRICS_FILE),
-        run_start,
-        collector_stop.clone(),
+        start,
+        stop.clone(),
         plan.total_duration() + std::time::Duration::from_secs(120),
     ));
-    // Faults next to the load; one that cannot be applied stops the load.
-    let load_cancel = cancel.child_token();
-    let mut fault_failures = Vec::new();
-    let chaos = if fault_windows.is_empty() {
-        None
-    } else {
-        let stop = load_cancel.clone();
-        crate::chaos::start(
-            fault_windows,
-            proxies,
-            stack.clone(),
-            &run_dir,
-            run_start,
-            stop,
-        )
-        .map_err(|e| {
-            fault_failures.push(e);
-            load_cancel.cancel();
-        })
-        .ok()
-    };
+    res.collectors = Some((stop, task));
+}
+
+/// Stage 7: the fault timeline on the run's clock, with the proxies.
+fn start_faults(
+    windows: &[FaultWindow],
+    stack: &Arc<dyn Stack>,
+    run_dir: &Path,
+    start: Instant,
+    load_cancel: &CancellationToken,
+    res: &mut Resources,
+) -> Result<(), String> {
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let proxies = std::mem::take(&mut res.proxies);
+    res.chaos = Some(crate::chaos::start(
+        windows.to_vec(),
+        proxies,
+        stack.clone(),
+        run_dir,
+        start,
+        load_cancel.clone(),
+    )?);
+    Ok(())
+}
+
+/// Stage 8: the load, open or closed model, until the last phase ends or
+/// `load_cancel` fires.
+async fn drive_load(
+    plan: &Plan,
+    prepared: Vec<Prepared>,
+    clock: &Clock,
+    endpoints: &Endpoints,
+    run_dir: &Path,
+    load_cancel: &CancellationToken,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let load = plan.load();
     let prepared = Arc::new(prepared);
-    let engine_result = match plan.scenario.workload.engine {
+    match plan.scenario.workload.engine {
         EngineKind::Open => {
-            engine::run(
-                &plan,
+            gauntlet_engine::open::run(
+                &load,
                 prepared,
-                sink,
-                threads,
-                counters,
-                run_start,
+                clock.sink.clone(),
+                clock.threads,
+                clock.counters.clone(),
+                clock.start,
                 load_cancel.clone(),
             )
             .await
@@ -335,75 +646,81 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         EngineKind::Closed => {
             // Goose wants a host; the operations go to their own targets.
             let host = endpoints
+                .watch
                 .values()
                 .next()
                 .map(|rx| rx.borrow().base_url())
                 .unwrap_or_default();
-            crate::closed::run(
-                &plan,
+            gauntlet_engine::closed::run(
+                &load,
                 prepared,
-                sink,
-                counters,
-                run_start,
-                &run_dir,
+                clock.sink.clone(),
+                clock.counters.clone(),
+                clock.start,
+                run_dir,
                 &host,
                 load_cancel.clone(),
                 cancel.clone(),
             )
             .await
         }
+    }
+}
+
+/// Stage 10: the read-back and the checks, once every fault has healed.
+/// The read-back goes to each service directly, not through the fault
+/// proxies (gone with the timeline).
+async fn check(
+    plan: &Plan,
+    stack: &dyn Stack,
+    endpoints: &Endpoints,
+    faults: &[Fault],
+    start: Instant,
+    run_dir: &Path,
+) -> Result<Vec<gauntlet_checkers::CheckVerdict>, String> {
+    let mut direct = Endpoints {
+        watch: endpoints.watch.clone(),
+        prefixes: endpoints.prefixes.clone(),
     };
-    samples_done.cancel();
-    let fault_records = match chaos {
-        Some(chaos) => {
-            let (records, errors) = chaos.finish().await;
-            fault_failures.extend(errors);
-            records
-        }
-        None => Vec::new(),
-    };
-    // The read-back and the checks, once every fault has healed.
-    let mut check_verdicts = Vec::new();
-    let mut check_failures = Vec::new();
-    if let Some(tap) = &tap {
-        tap.flush();
-        if fault_failures.is_empty() && !cancel.is_cancelled() {
-            // The read-back goes to each service directly, not through the
-            // fault proxies (gone with the timeline).
-            let mut direct = endpoints.clone();
-            for name in stack.services() {
-                if let Ok(rx) = stack.watch_endpoint(&name) {
-                    direct.insert(name, rx);
-                }
-            }
-            match crate::history::run_checks(
-                &plan,
-                &direct,
-                &prefixes,
-                &fault_records,
-                run_start,
-                &run_dir,
-            )
-            .await
-            {
-                Ok(v) => check_verdicts = v,
-                Err(e) => check_failures.push(format!("the read-back for the checks failed: {e}")),
-            }
+    for name in stack.services() {
+        if let Ok(rx) = stack.watch_endpoint(&name) {
+            direct.watch.insert(name, rx);
         }
     }
-    let recorded = recording.await.map_err(harness("the recorder task"))?;
-    collector_stop.cancel();
-    let collected = collecting.await.unwrap_or_default();
+    history::run_checks(
+        &plan.operations,
+        &plan.scenario.checks,
+        plan.scenario.drain_within(),
+        &|service: &str| direct.target(service),
+        faults,
+        start,
+        run_dir,
+    )
+    .await
+}
 
+/// Stage 11, after every resource was released: `results.json` (with
+/// recovery times), `summary.txt`, the SLO verdict, the checks' verdicts
+/// and `report.html`.
+fn finish(
+    planned: &Planned,
+    driven: Driven,
+    released: Released,
+    cancel: &CancellationToken,
+) -> Result<RunOutcome, RunError> {
+    let Planned { plan, run_dir, .. } = planned;
     let mut failures = Vec::new();
-    if let Err(e) = engine_result {
+    if let Err(e) = &driven.engine {
         failures.push(format!("the engine failed: {e}"));
     }
-    if let Some(e) = collected.write_error {
+    if let Some(e) = released
+        .collected
+        .as_ref()
+        .and_then(|c| c.write_error.clone())
+    {
         failures.push(format!("writing metrics.jsonl failed: {e}"));
     }
-    let stops = stack.shutdown().await;
-    for stop in &stops {
+    for stop in &released.stops {
         if !stop.graceful {
             failures.push(format!(
                 "service `{}` did not stop gracefully: {}",
@@ -411,31 +728,33 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             ));
         }
     }
+    failures.extend(released.failures);
+    let recorded = released
+        .recorded
+        .ok_or_else(|| RunError::Harness("the recorder task failed".to_owned()))?;
     let mut results = recorded.results;
     if cancel.is_cancelled() {
         results.complete = false;
         results.interrupted =
             Some("interrupted by a signal before the last phase ended".to_owned());
-    }
-    if load_cancel.is_cancelled() && !cancel.is_cancelled() {
+    } else if driven.load_stopped {
         results.complete = false;
         results.interrupted = Some("the load was stopped: a fault could not be applied".to_owned());
     }
-    failures.extend(fault_failures);
-    failures.extend(check_failures);
-    results.recovery = crate::chaos::recovery(&results, &fault_records, &plan.scenario);
+    failures.extend(driven.failures);
+    results.recovery = crate::chaos::recovery(&results, &driven.faults, &plan.scenario);
     if let Some(e) = recorded.write_error {
         failures.push(format!("writing the run directory failed: {e}"));
     }
-    rundir::write_json(&results_path, &results).map_err(harness("writing results.json"))?;
+    rundir::write_json(&driven.results_path, &results).map_err(harness("writing results.json"))?;
     let summary = gauntlet_reports::summary_table(&results);
     let _ = rundir::write_atomic(&run_dir.join("summary.txt"), summary.as_bytes());
     // The scenario's SLOs, checked on the gated phases of this run.
     let verdict = if plan.scenario.slo.is_empty() || results.interrupted.is_some() {
         None
     } else {
-        match gauntlet_gate::gate(std::slice::from_ref(&run_dir), None, None)
-            .and_then(|v| gauntlet_gate::output::write_all(&v, &run_dir).map(|()| v))
+        match gauntlet_gate::gate(std::slice::from_ref(run_dir), None, None)
+            .and_then(|v| gauntlet_gate::output::write_all(&v, run_dir).map(|()| v))
         {
             Ok(v) => Some(v),
             Err(e) => {
@@ -444,15 +763,14 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
             }
         }
     };
-    if !check_verdicts.is_empty()
-        && let Err(e) =
-            crate::history::write_verdict(&run_dir, &plan.scenario.name, &check_verdicts)
+    if !driven.checks.is_empty()
+        && let Err(e) = history::write_verdict(run_dir, &plan.scenario.name, &driven.checks)
     {
         failures.push(format!("writing the check verdicts failed: {e}"));
     }
     // The report, from the files just written (as `loadgen report` renders
     // it); results.json is already safe on disk whatever happens here.
-    let report = match report_cmd::write_run_report(&run_dir) {
+    let report = match report_cmd::write_run_report(run_dir) {
         Ok(path) => Some(path),
         Err(e) => {
             failures.push(format!("rendering report.html failed: {e}"));
@@ -460,12 +778,12 @@ pub async fn run(opts: RunOptions, cancel: CancellationToken) -> Result<RunOutco
         }
     };
     Ok(RunOutcome {
-        run_dir,
+        run_dir: run_dir.clone(),
         results,
-        stops,
+        stops: released.stops,
         failures,
         verdict,
-        checks: check_verdicts,
+        checks: driven.checks,
         report,
     })
 }

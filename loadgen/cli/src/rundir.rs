@@ -3,10 +3,8 @@
 //! `results.json` and the services' logs behind.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-
-use serde::Serialize;
 
 /// `target/gauntlet/runs`, relative to the working directory.
 pub fn default_root() -> PathBuf {
@@ -38,19 +36,4 @@ pub fn create(root: &Path, scenario: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Writes a file atomically: a reader sees the old or the new content, never half.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-    }
-    fs::rename(&tmp, path)
-}
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
-}
+pub use gauntlet_recorder::files::{write_atomic, write_json};

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fabric_node, loadgen, text};
+use gauntlet_engine::Operation as _;
 
 /// A fabric node started by the test (not by loadgen), killed on drop.
 struct Node {
@@ -379,24 +380,28 @@ fn operations_follow_a_moving_endpoint() {
         port,
     };
     let (tx, rx) = tokio::sync::watch::channel(endpoint(a.port));
-    let target = loadgen::driver::Target::new(rx, "");
+    let target = gauntlet_drivers::Target::new(rx, "");
     let targets = |_: &str| target.clone();
-    let shared = loadgen::driver::Shared::default();
+    let shared = gauntlet_drivers::Shared::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = loadgen::http::Client::new();
+        let client = gauntlet_engine::Connections::default();
         let op = &plan.operations[0];
-        let prepared = loadgen::driver::prepare(op, &targets, 1, 0, &shared).unwrap();
+        let prepared = gauntlet_drivers::prepare(op, &targets, 1, 0, &shared).unwrap();
         let append = || async {
-            let mut chain = loadgen::driver::Chain::default();
+            let mut chain = gauntlet_drivers::Chain::default();
             prepared.execute(&client, &mut chain).await
         };
-        loadgen::driver::setup(&client, op, &targets).await.unwrap();
+        gauntlet_drivers::setup(&client.http, op, &targets)
+            .await
+            .unwrap();
         for _ in 0..3 {
             assert_eq!(append().await, gauntlet_recorder::Outcome::Ok);
         }
         tx.send(endpoint(b.port)).unwrap();
-        loadgen::driver::setup(&client, op, &targets).await.unwrap();
+        gauntlet_drivers::setup(&client.http, op, &targets)
+            .await
+            .unwrap();
         for _ in 0..2 {
             assert_eq!(append().await, gauntlet_recorder::Outcome::Ok);
         }

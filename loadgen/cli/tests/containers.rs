@@ -25,9 +25,10 @@ use common::text;
 use gauntlet_containers::images::{self, BuildOptions};
 use gauntlet_containers::stack::{BootSpec, ContainerStack};
 use gauntlet_control::{ControlError, ServiceState, Stack};
+use gauntlet_drivers as driver;
+use gauntlet_engine::Operation as _;
 use gauntlet_recorder::Outcome;
 use gauntlet_scenario::ServiceKind;
-use loadgen::driver;
 use loadgen::plan::Plan;
 
 static ENGINE: Mutex<()> = Mutex::new(());
@@ -236,7 +237,7 @@ fn exec(container: &str, script: &str) -> Output {
 /// successes and failures.
 fn drive(
     prepared: Arc<driver::Prepared>,
-    client: Arc<loadgen::http::Client>,
+    client: Arc<gauntlet_engine::Connections>,
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -298,7 +299,7 @@ async fn restart_under_load() {
         assert_eq!(stack.state(service).unwrap(), ServiceState::Running);
         assert!(stack.pid(service).is_some());
     }
-    assert!(gauntlet_containers::probe::redis_pong(&stack.endpoint("cache").unwrap().addr()).await);
+    assert!(gauntlet_stack::probe::redis_pong(&stack.endpoint("cache").unwrap().addr()).await);
     let fabric = format!("gauntlet-{run_id}-fabric");
     // The scenario's resource limits are the container's.
     let limits = docker_lines(&[
@@ -320,12 +321,12 @@ async fn restart_under_load() {
     // Load through the driver, whose base URL follows the endpoint.
     let plan = Plan::new(scenario.clone());
     let op = &plan.operations[0];
-    let client = Arc::new(loadgen::http::Client::new());
+    let client = Arc::new(gauntlet_engine::Connections::default());
     let endpoint = stack.watch_endpoint("fabric").unwrap();
     let before = endpoint.borrow().clone();
     let target = driver::Target::new(endpoint.clone(), "");
     let targets = |_: &str| target.clone();
-    driver::setup(&client, op, &targets).await.unwrap();
+    driver::setup(&client.http, op, &targets).await.unwrap();
     let prepared = Arc::new(
         driver::prepare(op, &targets, 1, 0, &driver::Shared::default()).expect("prepared"),
     );

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use common::mounts_on;
 use gauntlet_control::{ControlError, ServiceState, Signal, Stack};
+use gauntlet_drivers as driver;
+use gauntlet_engine::Operation as _;
 use gauntlet_recorder::Outcome;
 use loadgen::bins::Locator;
-use loadgen::driver;
 use loadgen::plan::Plan;
 use loadgen::stack::ProcessStack;
 
@@ -38,7 +39,7 @@ fn locator() -> Locator {
 }
 
 /// Events the read operation finds (from offset 0).
-async fn events(client: &driver::HttpClient, stack: &dyn Stack) -> usize {
+async fn events(client: &driver::control::HttpClient, stack: &dyn Stack) -> usize {
     let base = stack.endpoint("fabric").unwrap().base_url();
     let uri =
         format!("{base}/api/v1/streams/test/control/events/messages?offset=0&max_messages=100");
@@ -58,13 +59,13 @@ async fn events(client: &driver::HttpClient, stack: &dyn Stack) -> usize {
 /// The plan's append operation against the stack's fabric, set up and
 /// run five times, each acknowledged.
 async fn five_appends(
-    engine: &loadgen::http::Client,
+    engine: &gauntlet_engine::Connections,
     plan: &Plan,
     stack: &dyn Stack,
 ) -> driver::Prepared {
     let target = driver::Target::new(stack.watch_endpoint("fabric").unwrap(), "");
     let targets = |_: &str| target.clone();
-    driver::setup(engine, &plan.operations[0], &targets)
+    driver::setup(&engine.http, &plan.operations[0], &targets)
         .await
         .unwrap();
     let shared = driver::Shared::default();
@@ -89,9 +90,9 @@ async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
     );
     assert_eq!(stack.runtime(), "process");
     let plan = Plan::new(scenario);
-    let client = driver::http_client(4);
+    let client = driver::control::http_client(4);
     // Operations run on the engine's client; the hyper client checks.
-    let engine = loadgen::http::Client::new();
+    let engine = gauntlet_engine::Connections::default();
     let endpoint = stack.watch_endpoint("fabric").unwrap();
     let port = endpoint.borrow().port;
     let append = five_appends(&engine, &plan, stack.as_ref()).await;
@@ -101,12 +102,12 @@ async fn pause_kill_start_and_restart_keep_the_port_and_the_data() {
     assert_eq!(stack.state("fabric").unwrap(), ServiceState::Paused);
     let addr = endpoint.borrow().addr();
     assert!(
-        !gauntlet_containers::probe::http_ok(&addr, "/ready").await,
+        !gauntlet_stack::probe::http_ok(&addr, "/ready").await,
         "a paused fabric does not answer"
     );
     stack.unpause("fabric").await.unwrap();
     assert_eq!(stack.state("fabric").unwrap(), ServiceState::Running);
-    assert!(gauntlet_containers::probe::http_ok(&addr, "/ready").await);
+    assert!(gauntlet_stack::probe::http_ok(&addr, "/ready").await);
     let before_kill = events(&client, stack.as_ref()).await;
     assert_eq!(before_kill, 5);
 
@@ -177,7 +178,7 @@ workload:
         .await
         .expect("redis-server must be installed (ci/setup.sh installs it)");
     let addr = stack.endpoint("cache").unwrap().addr();
-    assert!(gauntlet_containers::probe::redis_pong(&addr).await);
+    assert!(gauntlet_stack::probe::redis_pong(&addr).await);
     let reports = stack.shutdown().await;
     assert!(reports.iter().all(|r| r.graceful), "{reports:?}");
 }
@@ -242,8 +243,8 @@ async fn a_disk_of_its_own_fills_up_and_keeps_its_data_across_restarts() {
     assert!(!mounts_on(&host_dir).is_empty());
     // The fabric writes into it.
     let plan = Plan::new(scenario);
-    let client = driver::http_client(4);
-    let engine = loadgen::http::Client::new();
+    let client = driver::control::http_client(4);
+    let engine = gauntlet_engine::Connections::default();
     let append = five_appends(&engine, &plan, stack.as_ref()).await;
     assert!(
         std::fs::read_dir(&data).unwrap().count() > 0,

@@ -25,6 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gauntlet_scenario::ServiceKind;
+use gauntlet_stack::kinds;
 use sha2::{Digest, Sha256};
 
 /// Debian packages in the base image, beyond minbase.
@@ -244,8 +245,8 @@ pub fn base_recipe_hash(suite: &str) -> String {
 /// instead of a `docker build` (whose classic builder makes a container per
 /// instruction, 25–45 s here; BuildKit is not installed).
 pub fn service_changes(kind: ServiceKind, base_tag: &str) -> Vec<String> {
-    let binary = kind.binary();
-    let port = kind.default_port();
+    let binary = kinds::binary(kind);
+    let port = kinds::spec(kind).container_port;
     let name = kind.name();
     vec![
         "USER gauntlet".to_owned(),
@@ -281,7 +282,7 @@ pub struct ImageSet {
 
 impl ImageSet {
     pub fn for_kind(&self, kind: ServiceKind) -> Option<&str> {
-        if kind.is_bundled() {
+        if kinds::is_bundled(kind) {
             self.services
                 .iter()
                 .find(|(k, _)| *k == kind)
@@ -416,13 +417,16 @@ pub fn planned(opts: &BuildOptions) -> Result<ImageSet, ImageError> {
     for (kind, binary) in &opts.binaries {
         let binary_hash = file_hash(binary, &opts.cache_dir).map_err(|e| {
             step_err(
-                &format!("read the {} binary", kind.binary()),
+                &format!("read the {} binary", kinds::binary(*kind)),
                 format!("{}: {e}", binary.display()),
             )
         })?;
         let recipe = service_changes(*kind, &base).join("\n");
         let hash = sha256_hex(&[recipe.as_bytes(), binary_hash.as_bytes()]);
-        services.push((*kind, format!("gauntlet/{}:{}", kind.binary(), &hash[..16])));
+        services.push((
+            *kind,
+            format!("gauntlet/{}:{}", kinds::binary(*kind), &hash[..16]),
+        ));
     }
     Ok(ImageSet { base, services })
 }
@@ -548,7 +552,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, ImageError> {
             false,
         )?;
         let container = created.trim().to_owned();
-        let target = format!("{container}:/usr/local/bin/{}", kind.binary());
+        let target = format!("{container}:/usr/local/bin/{}", kinds::binary(*kind));
         let result = run_step(
             &format!("copy {} into {tag}", binary.display()),
             docker().arg("cp").arg(binary).arg(&target),

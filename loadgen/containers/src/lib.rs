@@ -8,7 +8,9 @@
 //!   implements [`gauntlet_control::Stack`] like the process stack does.
 //! - [`reaper`]: labels on everything a run creates, the reaper of runs
 //!   whose `loadgen` died, and `loadgen clean`.
-//! - [`probe`]: readiness probes shared with the process stack.
+//!
+//! What a service kind is (program, arguments, port, probe) comes from
+//! `gauntlet-stack`'s kind table, shared with the process stack.
 //!
 //! The Docker engine is reached with bollard (API version negotiated, so
 //! older engines such as 20.10 work); images are built with the `docker`
@@ -16,7 +18,6 @@
 
 pub mod docker;
 pub mod images;
-pub mod probe;
 pub mod reaper;
 pub mod stack;
 

@@ -22,8 +22,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -43,10 +43,13 @@ use gauntlet_control::{
 use gauntlet_scenario::{Readiness, Scenario, Service, ServiceKind};
 use tokio::sync::watch;
 
+use crate::LABEL_SERVICE;
 use crate::docker::{DockerError, is_not_found};
 use crate::images::ImageSet;
 use crate::reaper::{self, Owner};
-use crate::{LABEL_SERVICE, probe};
+use gauntlet_stack::kinds;
+use gauntlet_stack::probe;
+use gauntlet_stack::service::{HasHandle, ServiceHandle, Services};
 
 const RUNTIME: &str = "containers";
 /// Where every service's data volume is mounted.
@@ -82,26 +85,26 @@ pub enum ContainerError {
 }
 
 struct Svc {
-    name: String,
+    /// Name, probe, timeouts, log, endpoint, state and pid.
+    h: ServiceHandle,
     container: String,
-    readiness: Readiness,
     container_port: u16,
-    ready_timeout: Duration,
-    stop_timeout: Duration,
-    endpoint: watch::Sender<Endpoint>,
-    state: Mutex<ServiceState>,
-    pid: AtomicU32,
     data_dir: Option<PathBuf>,
-    log: PathBuf,
     /// Serializes control actions on this service.
     busy: tokio::sync::Mutex<()>,
+}
+
+impl HasHandle for Svc {
+    fn handle(&self) -> &ServiceHandle {
+        &self.h
+    }
 }
 
 pub struct ContainerStack {
     docker: Docker,
     run_id: String,
     network: String,
-    services: Vec<Arc<Svc>>,
+    services: Services<Arc<Svc>>,
     shut: AtomicBool,
 }
 
@@ -118,17 +121,8 @@ pub struct BootSpec<'a> {
 }
 
 fn substitute(text: &str, port: u16) -> String {
-    text.replace("{port}", &port.to_string())
-        .replace("{addr}", &format!("0.0.0.0:{port}"))
-        .replace("{data_dir}", DATA_PATH)
+    kinds::substitute(text, "0.0.0.0", port, DATA_PATH)
 }
-
-const POSTGRES_START: &str = "set -e
-if [ ! -s /data/pgdata/PG_VERSION ]; then
-  initdb -D /data/pgdata -U postgres --auth=trust --no-locale -E UTF8 >/dev/null
-  echo 'host all all all trust' >> /data/pgdata/pg_hba.conf
-fi
-exec postgres -D /data/pgdata -c listen_addresses='*' -p \"$PGPORT\" -k /tmp";
 
 /// Image, user and command of a service's container.
 struct Launch {
@@ -137,56 +131,35 @@ struct Launch {
     cmd: Option<Vec<String>>,
 }
 
+/// The container of `svc`: its kind's entry of the kind table (a bundled
+/// image whose entrypoint is the program, or the base image running a
+/// Debian program or the kind's start script), or its own `image`.
 fn launch(name: &str, svc: &Service, images: &ImageSet) -> Result<Launch, ContainerError> {
-    let port = svc.container_port();
+    let port = kinds::container_port(svc);
     let command = svc
         .command
         .as_ref()
         .map(|c| c.iter().map(|a| substitute(a, port)).collect::<Vec<_>>());
     match (svc.kind, &svc.image) {
         (Some(kind), _) => {
+            let spec = kinds::spec(kind);
             let image = images.for_kind(kind).ok_or_else(|| ContainerError::Service {
                 service: name.to_owned(),
                 message: format!("no image was built for `{}`", kind.name()),
             })?;
-            let (user, cmd) = match kind {
-                ServiceKind::Fabric => (
-                    None,
-                    Some(vec![
-                        "--http-addr".to_owned(),
-                        format!("0.0.0.0:{port}"),
-                        "--data-dir".to_owned(),
-                        DATA_PATH.to_owned(),
-                    ]),
-                ),
-                ServiceKind::Postgres => (
-                    Some("postgres".to_owned()),
-                    Some(vec!["bash".into(), "-c".into(), POSTGRES_START.into()]),
-                ),
-                ServiceKind::Redis => (
-                    Some("redis".to_owned()),
-                    Some(
-                        [
-                            "redis-server",
-                            "--bind",
-                            "0.0.0.0",
-                            "--protected-mode",
-                            "no",
-                            "--dir",
-                            DATA_PATH,
-                            "--port",
-                        ]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .chain([port.to_string()])
-                        .collect(),
-                    ),
-                ),
+            let args = spec.args.iter().map(|a| substitute(a, port));
+            let cmd: Vec<String> = match (spec.container_script, spec.program) {
+                (Some(script), _) => vec!["bash".into(), "-c".into(), substitute(script, port)],
+                // The bundled image's entrypoint is the program.
+                (None, kinds::Program::Bundled { .. }) => args.collect(),
+                (None, kinds::Program::Debian { binary, .. }) => {
+                    std::iter::once(binary.to_owned()).chain(args).collect()
+                }
             };
             Ok(Launch {
                 image: image.to_owned(),
-                user,
-                cmd,
+                user: spec.container_user.map(str::to_owned),
+                cmd: Some(cmd),
             })
         }
         (None, Some(image)) => Ok(Launch {
@@ -205,9 +178,11 @@ fn launch(name: &str, svc: &Service, images: &ImageSet) -> Result<Launch, Contai
 /// the user the bundled service images run as (other images: writable by
 /// every user, sticky like `/tmp`).
 fn tmpfs_options(size: u64, kind: Option<ServiceKind>) -> HashMap<String, String> {
-    let owner = match kind {
-        Some(ServiceKind::Fabric) => format!("uid={SERVICE_UID},mode=0755"),
-        _ => "mode=1777".to_owned(),
+    let bundled = kind.is_some_and(kinds::is_bundled);
+    let owner = if bundled {
+        format!("uid={SERVICE_UID},mode=0755")
+    } else {
+        "mode=1777".to_owned()
     };
     HashMap::from([
         ("type".to_owned(), "tmpfs".to_owned()),
@@ -252,7 +227,7 @@ impl ContainerStack {
             docker,
             run_id: spec.run_id.to_owned(),
             network,
-            services: Vec::new(),
+            services: Services::default(),
             shut: AtomicBool::new(false),
         };
         match stack.start_all(&spec).await {
@@ -336,16 +311,12 @@ impl ContainerStack {
                 binds.push(format!("{volume_name}:{path}"));
             }
             let Launch { image, user, cmd } = launch(name, svc, spec.images)?;
-            let port = svc.container_port();
+            let port = kinds::container_port(svc);
             let port_key = format!("{port}/tcp");
-            let mut env: Vec<String> = svc
-                .env
-                .iter()
-                .map(|(k, v)| format!("{k}={}", substitute(v, port)))
+            let env: Vec<String> = kinds::environment(svc, "0.0.0.0", port, DATA_PATH)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            if svc.kind == Some(ServiceKind::Postgres) {
-                env.push(format!("PGPORT={port}"));
-            }
             let body = ContainerCreateBody {
                 image: Some(image.clone()),
                 user,
@@ -396,22 +367,16 @@ impl ContainerStack {
                         format!("creating container {container}: {e}")
                     },
                 })?;
-            let (endpoint, _) = watch::channel(Endpoint {
+            let endpoint = Endpoint {
                 host: "127.0.0.1".to_owned(),
                 port: 0,
-            });
+            };
+            let log = logs.join(format!("{name}.log"));
             let service = Arc::new(Svc {
-                name: name.clone(),
+                h: ServiceHandle::new(name, svc, log, endpoint),
                 container,
-                readiness: svc.readiness(),
                 container_port: port,
-                ready_timeout: svc.ready_timeout.0,
-                stop_timeout: svc.stop_timeout.0,
-                endpoint,
-                state: Mutex::new(ServiceState::Stopped),
-                pid: AtomicU32::new(0),
                 data_dir,
-                log: logs.join(format!("{name}.log")),
                 busy: tokio::sync::Mutex::new(()),
             });
             self.services.push(service.clone());
@@ -479,17 +444,14 @@ impl ContainerStack {
     }
 
     fn find(&self, service: &str) -> Result<&Arc<Svc>, ControlError> {
-        self.services
-            .iter()
-            .find(|s| s.name == service)
-            .ok_or_else(|| ControlError::UnknownService(service.to_owned()))
+        self.services.find(service)
     }
 
     /// Starts the container, looks up its host port and pid, publishes the
     /// endpoint and waits until the service is ready.
     async fn start_service(&self, svc: &Svc) -> Result<(), ContainerError> {
         let err = |message: String| ContainerError::Service {
-            service: svc.name.clone(),
+            service: svc.h.name.clone(),
             message,
         };
         self.docker
@@ -521,25 +483,24 @@ impl ContainerStack {
             .and_then(|s| s.pid)
             .unwrap_or(0)
             .max(0) as u32;
-        svc.pid.store(pid, Ordering::Relaxed);
-        svc.endpoint.send_replace(Endpoint {
+        svc.h.publish(Endpoint {
             host: "127.0.0.1".to_owned(),
             port: host_port,
         });
-        *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = ServiceState::Running;
+        svc.h.started(pid);
         self.wait_ready(svc).await
     }
 
     async fn wait_ready(&self, svc: &Svc) -> Result<(), ContainerError> {
-        let addr = svc.endpoint.borrow().addr();
+        let addr = svc.h.endpoint().addr();
         let started = Instant::now();
-        let probe = match &svc.readiness {
+        let probe = match &svc.h.readiness {
             Readiness::Http(path) => format!("GET http://{addr}{path} never answered 200"),
             Readiness::Redis => format!("PING to {addr} never answered +PONG"),
             Readiness::Postgres => "pg_isready never succeeded".to_owned(),
         };
         loop {
-            let ready = match &svc.readiness {
+            let ready = match &svc.h.readiness {
                 Readiness::Http(path) => probe::http_ok(&addr, path).await,
                 Readiness::Redis => probe::redis_pong(&addr).await,
                 Readiness::Postgres => {
@@ -562,15 +523,15 @@ impl ContainerStack {
             }
             if let Some(status) = self.exited(&svc.container).await {
                 return Err(ContainerError::Exited {
-                    service: svc.name.clone(),
+                    service: svc.h.name.clone(),
                     status,
                     tail: self.log_tail(&svc.container, 20).await,
                 });
             }
-            if started.elapsed() >= svc.ready_timeout {
+            if started.elapsed() >= svc.h.ready_timeout {
                 return Err(ContainerError::NotReady {
-                    service: svc.name.clone(),
-                    timeout: svc.ready_timeout,
+                    service: svc.h.name.clone(),
+                    timeout: svc.h.ready_timeout,
                     probe,
                     tail: self.log_tail(&svc.container, 20).await,
                 });
@@ -655,7 +616,7 @@ impl ContainerStack {
     async fn stop_container(&self, svc: &Svc, timeout: Duration) -> Result<StopReport, String> {
         let started = Instant::now();
         let was_running = self.exited(&svc.container).await.is_none();
-        if *svc.state.lock().unwrap_or_else(|p| p.into_inner()) == ServiceState::Paused {
+        if svc.h.state() == ServiceState::Paused {
             let _ = self.docker.unpause_container(&svc.container).await;
         }
         self.docker
@@ -668,8 +629,7 @@ impl ContainerStack {
             )
             .await
             .map_err(|e| e.to_string())?;
-        svc.pid.store(0, Ordering::Relaxed);
-        *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = ServiceState::Stopped;
+        svc.h.stopped();
         let code = self
             .docker
             .inspect_container(&svc.container, None::<InspectContainerOptions>)
@@ -680,14 +640,14 @@ impl ContainerStack {
         let took = started.elapsed();
         Ok(if !was_running {
             StopReport {
-                service: svc.name.clone(),
+                service: svc.h.name.clone(),
                 graceful: false,
                 status: format!("had already exited (exit code {})", code.unwrap_or(-1)),
                 took: Duration::ZERO,
             }
         } else {
             StopReport {
-                service: svc.name.clone(),
+                service: svc.h.name.clone(),
                 graceful: code == Some(0),
                 status: match code {
                     Some(137) => format!("did not stop within {timeout:?} after SIGTERM; killed"),
@@ -734,19 +694,18 @@ impl ContainerStack {
             .await
             .map_err(|e| unsupported_err(service, "kill", e.to_string()))?;
         if matches!(signal, Signal::Kill | Signal::Term) {
-            let deadline = Instant::now() + svc.stop_timeout.max(Duration::from_secs(1));
+            let deadline = Instant::now() + svc.h.stop_timeout.max(Duration::from_secs(1));
             while self.exited(&svc.container).await.is_none() {
                 if Instant::now() >= deadline {
                     return Err(unsupported_err(
                         service,
                         "kill",
-                        format!("still running {:?} after {signal}", svc.stop_timeout),
+                        format!("still running {:?} after {signal}", svc.h.stop_timeout),
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            svc.pid.store(0, Ordering::Relaxed);
-            *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = ServiceState::Stopped;
+            svc.h.stopped();
         }
         Ok(())
     }
@@ -763,11 +722,11 @@ impl ContainerStack {
             )
         };
         result.map_err(|e| unsupported_err(service, action, e.to_string()))?;
-        *svc.state.lock().unwrap_or_else(|p| p.into_inner()) = if pause {
+        svc.h.set_state(if pause {
             ServiceState::Paused
         } else {
             ServiceState::Running
-        };
+        });
         Ok(())
     }
 
@@ -781,7 +740,7 @@ impl ContainerStack {
                     NetworkConnectRequest {
                         container: svc.container.clone(),
                         endpoint_config: Some(EndpointSettings {
-                            aliases: Some(vec![svc.name.clone()]),
+                            aliases: Some(vec![svc.h.name.clone()]),
                             ..Default::default()
                         }),
                     },
@@ -814,17 +773,17 @@ impl ContainerStack {
         let mut reports = Vec::new();
         for svc in self.services.iter().rev() {
             let _busy = svc.busy.lock().await;
-            match self.stop_container(svc, svc.stop_timeout).await {
+            match self.stop_container(svc, svc.h.stop_timeout).await {
                 Ok(r) => reports.push(r),
                 Err(e) => reports.push(StopReport {
-                    service: svc.name.clone(),
+                    service: svc.h.name.clone(),
                     graceful: false,
                     status: format!("docker stop failed: {e}"),
                     took: Duration::ZERO,
                 }),
             }
             let log = self.logs(&svc.container, None).await;
-            let _ = std::fs::write(&svc.log, log);
+            let _ = std::fs::write(&svc.h.log, log);
         }
         if let Err(e) = reaper::remove_run(&self.docker, &self.run_id).await {
             reports.push(StopReport {
@@ -871,28 +830,23 @@ impl Stack for ContainerStack {
     }
 
     fn services(&self) -> Vec<String> {
-        self.services.iter().map(|s| s.name.clone()).collect()
+        self.services.names()
     }
 
     fn endpoint(&self, service: &str) -> Result<Endpoint, ControlError> {
-        Ok(self.find(service)?.endpoint.borrow().clone())
+        self.services.endpoint(service)
     }
 
     fn watch_endpoint(&self, service: &str) -> Result<watch::Receiver<Endpoint>, ControlError> {
-        Ok(self.find(service)?.endpoint.subscribe())
+        self.services.watch_endpoint(service)
     }
 
     fn state(&self, service: &str) -> Result<ServiceState, ControlError> {
-        Ok(*self
-            .find(service)?
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()))
+        self.services.state(service)
     }
 
     fn pid(&self, service: &str) -> Option<u32> {
-        let pid = self.find(service).ok()?.pid.load(Ordering::Relaxed);
-        (pid != 0).then_some(pid)
+        self.services.pid(service)
     }
 
     fn data_dir(&self, service: &str) -> Option<PathBuf> {
@@ -900,7 +854,7 @@ impl Stack for ContainerStack {
     }
 
     fn log_path(&self, service: &str) -> Option<PathBuf> {
-        Some(self.find(service).ok()?.log.clone())
+        self.services.log_path(service)
     }
 
     fn stop<'a>(
@@ -933,7 +887,7 @@ impl Stack for ContainerStack {
 
     fn restart<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move {
-            let timeout = self.find(service)?.stop_timeout;
+            let timeout = self.find(service)?.h.stop_timeout;
             self.do_stop(service, timeout).await?;
             self.do_start(service).await
         })

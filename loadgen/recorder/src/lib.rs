@@ -8,6 +8,7 @@
 //! the system under test, so the same code serves live runs and tests.
 
 pub mod faults;
+pub mod files;
 pub mod hlog;
 pub mod metrics;
 pub mod recovery;

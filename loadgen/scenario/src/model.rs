@@ -153,27 +153,6 @@ pub struct Service {
     pub disk: Option<Size>,
 }
 
-impl Service {
-    /// How the harness knows the service is ready.
-    pub fn readiness(&self) -> Readiness {
-        match self.kind {
-            Some(ServiceKind::Postgres) => Readiness::Postgres,
-            Some(ServiceKind::Redis) => Readiness::Redis,
-            _ => Readiness::Http(
-                self.ready_path
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_READY_PATH.to_owned()),
-            ),
-        }
-    }
-
-    /// The port the service listens on inside a container.
-    pub fn container_port(&self) -> u16 {
-        self.port
-            .unwrap_or_else(|| self.kind.map_or(8080, ServiceKind::default_port))
-    }
-}
-
 /// How readiness is probed: HTTP services answer 200 on a path; PostgreSQL
 /// and Redis are asked with their own protocol (`pg_isready`, `PING`), so a
 /// `ready_path` is never sent to them.
@@ -260,30 +239,6 @@ impl ServiceKind {
             ServiceKind::Fabric => "fabric",
             ServiceKind::Postgres => "postgres",
             ServiceKind::Redis => "redis",
-        }
-    }
-
-    /// The binary that runs this kind.
-    pub fn binary(self) -> &'static str {
-        match self {
-            ServiceKind::Fabric => "fabric-node",
-            ServiceKind::Postgres => "postgres",
-            ServiceKind::Redis => "redis-server",
-        }
-    }
-
-    /// Built from this workspace and shipped in an image of its own
-    /// (`postgres` and `redis` come from the base image).
-    pub fn is_bundled(self) -> bool {
-        matches!(self, ServiceKind::Fabric)
-    }
-
-    /// The port it listens on inside a container.
-    pub fn default_port(self) -> u16 {
-        match self {
-            ServiceKind::Fabric => 8080,
-            ServiceKind::Postgres => 5432,
-            ServiceKind::Redis => 6379,
         }
     }
 }

@@ -2,15 +2,18 @@
 //! references resolve, limits respected). Every rule reports a path into the
 //! document so the diagnostic points at the offending value.
 
+mod fabric;
+mod http;
+
 use std::collections::{BTreeMap, HashSet};
 
 use crate::gate::{GateSpec, Profile, Slo};
 
-use crate::catalog::{Action, ReadFrom};
-use crate::data::{KeySpec, Payload};
+use crate::catalog::Action;
+use crate::data::Payload;
 use crate::model::{EngineKind, RateSpec, Runtime, Scenario, ServiceKind};
 use crate::tree::Seg;
-use crate::units::{Duration, Size};
+use crate::units::Size;
 
 pub struct Problem {
     pub path: Vec<Seg>,
@@ -20,11 +23,11 @@ pub struct Problem {
     pub hint: Option<String>,
 }
 
-fn k(s: &str) -> Seg {
+pub(super) fn k(s: &str) -> Seg {
     Seg::Key(s.to_owned())
 }
 
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -32,7 +35,7 @@ fn is_name(s: &str) -> bool {
 }
 
 /// `tenant/namespace/name`, each segment as the fabric accepts it.
-fn is_stream_path(s: &str) -> bool {
+pub(super) fn is_stream_path(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     parts.len() == 3
         && parts.iter().all(|p| {
@@ -48,7 +51,7 @@ const MAX_USERS: u32 = 100_000;
 /// Longest run a scenario may describe.
 const MAX_RUN_SECS: f64 = 24.0 * 3600.0;
 /// Largest append request body the fabric accepts, with room for base64.
-const MAX_APPEND_BYTES: u64 = 8 << 20;
+pub(super) const MAX_APPEND_BYTES: u64 = 8 << 20;
 /// The smallest `disk:` of a service (a data directory below that is not a disk).
 const MIN_DISK: u64 = 8 << 20;
 
@@ -190,14 +193,6 @@ pub fn parse_base_url(url: &str) -> Result<BaseUrl, (String, String)> {
             "write e.g. `http://127.0.0.1:8080`".to_owned(),
         )),
     }
-}
-
-const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
-
-fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 pub fn check(s: &Scenario) -> Vec<Problem> {
@@ -798,322 +793,50 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
 }
 
 /// How a rule reports: path, key to point at, message, hint.
-type Report<'a> = dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&str>) + 'a;
+pub(super) type Report<'a> = dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&str>) + 'a;
 
-/// The rules of one action; `previous` is the step before it in a chain.
+/// The rules of one action, by system; `previous` is the step before it in a chain.
 fn check_action(
     action: &Action,
     previous: Option<&Action>,
     path: &[Seg],
     problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
 ) {
-    let at = |key: &str| [path.to_vec(), vec![k(key)]].concat();
-    let resource = |problem: &mut Report, key: &str, value: &str| {
-        if !is_stream_path(value) {
-            problem(
-                at(key),
-                None,
-                format!("`{value}` is not a {key} path"),
-                Some("write `tenant/namespace/name`, e.g. `acme/orders/events`"),
-            );
-        }
-    };
-    let payload = |problem: &mut Report, key: &str, p: &Payload, times: u64, limit: u64| {
-        if let Payload::Random(dist) = p {
-            if dist.min() == 0 {
-                problem(
-                    at(key),
-                    None,
-                    format!("`{key}` must be at least 1B"),
-                    Some("the fabric refuses empty payloads"),
-                );
-            } else if dist.max().saturating_mul(times) > limit {
-                problem(
-                    at(key),
-                    None,
-                    format!(
-                        "{times} × {} exceeds the {} one request may carry",
-                        Size(dist.max()),
-                        Size(limit)
-                    ),
-                    Some("lower the size (or the batch)"),
-                );
-            }
-        }
-    };
-    // What the previous step of a chain hands over.
-    let from_queue = matches!(
-        previous,
-        Some(Action::QueueReserve(_) | Action::QueueReceive(_))
-    );
-    let from_kv = matches!(
-        previous,
-        Some(Action::KvPut(_) | Action::KvGet(_) | Action::KvDelete(_))
-    );
-    let from_stream = matches!(
-        previous,
-        Some(Action::StreamAppend(_) | Action::StreamRead(_))
-    );
     match action {
-        Action::StreamAppend(a) => {
-            resource(problem, "stream", &a.stream);
-            if a.batch == 0 || a.batch > 1000 {
-                problem(
-                    at("batch"),
-                    None,
-                    format!("`batch` {} is out of range", a.batch),
-                    Some("the fabric takes 1 to 1000 events per append"),
-                );
-            }
-            payload(
-                problem,
-                "payload",
-                &a.payload,
-                a.batch as u64,
-                MAX_APPEND_BYTES,
-            );
-        }
-        Action::StreamRead(r) => {
-            resource(problem, "stream", &r.stream);
-            if r.max == 0 || r.max > 1000 {
-                problem(
-                    at("max"),
-                    None,
-                    format!("`max` {} is out of range", r.max),
-                    Some("the fabric returns 1 to 1000 messages per read"),
-                );
-            }
-            if let ReadFrom::Latest(n) = r.from
-                && n > 1000
-            {
-                problem(
-                    at("from"),
-                    None,
-                    format!("`latest-{n}` reaches further back than one read returns"),
-                    Some("use at most `latest-1000`"),
-                );
-            }
-        }
-        Action::StreamCommit(c) => {
-            match &c.stream {
-                Some(stream) => resource(problem, "stream", stream),
-                None if !from_stream => problem(
-                    path.to_vec(),
-                    None,
-                    "`fabric.stream.commit` names no `stream`".to_owned(),
-                    Some(
-                        "add `stream: tenant/namespace/name`, or chain it after a read or an append",
-                    ),
-                ),
-                None => {}
-            }
-            if !is_name(&c.group) {
-                problem(
-                    at("group"),
-                    None,
-                    format!("consumer group `{}` is not a plain name", c.group),
-                    Some("use letters, digits, `-` and `_`"),
-                );
-            }
-        }
-        Action::QueueEnqueue(e) => {
-            resource(problem, "queue", &e.queue);
-            payload(problem, "payload", &e.payload, 1, MAX_JOB_BYTES);
-            if e.delay.as_secs_f64() > MAX_DELAY_SECS {
-                problem(
-                    at("delay"),
-                    None,
-                    format!("`delay: {}` is longer than the fabric's 7 days", e.delay),
-                    Some("use at most `168h`"),
-                );
-            }
-        }
-        Action::QueueReserve(r) => {
-            resource(problem, "queue", &r.queue);
-            check_lease(problem, path, r.visibility, r.wait);
-        }
-        Action::QueueReceive(r) => {
-            resource(problem, "queue", &r.queue);
-            if r.max == 0 || r.max > 100 {
-                problem(
-                    at("max"),
-                    None,
-                    format!("`max` {} is out of range", r.max),
-                    Some("the fabric leases 1 to 100 jobs per receive"),
-                );
-            }
-            check_lease(problem, path, r.visibility, r.wait);
-        }
-        Action::QueueAck(_) | Action::QueueNack(_) => {
-            if !from_queue {
-                problem(
-                    path.to_vec(),
-                    None,
-                    format!(
-                        "`{}` acts on the jobs a reserve or receive got, and has none here",
-                        action.key()
-                    ),
-                    Some(
-                        "chain it: `fabric.queue.reserve: { queue: … }` then `then: [ { fabric.queue.ack: {} } ]`",
-                    ),
-                );
-            }
-            if let Action::QueueNack(n) = action
-                && let Some(d) = n.delay
-                && d.as_secs_f64() > MAX_DELAY_SECS
-            {
-                problem(
-                    at("delay"),
-                    None,
-                    format!("`delay: {d}` is longer than the fabric's 7 days"),
-                    Some("use at most `168h`"),
-                );
-            }
-            if let Some((_, q)) = action.resource() {
-                resource(problem, "queue", q);
-            }
-        }
-        Action::KvPut(_) | Action::KvGet(_) | Action::KvDelete(_) => {
-            let (store, key) = match action {
-                Action::KvPut(p) => (&p.store, &p.key),
-                Action::KvGet(g) => (&g.store, &g.key),
-                Action::KvDelete(d) => (&d.store, &d.key),
-                _ => unreachable!("matched above"),
-            };
-            match store {
-                Some(store) => resource(problem, "store", store),
-                None if !from_kv => problem(
-                    path.to_vec(),
-                    None,
-                    format!("`{}` names no `store`", action.key()),
-                    Some(
-                        "add `store: tenant/namespace/name`, or chain it after another KV operation",
-                    ),
-                ),
-                None => {}
-            }
-            match key {
-                Some(KeySpec::Template(t)) if t.is_empty() => problem(
-                    at("key"),
-                    None,
-                    "an empty key".to_owned(),
-                    Some("the fabric takes keys of 1 to 512 bytes"),
-                ),
-                Some(KeySpec::Template(t)) if t.len() > 512 => problem(
-                    at("key"),
-                    None,
-                    "a key longer than 512 bytes".to_owned(),
-                    Some("the fabric takes keys of 1 to 512 bytes"),
-                ),
-                Some(KeySpec::Space { prefix, .. }) if prefix.len() > 490 => problem(
-                    at("key"),
-                    None,
-                    "a key prefix longer than 490 bytes".to_owned(),
-                    Some("the fabric takes keys of 1 to 512 bytes"),
-                ),
-                None if !from_kv => problem(
-                    path.to_vec(),
-                    None,
-                    format!("`{}` names no `key`", action.key()),
-                    Some(
-                        "add `key: user-1` or a key space `key: { prefix: user-, count: 1000, distribution: { zipf: 1.1 } }`, or chain it after another KV operation",
-                    ),
-                ),
-                _ => {}
-            }
-            if let Action::KvPut(p) = action {
-                payload(problem, "value", &p.value, 1, MAX_JOB_BYTES);
-            }
-        }
-        Action::Http(h) => {
-            if !METHODS.contains(&h.method.as_str()) {
-                let hint = crate::diag::did_you_mean(&h.method.to_uppercase(), METHODS)
-                    .map(|m| format!("did you mean `{m}`?"))
-                    .unwrap_or_else(|| format!("use one of {}", METHODS.join(", ")));
-                problem(
-                    at("method"),
-                    None,
-                    format!("`{}` is not an HTTP method", h.method),
-                    Some(&hint),
-                );
-            }
-            if !h.url.starts_with('/') {
-                problem(
-                    at("url"),
-                    None,
-                    format!("`{}` is not relative to the service", h.url),
-                    Some(
-                        "start it with `/`; the base URL comes from the service (`stack.services` or `stack.external`)",
-                    ),
-                );
-            } else if h.url.contains(char::is_whitespace) {
-                problem(
-                    at("url"),
-                    None,
-                    format!("`{}` contains a space", h.url),
-                    Some("percent-encode it as `%20`"),
-                );
-            } else if let Err(e) = crate::data::parse_template(&h.url) {
-                problem(at("url"), None, e, None);
-            }
-            for (name, value) in &h.headers {
-                if !is_header_name(name) {
-                    problem(
-                        at("headers"),
-                        Some(name),
-                        format!("`{name}` is not a header name"),
-                        Some("letters, digits and `-`, e.g. `content-type`"),
-                    );
-                }
-                if value.contains(['\r', '\n']) {
-                    problem(
-                        [at("headers"), vec![k(name)]].concat(),
-                        None,
-                        format!("header `{name}` has a line break"),
-                        Some("header values are one line"),
-                    );
-                }
-            }
-            if let Some(body) = &h.body {
-                payload(problem, "body", &body.0, 1, MAX_APPEND_BYTES);
-                if matches!(h.method.as_str(), "GET" | "HEAD") {
-                    problem(
-                        at("body"),
-                        None,
-                        format!("a {} request with a body", h.method),
-                        Some("use `method: POST` or `PUT`, or remove `body`"),
-                    );
-                }
-            }
-        }
+        Action::Fabric(a) => fabric::check(a, previous.and_then(Action::fabric), path, problem),
+        Action::Http(h) => http::check(h, path, problem),
     }
 }
 
-const MAX_JOB_BYTES: u64 = 4 << 20;
-const MAX_DELAY_SECS: f64 = 7.0 * 86400.0;
-
-fn check_lease(
-    problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
-    path: &[Seg],
-    visibility: Duration,
-    wait: Duration,
+/// A payload of random bytes: at least 1 byte, and `times` of them within `limit`.
+pub(super) fn check_payload(
+    problem: &mut Report,
+    at: Vec<Seg>,
+    key: &str,
+    p: &Payload,
+    times: u64,
+    limit: u64,
 ) {
-    let v = visibility.as_secs_f64();
-    if !(0.001..=43_200.0).contains(&v) {
-        problem(
-            [path.to_vec(), vec![k("visibility")]].concat(),
-            None,
-            format!("`visibility: {visibility}` is out of range"),
-            Some("the fabric leases jobs for 1ms to 12h"),
-        );
-    }
-    if wait.as_secs_f64() > 20.0 {
-        problem(
-            [path.to_vec(), vec![k("wait")]].concat(),
-            None,
-            format!("`wait: {wait}` is longer than the fabric's 20s long poll"),
-            Some("use at most `20s`"),
-        );
+    if let Payload::Random(dist) = p {
+        if dist.min() == 0 {
+            problem(
+                at,
+                None,
+                format!("`{key}` must be at least 1B"),
+                Some("the fabric refuses empty payloads"),
+            );
+        } else if dist.max().saturating_mul(times) > limit {
+            problem(
+                at,
+                None,
+                format!(
+                    "{times} × {} exceeds the {} one request may carry",
+                    Size(dist.max()),
+                    Size(limit)
+                ),
+                Some("lower the size (or the batch)"),
+            );
+        }
     }
 }
 

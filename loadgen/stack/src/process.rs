@@ -27,17 +27,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use gauntlet_containers::probe;
 pub use gauntlet_control::StopReport;
 use gauntlet_control::{BoxFuture, ControlError, Endpoint, ServiceState, Signal, Stack};
-use gauntlet_scenario::{Readiness, Scenario, Service, ServiceKind};
+use gauntlet_scenario::{Readiness, Scenario, Service};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use crate::bins;
+use crate::service::{HasHandle, ServiceHandle, Services};
+use crate::{bins, kinds, probe};
 
 const RUNTIME: &str = "process";
 
@@ -99,18 +98,12 @@ struct Launch {
 
 /// One service of the stack.
 struct ProcService {
-    name: String,
+    /// Name, probe, timeouts, log, endpoint, state and pid.
+    h: ServiceHandle,
     port: u16,
     data_dir: PathBuf,
-    log: PathBuf,
     launch: Launch,
-    readiness: Readiness,
-    ready_timeout: Duration,
-    stop_timeout: Duration,
-    endpoint: watch::Sender<Endpoint>,
     child: tokio::sync::Mutex<Option<Child>>,
-    state: Mutex<ServiceState>,
-    pid: AtomicU32,
     /// The data holder when the service has a `disk:` of its own.
     holder: Mutex<Option<Holder>>,
 }
@@ -202,8 +195,14 @@ impl Holder {
     }
 }
 
+impl HasHandle for ProcService {
+    fn handle(&self) -> &ServiceHandle {
+        &self.h
+    }
+}
+
 pub struct ProcessStack {
-    services: Vec<ProcService>,
+    services: Services<ProcService>,
 }
 
 /// A free port on loopback (the OS picks it; the listener is closed before use).
@@ -227,12 +226,9 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     }
 }
 
-fn substitute(text: &str, port: u16, data_dir: &Path) -> String {
-    text.replace("{port}", &port.to_string())
-        .replace("{addr}", &format!("127.0.0.1:{port}"))
-        .replace("{data_dir}", &data_dir.display().to_string())
-}
-
+/// How to run `svc` as a local process: its kind's entry of the kind
+/// table (a bundled binary located by `bins`, or a Debian program on
+/// `PATH`), or its `command`.
 fn launch_for(
     name: &str,
     svc: &Service,
@@ -240,48 +236,37 @@ fn launch_for(
     data_dir: &Path,
     bins: &bins::Locator,
 ) -> Result<Launch, StackError> {
-    let (program, args): (PathBuf, Vec<String>) = match (&svc.kind, &svc.command) {
-        (Some(ServiceKind::Postgres), _) => {
-            return Err(StackError::Unavailable {
-                service: name.to_owned(),
-                message: "`postgres` services need container mode (PostgreSQL will not run as a child of the harness: it refuses root and needs its own cluster set-up)".to_owned()
-                    + " (hint: set `stack.runtime: containers` or run with `--runtime containers`)",
-            });
-        }
-        (Some(ServiceKind::Redis), _) => {
-            let program = which("redis-server").ok_or_else(|| StackError::Unavailable {
-                service: name.to_owned(),
-                message: "`redis-server` is not installed on this machine (hint: `apt-get install redis-server`, or run with `--runtime containers`)".to_owned(),
-            })?;
-            let args = [
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--dir",
-                &data_dir.display().to_string(),
-                "--daemonize",
-                "no",
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            (program, args)
-        }
+    let dir = data_dir.display().to_string();
+    let sub = |text: &str| kinds::substitute(text, "127.0.0.1", port, &dir);
+    let (program, args): (PathBuf, Vec<String>) = match (svc.kind, &svc.command) {
         (Some(kind), _) => {
-            let program = bins::locate(*kind, bins).map_err(|source| StackError::Binary {
-                service: name.to_owned(),
-                source,
-            })?;
-            let args = vec![
-                "--http-addr".to_owned(),
-                format!("127.0.0.1:{port}"),
-                "--data-dir".to_owned(),
-                data_dir.display().to_string(),
-            ];
-            (program, args)
+            let spec = kinds::spec(kind);
+            if let Some(why) = spec.process_unavailable {
+                return Err(StackError::Unavailable {
+                    service: name.to_owned(),
+                    message: why.to_owned(),
+                });
+            }
+            let program = match spec.program {
+                kinds::Program::Bundled { .. } => {
+                    bins::locate(kind, bins).map_err(|source| StackError::Binary {
+                        service: name.to_owned(),
+                        source,
+                    })?
+                }
+                kinds::Program::Debian { package, binary } => {
+                    which(binary).ok_or_else(|| StackError::Unavailable {
+                        service: name.to_owned(),
+                        message: format!(
+                            "`{binary}` is not installed on this machine (hint: `apt-get install {package}` — ci/setup.sh does — or run with `--runtime containers`)"
+                        ),
+                    })?
+                }
+            };
+            (program, spec.args.iter().map(|a| sub(a)).collect())
         }
         (None, Some(cmd)) => {
-            let mut parts = cmd.iter().map(|c| substitute(c, port, data_dir));
+            let mut parts = cmd.iter().map(|c| sub(c));
             let program = PathBuf::from(parts.next().unwrap_or_default());
             (program, parts.collect())
         }
@@ -292,11 +277,7 @@ fn launch_for(
             });
         }
     };
-    let env = svc
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), substitute(v, port, data_dir)))
-        .collect();
+    let env = kinds::environment(svc, "127.0.0.1", port, &dir);
     Ok(Launch { program, args, env })
 }
 
@@ -336,7 +317,7 @@ impl ProcessStack {
         quiet: bool,
     ) -> Result<Self, StackError> {
         let mut stack = ProcessStack {
-            services: Vec::new(),
+            services: Services::default(),
         };
         match stack.start_all(scenario, run_dir, bins, quiet).await {
             Ok(()) => Ok(stack),
@@ -379,36 +360,25 @@ impl ProcessStack {
             File::create(&log)?;
             let port = free_port()?;
             let launch = launch_for(name, svc, port, &data_dir, bins)?;
-            let (endpoint, _) = watch::channel(Endpoint {
+            let endpoint = Endpoint {
                 host: "127.0.0.1".to_owned(),
                 port,
-            });
-            self.services.push(ProcService {
-                name: name.clone(),
+            };
+            let service = self.services.push(ProcService {
+                h: ServiceHandle::new(name, svc, log, endpoint),
                 port,
                 data_dir,
-                log,
                 launch,
-                readiness: svc.readiness(),
-                ready_timeout: svc.ready_timeout.0,
-                stop_timeout: svc.stop_timeout.0,
-                endpoint,
                 child: tokio::sync::Mutex::new(None),
-                state: Mutex::new(ServiceState::Stopped),
-                pid: AtomicU32::new(0),
                 holder: Mutex::new(holder),
             });
-            let service = self.services.last().expect("just pushed");
             service.start().await?;
         }
         Ok(())
     }
 
     fn find(&self, service: &str) -> Result<&ProcService, ControlError> {
-        self.services
-            .iter()
-            .find(|s| s.name == service)
-            .ok_or_else(|| ControlError::UnknownService(service.to_owned()))
+        self.services.find(service)
     }
 
     /// Stops every service, last started first: SIGTERM, then SIGKILL after its stop timeout.
@@ -417,7 +387,7 @@ impl ProcessStack {
         for svc in self.services.iter().rev() {
             let mut child = svc.child.lock().await;
             if let Some(mut running) = child.take() {
-                reports.push(svc.stop_child(&mut running, svc.stop_timeout).await);
+                reports.push(svc.stop_child(&mut running, svc.h.stop_timeout).await);
             }
             drop(child);
             let holder = svc.holder.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -438,10 +408,6 @@ fn failed(service: &str, action: &'static str, message: impl Into<String>) -> Co
 }
 
 impl ProcService {
-    fn set_state(&self, state: ServiceState) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
-    }
-
     /// Spawns the process (appending to its log) and waits until it is ready.
     async fn start(&self) -> Result<(), StackError> {
         let mut slot = self.child.lock().await;
@@ -458,7 +424,7 @@ impl ProcService {
         let out = OpenOptions::new()
             .append(true)
             .create(true)
-            .open(&self.log)?;
+            .open(&self.h.log)?;
         let err = out.try_clone()?;
         command
             .stdin(Stdio::null())
@@ -489,13 +455,12 @@ impl ProcService {
             });
         }
         let child = command.spawn().map_err(|error| StackError::Spawn {
-            service: self.name.clone(),
+            service: self.h.name.clone(),
             program: self.launch.program.display().to_string(),
             error,
         })?;
         drop(namespace);
-        self.pid.store(child.id().unwrap_or(0), Ordering::Relaxed);
-        self.set_state(ServiceState::Running);
+        self.h.started(child.id().unwrap_or(0));
         let child = slot.insert(child);
         self.wait_ready(child).await
     }
@@ -508,7 +473,7 @@ impl ProcService {
             return Ok(None);
         };
         let gone = |e: std::io::Error| StackError::Unavailable {
-            service: self.name.clone(),
+            service: self.h.name.clone(),
             message: format!(
                 "the process holding its `disk:` (pid {}) is gone: {e}",
                 holder.pid
@@ -522,24 +487,23 @@ impl ProcService {
 
     async fn wait_ready(&self, child: &mut Child) -> Result<(), StackError> {
         let addr = format!("127.0.0.1:{}", self.port);
-        let probe_text = match &self.readiness {
+        let probe_text = match &self.h.readiness {
             Readiness::Http(path) => format!("GET http://{addr}{path} never answered 200"),
             Readiness::Redis => format!("PING to {addr} never answered +PONG"),
             Readiness::Postgres => "PostgreSQL never accepted connections".to_owned(),
         };
-        let deadline = Instant::now() + self.ready_timeout;
+        let deadline = Instant::now() + self.h.ready_timeout;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                self.set_state(ServiceState::Stopped);
-                self.pid.store(0, Ordering::Relaxed);
+                self.h.stopped();
                 return Err(StackError::Exited {
-                    service: self.name.clone(),
+                    service: self.h.name.clone(),
                     status: status.to_string(),
-                    log: self.log.display().to_string(),
-                    tail: log_tail(&self.log, 20),
+                    log: self.h.log.display().to_string(),
+                    tail: log_tail(&self.h.log, 20),
                 });
             }
-            let ready = match &self.readiness {
+            let ready = match &self.h.readiness {
                 Readiness::Http(path) => probe::http_ok(&addr, path).await,
                 Readiness::Redis => probe::redis_pong(&addr).await,
                 Readiness::Postgres => false,
@@ -549,11 +513,11 @@ impl ProcService {
             }
             if Instant::now() >= deadline {
                 return Err(StackError::NotReady {
-                    service: self.name.clone(),
-                    timeout: self.ready_timeout,
+                    service: self.h.name.clone(),
+                    timeout: self.h.ready_timeout,
                     probe: probe_text,
-                    log: self.log.display().to_string(),
-                    tail: log_tail(&self.log, 20),
+                    log: self.h.log.display().to_string(),
+                    tail: log_tail(&self.h.log, 20),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -561,10 +525,9 @@ impl ProcService {
     }
 
     fn signal_group(&self, signal: i32) -> Result<(), String> {
-        let pid = self.pid.load(Ordering::Relaxed);
-        if pid == 0 {
+        let Some(pid) = self.h.pid() else {
             return Err("the service is not running".to_owned());
-        }
+        };
         // SAFETY: kill(2) on the process group of our own child (its pid
         // is the group id: it was spawned with process_group(0)).
         let rc = unsafe { libc::kill(-(pid as libc::pid_t), signal) };
@@ -579,10 +542,9 @@ impl ProcService {
     async fn stop_child(&self, child: &mut Child, timeout: Duration) -> StopReport {
         let started = Instant::now();
         let done = |graceful, status: String| {
-            self.pid.store(0, Ordering::Relaxed);
-            self.set_state(ServiceState::Stopped);
+            self.h.stopped();
             StopReport {
-                service: self.name.clone(),
+                service: self.h.name.clone(),
                 graceful,
                 status,
                 took: started.elapsed(),
@@ -626,28 +588,27 @@ impl ProcService {
     async fn control_kill(&self, signal: Signal) -> Result<(), ControlError> {
         let mut slot = self.child.lock().await;
         self.signal_group(signal.number())
-            .map_err(|m| failed(&self.name, "kill", m))?;
+            .map_err(|m| failed(&self.h.name, "kill", m))?;
         match signal {
-            Signal::Stop => self.set_state(ServiceState::Paused),
-            Signal::Cont => self.set_state(ServiceState::Running),
+            Signal::Stop => self.h.set_state(ServiceState::Paused),
+            Signal::Cont => self.h.set_state(ServiceState::Running),
             Signal::Kill | Signal::Term => {
                 if let Some(mut child) = slot.take() {
                     let waited = tokio::time::timeout(
-                        self.stop_timeout.max(Duration::from_secs(1)),
+                        self.h.stop_timeout.max(Duration::from_secs(1)),
                         child.wait(),
                     )
                     .await;
                     if waited.is_err() {
                         *slot = Some(child);
                         return Err(failed(
-                            &self.name,
+                            &self.h.name,
                             "kill",
-                            format!("still running {:?} after {signal}", self.stop_timeout),
+                            format!("still running {:?} after {signal}", self.h.stop_timeout),
                         ));
                     }
                 }
-                self.pid.store(0, Ordering::Relaxed);
-                self.set_state(ServiceState::Stopped);
+                self.h.stopped();
             }
             _ => {}
         }
@@ -661,28 +622,23 @@ impl Stack for ProcessStack {
     }
 
     fn services(&self) -> Vec<String> {
-        self.services.iter().map(|s| s.name.clone()).collect()
+        self.services.names()
     }
 
     fn endpoint(&self, service: &str) -> Result<Endpoint, ControlError> {
-        Ok(self.find(service)?.endpoint.borrow().clone())
+        self.services.endpoint(service)
     }
 
     fn watch_endpoint(&self, service: &str) -> Result<watch::Receiver<Endpoint>, ControlError> {
-        Ok(self.find(service)?.endpoint.subscribe())
+        self.services.watch_endpoint(service)
     }
 
     fn state(&self, service: &str) -> Result<ServiceState, ControlError> {
-        Ok(*self
-            .find(service)?
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()))
+        self.services.state(service)
     }
 
     fn pid(&self, service: &str) -> Option<u32> {
-        let pid = self.find(service).ok()?.pid.load(Ordering::Relaxed);
-        (pid != 0).then_some(pid)
+        self.services.pid(service)
     }
 
     fn data_dir(&self, service: &str) -> Option<PathBuf> {
@@ -695,7 +651,7 @@ impl Stack for ProcessStack {
     }
 
     fn log_path(&self, service: &str) -> Option<PathBuf> {
-        Some(self.find(service).ok()?.log.clone())
+        self.services.log_path(service)
     }
 
     fn stop<'a>(
@@ -734,7 +690,7 @@ impl Stack for ProcessStack {
     fn restart<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move {
             let svc = self.find(service)?;
-            svc.control_stop(svc.stop_timeout).await?;
+            svc.control_stop(svc.h.stop_timeout).await?;
             svc.start()
                 .await
                 .map_err(|e| failed(service, "restart", e.to_string()))
@@ -764,44 +720,5 @@ fn no_network(stack: &ProcessStack, service: &str, action: &'static str) -> Cont
             why: "processes share the host's loopback; partitions go through the fault proxy"
                 .to_owned(),
         },
-    }
-}
-
-/// Boots the scenario's stack in its runtime (`stack.runtime`, which
-/// `--runtime` overrides): the process stack, or the container stack with
-/// its images built first when missing or stale. The rest of the run only
-/// sees the [`Stack`].
-pub async fn boot(
-    scenario: &Scenario,
-    run_dir: &Path,
-    bins: &bins::Locator,
-    quiet: bool,
-) -> Result<std::sync::Arc<dyn Stack>, String> {
-    use gauntlet_scenario::Runtime;
-    match scenario.stack.runtime {
-        Runtime::Process => Ok(std::sync::Arc::new(
-            ProcessStack::boot(scenario, run_dir, bins, quiet)
-                .await
-                .map_err(|e| e.to_string())?,
-        )),
-        Runtime::Containers => {
-            let images = crate::containers_cmd::ensure_images(scenario, quiet).await?;
-            let run_id = run_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "run".to_owned());
-            let stack = gauntlet_containers::stack::ContainerStack::boot(
-                gauntlet_containers::stack::BootSpec {
-                    scenario,
-                    run_id: &run_id,
-                    run_dir,
-                    images: &images,
-                    quiet,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            Ok(std::sync::Arc::new(stack))
-        }
     }
 }

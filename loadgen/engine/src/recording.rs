@@ -8,108 +8,38 @@
 //! a sample costs a push onto a local vector — no channel message, no lock
 //! and no wake-up of the recorder per operation.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gauntlet_recorder::{IntervalResult, Recorder, RunMeta, RunResults, Sample};
-use gauntlet_reports::{human_rate, human_us};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{EngineCounters, process_cpu};
-use crate::plan::Plan;
-use crate::rundir;
+use crate::{EngineCounters, process_cpu};
 
-/// Live progress: an indicatif bar on a terminal, a plain line every 5 s otherwise.
-pub struct Progress {
-    bar: Option<ProgressBar>,
-    phases: Vec<(String, Duration, Duration)>,
-    last_plain: Option<std::time::Instant>,
-    quiet: bool,
-}
-
-impl Progress {
-    pub fn new(plan: &Plan, quiet: bool) -> Self {
-        let total = plan.total_duration();
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some(total.as_millis() as u64),
-                ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) =
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
-            {
-                bar.set_style(style);
-            }
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        Self {
-            bar,
-            phases: plan
-                .phases
-                .iter()
-                .map(|p| (p.name.clone(), p.start, p.start + p.duration))
-                .collect(),
-            last_plain: None,
-            quiet,
-        }
-    }
-
-    fn phase_at(&self, elapsed: Duration) -> &str {
-        self.phases
-            .iter()
-            .find(|(_, start, end)| elapsed >= *start && elapsed < *end)
-            .map(|(name, ..)| name.as_str())
-            .unwrap_or("draining")
-    }
-
-    /// Shows the interval just closed.
-    pub fn update(
+/// Where the recorder shows the run's progress (the command line's bar or
+/// lines; nothing in tests).
+pub trait Progress: Send {
+    /// Shows the interval that just closed, `elapsed` after the run's start.
+    fn update(
         &mut self,
         elapsed: Duration,
         interval: &IntervalResult,
         errors_total: u64,
         in_flight: u64,
-    ) {
-        let count: u64 = interval.operations.iter().map(|o| o.count).sum();
-        let p99 = interval
-            .operations
-            .iter()
-            .map(|o| o.latency_us.p99)
-            .max()
-            .unwrap_or(0);
-        let line = format!(
-            "phase {:<10} {:>6.1}s  rate {:>9}  p99 {:>8}  errors {}  in flight {}",
-            self.phase_at(elapsed),
-            elapsed.as_secs_f64(),
-            human_rate(count as f64),
-            human_us(p99),
-            errors_total,
-            in_flight,
-        );
-        if let Some(bar) = &self.bar {
-            bar.set_position(elapsed.as_millis() as u64);
-            bar.set_message(line);
-        } else if !self.quiet
-            && self
-                .last_plain
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
-        {
-            eprintln!("{line}");
-            self.last_plain = Some(std::time::Instant::now());
-        }
-    }
+    );
+    /// The run is over.
+    fn finish(&self);
+}
 
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
+/// No progress shown.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn update(&mut self, _: Duration, _: &IntervalResult, _: u64, _: u64) {}
+    fn finish(&self) {}
 }
 
 /// How often the recorder takes the samples buffered by the engine (so a
@@ -183,7 +113,7 @@ pub async fn record(
     run_start: Instant,
     cpu_start: Duration,
     results_path: PathBuf,
-    mut progress: Progress,
+    mut progress: impl Progress,
 ) -> Recorded {
     let mut tick =
         tokio::time::interval_at(run_start + Duration::from_secs(1), Duration::from_secs(1));
@@ -216,7 +146,7 @@ pub async fn record(
                 }
                 let engine = counters.snapshot(process_cpu().saturating_sub(cpu_start));
                 let partial = recorder.results(&meta, engine, false);
-                if let Err(e) = rundir::write_json(&results_path, &partial) {
+                if let Err(e) = gauntlet_recorder::files::write_json(&results_path, &partial) {
                     write_error = Some(format!("results.json: {e}"));
                 }
             }

@@ -23,7 +23,7 @@
 //! registered per operation (each worker keeps one, see `within`), no wake-up
 //! crosses threads, samples go to a per-thread buffer the recorder drains
 //! (see `recording`), and requests use the engine's own HTTP client
-//! (`crate::http`). A start later than `late_after` is counted late, and
+//! (`crate::http`, `crate::ws`). A start later than `late_after` is counted late, and
 //! classified: the worker was idle (it waited for the lead or for the
 //! arrival) and still started late (the load generator was the bottleneck),
 //! or it took the overdue arrival straight after finishing an operation, so
@@ -33,81 +33,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gauntlet_recorder::{EngineStats, Outcome, Sample};
+use gauntlet_recorder::{Outcome, Sample};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{Chain, Prepared};
-use crate::http;
-use crate::plan::Plan;
 use crate::recording::SampleSink;
-
-/// Share of operations that may start late with a free slot before the run
-/// is flagged as limited by the engine rather than the system.
-pub const ENGINE_LATE_LIMIT: f64 = 0.01;
-
-/// Live counters of the engine, read by the recorder for progress and partial results.
-#[derive(Default)]
-pub struct EngineCounters {
-    pub scheduled: AtomicU64,
-    pub started: AtomicU64,
-    pub late: AtomicU64,
-    pub late_engine: AtomicU64,
-    pub late_in_flight_limit: AtomicU64,
-    pub max_start_lag_us: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub peak_in_flight: AtomicU64,
-}
-
-/// CPU time (user + system) this process has used so far.
-pub fn process_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-impl EngineCounters {
-    /// The counters as results data; `cpu` is the CPU the engine used so far.
-    pub fn snapshot(&self, cpu: Duration) -> EngineStats {
-        let started = self.started.load(Ordering::Relaxed);
-        let late_engine = self.late_engine.load(Ordering::Relaxed);
-        let cpu_ms = cpu.as_secs_f64() * 1_000.0;
-        let share = if started > 0 {
-            late_engine as f64 / started as f64
-        } else {
-            0.0
-        };
-        let bottleneck = (share > ENGINE_LATE_LIMIT && late_engine > 10).then(|| {
-            format!(
-                "{late_engine} operations ({:.1}%) started late while in-flight slots were free: the load generator, not the system, limited this run; lower the rate or give loadgen more CPU",
-                share * 100.0
-            )
-        });
-        EngineStats {
-            scheduled: self.scheduled.load(Ordering::Relaxed),
-            started,
-            late: self.late.load(Ordering::Relaxed),
-            late_engine,
-            late_in_flight_limit: self.late_in_flight_limit.load(Ordering::Relaxed),
-            max_start_lag_us: self.max_start_lag_us.load(Ordering::Relaxed),
-            peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
-            cpu_ms,
-            cpu_ms_per_1000_ops: if started > 0 {
-                cpu_ms * 1_000.0 / started as f64
-            } else {
-                0.0
-            },
-            bottleneck,
-        }
-    }
-}
+use crate::schedule::Phase;
+use crate::{Connections, EngineCounters, Load, Operation};
 
 /// Picks operations by weight (one weight table per phase),
 /// deterministically for a seed and an arrival.
@@ -158,14 +90,14 @@ impl Mix {
 struct Schedule {
     /// (arrivals before this phase, phase start instant) per phase.
     starts: Vec<(u64, Instant)>,
-    phases: Vec<crate::plan::PlannedPhase>,
+    phases: Vec<Phase>,
     total: u64,
 }
 
 impl Schedule {
-    fn new(plan: &Plan, run_start: Instant) -> Self {
+    fn new(load: &Load, run_start: Instant) -> Self {
         let mut before = 0;
-        let starts = plan
+        let starts = load
             .phases
             .iter()
             .map(|p| {
@@ -176,7 +108,7 @@ impl Schedule {
             .collect();
         Self {
             starts,
-            phases: plan.phases.clone(),
+            phases: load.phases.clone(),
             total: before,
         }
     }
@@ -215,11 +147,11 @@ pub fn engine_threads() -> usize {
 }
 
 /// What every worker shares.
-struct Shared {
+struct Shared<O> {
     schedule: Schedule,
     next: AtomicU64,
     mix: Mix,
-    prepared: Arc<Vec<Prepared>>,
+    operations: Arc<Vec<O>>,
     sink: Arc<SampleSink>,
     counters: Arc<EngineCounters>,
     run_start: Instant,
@@ -229,9 +161,9 @@ struct Shared {
     stop: std::sync::atomic::AtomicBool,
 }
 
-async fn worker(
-    shared: Arc<Shared>,
-    client: Arc<http::Client>,
+async fn worker<O: Operation>(
+    shared: Arc<Shared<O>>,
+    conns: Arc<Connections>,
     leader: Arc<tokio::sync::Semaphore>,
     shard: usize,
 ) {
@@ -324,16 +256,16 @@ async fn worker(
                 .peak_in_flight
                 .fetch_max(now_in_flight, Ordering::Relaxed);
         }
-        let mut chain = Chain::default();
+        let mut chain = O::Chain::default();
         let outcome = within(
             deadline.as_mut(),
             sent + s.timeout,
-            s.prepared[op].execute(&client, &mut chain),
+            s.operations[op].execute(&conns, &mut chain),
         )
         .await
         .unwrap_or_else(|| Outcome::Error("timeout".to_owned()));
         let done = Instant::now();
-        let chained = outcome == Outcome::Ok && s.prepared[op].has_steps();
+        let chained = outcome == Outcome::Ok && s.operations[op].has_steps();
         batch.push(Sample {
             operation: op,
             phase,
@@ -345,24 +277,21 @@ async fn worker(
         });
         if chained {
             // Each step is timed from its own start.
-            s.prepared[op]
-                .run_steps(
-                    &client,
-                    chain,
-                    s.timeout,
-                    |operation, outcome, start, end| {
-                        let us = end.saturating_duration_since(start).as_micros() as u64;
-                        batch.push(Sample {
-                            operation,
-                            phase,
-                            latency_us: us,
-                            service_us: us,
-                            late: false,
-                            outcome,
-                            completed_at: end.saturating_duration_since(s.run_start),
-                        });
-                    },
-                )
+            let run_start = s.run_start;
+            let mut record = |operation, outcome, start: Instant, end: Instant| {
+                let us = end.saturating_duration_since(start).as_micros() as u64;
+                batch.push(Sample {
+                    operation,
+                    phase,
+                    latency_us: us,
+                    service_us: us,
+                    late: false,
+                    outcome,
+                    completed_at: end.saturating_duration_since(run_start),
+                });
+            };
+            s.operations[op]
+                .run_steps(&conns, chain, s.timeout, &mut record)
                 .await;
         }
         if batch.len() >= BATCH {
@@ -407,14 +336,13 @@ async fn within<F: std::future::Future>(
     .await
 }
 
-/// Runs every phase of the plan from `run_start` on `threads` engine
+/// Runs every phase of the load from `run_start` on `threads` engine
 /// threads (their samples go to shards `0..threads` of `sink`); returns when
 /// all started operations have completed (or timed out), or soon after
-/// `cancel` fires.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    plan: &Plan,
-    prepared: Arc<Vec<Prepared>>,
+/// `cancel` fires. `operations[i]` is operation `i` of the load's mix.
+pub async fn run<O: Operation>(
+    plan: &Load,
+    operations: Arc<Vec<O>>,
     sink: Arc<SampleSink>,
     threads: usize,
     counters: Arc<EngineCounters>,
@@ -427,7 +355,7 @@ pub async fn run(
         schedule,
         next: AtomicU64::new(0),
         mix: Mix::new(&plan.phase_weights(), plan.seed),
-        prepared,
+        operations,
         sink,
         counters,
         run_start,
@@ -456,11 +384,11 @@ pub async fn run(
             .name(format!("engine-{t}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    let client = Arc::new(http::Client::new());
+                    let conns = Arc::new(Connections::default());
                     let leader = Arc::new(tokio::sync::Semaphore::new(LEADERS));
                     let mut set = tokio::task::JoinSet::new();
                     for _ in 0..workers.max(1) {
-                        set.spawn(worker(shared.clone(), client.clone(), leader.clone(), t));
+                        set.spawn(worker(shared.clone(), conns.clone(), leader.clone(), t));
                     }
                     while set.join_next().await.is_some() {}
                 });
@@ -502,22 +430,27 @@ mod tests {
 
     #[test]
     fn arrivals_are_numbered_across_phases() {
-        let scenario = gauntlet_scenario::load(
-            "s.yaml",
-            r#"
-name: s
-stack: { external: { x: "http://127.0.0.1:1" } }
-workload:
-  phases:
-    - { name: a, duration: 1s, rate: 10/s }
-    - { name: b, duration: 500ms, rate: 4/s }
-  operations:
-    - { name: get, http: { service: x, url: / } }
-"#,
-            &[],
-        )
-        .unwrap();
-        let plan = Plan::new(scenario);
+        // Phases `a` (1 s at 10/s) and `b` (500 ms at 4/s).
+        let flat = |rate: f64, secs: f64| crate::Segment {
+            start: 0.0,
+            duration: secs,
+            from: rate,
+            to: rate,
+        };
+        let ms = Duration::from_millis;
+        let mut a = Phase::new("a".into(), ms(0), ms(1_000), vec![flat(10.0, 1.0)]);
+        let mut b = Phase::new("b".into(), ms(1_000), ms(500), vec![flat(4.0, 0.5)]);
+        a.weights = vec![1];
+        b.weights = vec![1];
+        let plan = Load {
+            phases: vec![a, b],
+            operations: vec![("get".into(), 1)],
+            max_in_flight: 1,
+            timeout: Duration::from_secs(1),
+            late_after: ms(10),
+            think_time: None,
+            seed: 1,
+        };
         let start = Instant::now();
         let schedule = Schedule::new(&plan, start);
         assert_eq!(schedule.total, 12);

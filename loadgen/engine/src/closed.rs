@@ -4,8 +4,8 @@
 //!
 //! Each operation of the scenario is a goose scenario of one transaction,
 //! weighted as the operation; the transaction runs the same prepared
-//! operation and driver code as the open model (`crate::driver`) on the
-//! engine's HTTP client, and records its sample into the same recorder
+//! [`Operation`](crate::Operation) as the open model (the drivers' code) on the
+//! engine's connections, and records its sample into the same recorder
 //! (HdrHistograms in µs; goose's own metrics bucket milliseconds). Goose's
 //! report is written to `goose-report.html` in the run directory.
 //!
@@ -25,35 +25,32 @@ use goose::prelude::*;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{Chain, Prepared};
-use crate::engine::EngineCounters;
-use crate::http;
-use crate::plan::Plan;
 use crate::recording::SampleSink;
+use crate::{Connections, EngineCounters, Load, Operation};
 
 /// Goose's report, in the run directory.
 pub const GOOSE_REPORT: &str = "goose-report.html";
 
 /// Goose's test plan for the phases: `users,seconds` steps; each step ramps
 /// linearly from the previous step's users (0 at first) over its time.
-pub fn test_plan(plan: &Plan) -> String {
+pub fn test_plan(load: &Load) -> String {
     let mut steps = Vec::new();
     let mut users = 0;
-    for phase in &plan.scenario.workload.phases {
-        let (from, to) = phase.users.map(|u| u.bounds()).unwrap_or((0, 0));
+    for phase in &load.phases {
+        let (from, to) = phase.users.unwrap_or((0, 0));
         if from != users {
             steps.push(format!("{from},0s"));
         }
-        steps.push(format!("{to},{}s", phase.duration.0.as_secs()));
+        steps.push(format!("{to},{}s", phase.duration.as_secs()));
         users = to;
     }
     steps.push("0,0s".to_owned());
     steps.join(";")
 }
 
-struct Shared {
-    prepared: Arc<Vec<Prepared>>,
-    client: http::Client,
+struct Shared<O> {
+    operations: Arc<Vec<O>>,
+    conns: Connections,
     sink: Arc<SampleSink>,
     counters: Arc<EngineCounters>,
     run_start: Instant,
@@ -62,7 +59,7 @@ struct Shared {
     timeout: Duration,
 }
 
-impl Shared {
+impl<O: Operation> Shared<O> {
     fn phase_at(&self, since_start: Duration) -> usize {
         self.phase_ends
             .partition_point(|end| *end <= since_start)
@@ -76,10 +73,10 @@ impl Shared {
         let now_in_flight = c.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         c.peak_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
         let sent = Instant::now();
-        let mut chain = Chain::default();
-        let prepared = &self.prepared[op];
+        let mut chain = O::Chain::default();
+        let prepared = &self.operations[op];
         let outcome =
-            match tokio::time::timeout(self.timeout, prepared.execute(&self.client, &mut chain))
+            match tokio::time::timeout(self.timeout, prepared.execute(&self.conns, &mut chain))
                 .await
             {
                 Ok(outcome) => outcome,
@@ -104,27 +101,23 @@ impl Shared {
         if chained {
             // The user runs the steps before it thinks; each is recorded
             // as its own operation, timed from its own start.
-            prepared
-                .run_steps(
-                    &self.client,
-                    chain,
-                    self.timeout,
-                    |operation, outcome, start, end| {
-                        let us = end.saturating_duration_since(start).as_micros() as u64;
-                        self.sink.push(
-                            op,
-                            Sample {
-                                operation,
-                                phase,
-                                latency_us: us,
-                                service_us: us,
-                                late: false,
-                                outcome,
-                                completed_at: end.saturating_duration_since(self.run_start),
-                            },
-                        );
+            let mut record = |operation, outcome, start: Instant, end: Instant| {
+                let us = end.saturating_duration_since(start).as_micros() as u64;
+                self.sink.push(
+                    op,
+                    Sample {
+                        operation,
+                        phase,
+                        latency_us: us,
+                        service_us: us,
+                        late: false,
+                        outcome,
+                        completed_at: end.saturating_duration_since(self.run_start),
                     },
-                )
+                );
+            };
+            prepared
+                .run_steps(&self.conns, chain, self.timeout, &mut record)
                 .await;
         }
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -136,9 +129,9 @@ impl Shared {
 /// after `cancel` fires. A Ctrl-C that goose catches cancels `interrupt`
 /// (the run's own token, of which `cancel` is a child).
 #[allow(clippy::too_many_arguments)]
-pub async fn run(
-    plan: &Plan,
-    prepared: Arc<Vec<Prepared>>,
+pub async fn run<O: Operation>(
+    plan: &Load,
+    operations: Arc<Vec<O>>,
     sink: Arc<SampleSink>,
     counters: Arc<EngineCounters>,
     run_start: Instant,
@@ -157,8 +150,8 @@ pub async fn run(
         })
         .collect();
     let shared = Arc::new(Shared {
-        prepared,
-        client: http::Client::new(),
+        operations,
+        conns: Connections::default(),
         sink,
         counters,
         run_start,
@@ -184,8 +177,8 @@ pub async fn run(
         .map_err(|e| format!("configuring goose ({}): {e}", args.join(" ")))?;
     let mut attack =
         GooseAttack::initialize_with_config(config).map_err(|e| format!("starting goose: {e}"))?;
-    let think = plan.scenario.workload.think_time.map(|d| d.0);
-    for (index, op) in plan.operations.iter().enumerate() {
+    let think = plan.think_time;
+    for (index, (name, weight)) in plan.operations.iter().enumerate() {
         let shared = shared.clone();
         let transaction: TransactionFunction = Arc::new(move |_user: &mut GooseUser| {
             let shared = shared.clone();
@@ -194,10 +187,10 @@ pub async fn run(
                 Ok(())
             })
         });
-        let mut scenario = Scenario::new(&op.name)
-            .set_weight(op.weight as usize)
-            .map_err(|e| format!("operation `{}`: {e}", op.name))?
-            .register_transaction(Transaction::new(transaction).set_name(&op.name));
+        let mut scenario = Scenario::new(name)
+            .set_weight(*weight as usize)
+            .map_err(|e| format!("operation `{name}`: {e}"))?
+            .register_transaction(Transaction::new(transaction).set_name(name));
         if let Some(think) = think.filter(|t| !t.is_zero()) {
             scenario = scenario
                 .set_wait_time(think, think)

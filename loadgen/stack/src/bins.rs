@@ -19,14 +19,9 @@ pub enum BinError {
     NotFound { binary: String },
 }
 
-/// The cargo package that ships each bundled kind.
+/// The cargo package that ships a kind (see [`crate::kinds`]).
 fn package(kind: ServiceKind) -> &'static str {
-    match kind {
-        ServiceKind::Fabric => "fabric",
-        // Not built here: Debian's binaries (process mode) or the base image.
-        ServiceKind::Postgres => "postgresql-15",
-        ServiceKind::Redis => "redis-server",
-    }
+    crate::kinds::spec(kind).program.package()
 }
 
 /// The workspace this loadgen was built from, when it is still on disk.
@@ -53,7 +48,7 @@ pub fn locate_release(kind: ServiceKind, quiet: bool) -> Result<PathBuf, BinErro
     if std::env::var_os("GAUNTLET_BIN_DIR").is_none()
         && let Some(root) = workspace_root()
     {
-        let binary = kind.binary();
+        let binary = crate::kinds::spec(kind).program.binary();
         if !quiet {
             eprintln!("building {binary} (release) for its image…");
         }
@@ -108,7 +103,7 @@ pub fn image_cache_dir() -> PathBuf {
 
 /// Locates (building when needed) the binary of a bundled service kind.
 pub fn locate(kind: ServiceKind, how: &Locator) -> Result<PathBuf, BinError> {
-    let binary = kind.binary();
+    let binary = crate::kinds::spec(kind).program.binary();
     let quiet = how.quiet;
     if let Some(dir) = how
         .dir

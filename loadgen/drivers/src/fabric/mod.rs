@@ -1,149 +1,43 @@
-//! Drivers: turn a planned operation into requests against a service and
-//! classify the outcome. Two protocols: the fabric's HTTP API (streams,
-//! consumer groups, queues, KV) and generic HTTP.
+//! The fabric's driver: streams (append, read, consumer-group commits),
+//! queues (enqueue, reserve/receive, ack/nack) and KV (put, get, delete)
+//! over the fabric's HTTP API (`spec/fabric.md`, wire types in
+//! `fabric-wire`), its set-up (resources created before the load), its
+//! history taps ([`taps`]) and its read-back for the checks ([`readback`]).
 //!
-//! Each operation is prepared once ([`prepare`]): paths, generators and
-//! headers are built before the run, so the per-request cost is a payload
-//! draw, a request and a response check. The service's address is *not*
-//! baked in: every request reads the service's current [`Endpoint`] from a
-//! `watch` channel ([`Target`]), so a container restarted on a new host
-//! port is followed at once.
-//!
-//! Operations run on the engine's own HTTP client (`crate::http`): a
-//! request writes a reused buffer and parses the answer in place. The hyper
-//! client here ([`HttpClient`]) serves the control path only (readiness,
-//! metrics scrapes).
-//!
-//! An operation may chain steps (`then:`); what a step acts on — the jobs a
-//! reserve got, the key a put wrote, the offset a read reached — travels in
-//! a [`Chain`]. Each step is recorded as its own operation
-//! (`OPERATION.STEP`), its latency counted from the end of the step before.
+//! What a step hands the next: the jobs a reserve or receive leased
+//! ([`Chain::items`](crate::Chain)), the key a KV operation used
+//! ([`Chain::key`](crate::Chain)), the offset an append or read reached
+//! ([`Chain::position`](crate::Chain)). An ack or nack step makes one
+//! request per leased job.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use fabric_wire::{
     AppendResponse, EnqueueResponse, JobsResponse, LatestOffsetResponse, ReserveResponse,
 };
-use gauntlet_control::Endpoint;
+use gauntlet_engine::{Connections, http};
 use gauntlet_recorder::Outcome;
-use gauntlet_scenario::{Action, Expect, KeySpec, Missing, Payload, ReadFrom};
-use http_body_util::Full;
-use hyper::Method;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use tokio::sync::watch;
-use tokio::time::Instant;
+use gauntlet_scenario::{FabricAction, KeySpec, Missing, Payload, ReadFrom};
 
-use crate::data::{Counters, Ctx, KeyGen, PayloadGen, Rng, Template};
-use crate::http;
-use crate::plan::PlannedOperation;
+use crate::data::{Ctx, KeyGen, PayloadGen};
+use crate::request::{bad_response, http_status, json_bytes, seen, send};
+use crate::{Call, Chain, Target};
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub mod readback;
+pub mod taps;
 
-/// A pooled HTTP/1.1 client sized for `max_in_flight` concurrent operations.
-pub fn http_client(max_in_flight: usize) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(max_in_flight)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
-}
-
-/// The last endpoint seen and the engine client's endpoint for it.
-type Resolved = (Endpoint, Arc<http::Endpoint>);
-
-/// Where a service is reached now: its endpoint (which may change during
-/// the run) and, for an external base URL, a path prefix.
-#[derive(Clone)]
-pub struct Target {
-    endpoint: watch::Receiver<Endpoint>,
-    prefix: Arc<str>,
-    /// The engine client's endpoint for the last endpoint seen, so a
-    /// request neither resolves nor allocates while the endpoint stays.
-    resolved: Arc<std::sync::Mutex<Option<Resolved>>>,
-}
-
-impl Target {
-    pub fn new(endpoint: watch::Receiver<Endpoint>, prefix: &str) -> Self {
-        Self {
-            endpoint,
-            prefix: prefix.trim_end_matches('/').into(),
-            resolved: Arc::default(),
-        }
-    }
-
-    /// The service's current endpoint for the engine's client: an IP
-    /// address is used as is; a host name is resolved when the endpoint
-    /// changes, not per request.
-    pub fn endpoint(&self) -> Result<Arc<http::Endpoint>, String> {
-        let ep = self.endpoint.borrow();
-        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, at)) = &*resolved
-            && seen.host == ep.host
-            && seen.port == ep.port
-        {
-            return Ok(at.clone());
-        }
-        let host = ep.host.trim_start_matches('[').trim_end_matches(']');
-        let addr = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => std::net::SocketAddr::new(ip, ep.port),
-            Err(_) => {
-                use std::net::ToSocketAddrs as _;
-                (host, ep.port)
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or_else(|| "connect".to_owned())?
-            }
-        };
-        let at = Arc::new(http::Endpoint {
-            addr,
-            host: if addr.is_ipv6() {
-                format!("[{host}]:{}", ep.port)
-            } else {
-                format!("{host}:{}", ep.port)
-            },
-        });
-        *resolved = Some((ep.clone(), at.clone()));
-        Ok(at)
-    }
-
-    /// `path` under the service's base URL (with an external URL's prefix).
-    fn path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
-        if self.prefix.is_empty() {
-            std::borrow::Cow::Borrowed(path)
-        } else {
-            std::borrow::Cow::Owned(format!("{}{path}", self.prefix))
-        }
-    }
-
-    /// The absolute URL of `path` at the service's current endpoint.
-    pub fn url(&self, path: &str) -> String {
-        let ep = self.endpoint.borrow();
-        let mut url = String::with_capacity(24 + ep.host.len() + self.prefix.len() + path.len());
-        let _ = write!(url, "http://{}:{}{}{}", ep.host, ep.port, self.prefix, path);
-        url
-    }
-}
-
-/// State shared by the operations of a run: the highest offset known per
-/// stream, and the templates' named counters.
+/// The fabric's state shared by the operations of a run: the highest
+/// offset known per stream, and each consumer group's last commit.
 #[derive(Default)]
-pub struct Shared {
+pub struct FabricState {
     offsets: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<AtomicI64>>>,
     groups: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<i64>>>>,
-    pub counters: Counters,
 }
 
-impl Shared {
+impl FabricState {
     /// The offset this run last committed for a consumer group, behind the
     /// lock every commit of the group takes: a group's commits are sent one
     /// at a time, in increasing order, as one consumer would.
@@ -165,18 +59,6 @@ impl Shared {
     }
 }
 
-/// What one step hands to the next.
-#[derive(Debug, Default)]
-pub struct Chain {
-    seq: u64,
-    /// Jobs leased: (id, lease id).
-    jobs: Vec<(String, Option<String>)>,
-    key: Option<String>,
-    offset: Option<u64>,
-    /// The history, when the scenario has `checks:`.
-    tap: Option<Arc<crate::history::Tap>>,
-}
-
 /// The shape of a read answer, keeping only each message's offset.
 #[derive(serde::Deserialize)]
 struct ReadOffsets<'a> {
@@ -190,7 +72,10 @@ struct OffsetOnly {
     offset: u64,
 }
 
-enum Call {
+/// One prepared fabric request.
+pub struct FabricCall(Req);
+
+enum Req {
     StreamAppend {
         target: Target,
         path: String,
@@ -244,19 +129,6 @@ enum Call {
         /// `None`: the key the previous step used.
         key: Option<KeyGen>,
         missing: Missing,
-    },
-    Http {
-        target: Target,
-        method: String,
-        url: Template,
-        /// The URL rendered once, when it has no placeholder.
-        fixed_url: Option<String>,
-        /// Header lines, as the engine's client writes them.
-        headers: Vec<u8>,
-        body: Option<PayloadGen>,
-        expect: Expect,
-        seed: u64,
-        stream: u64,
     },
 }
 
@@ -316,91 +188,27 @@ enum KvVerb {
     Delete,
 }
 
-/// An operation ready to run: its action and its chained steps.
-pub struct Prepared {
-    head: Call,
-    /// Each step with the index it is recorded under.
-    steps: Vec<(usize, Call)>,
-    seq: AtomicU64,
-    /// Records checked operations in the history (`checks:` only).
-    tap: Option<Arc<crate::history::Tap>>,
-}
-
-/// Why preparing an operation failed (a header the HTTP stack refuses).
-#[derive(Debug, thiserror::Error)]
-#[error("operation `{operation}`: {message}")]
-pub struct PrepareError {
-    pub operation: String,
-    pub message: String,
-}
-
-/// The fabric resource an action touches, inherited along a chain.
-fn resource_of<'a>(action: &'a Action, previous: Option<&'a str>) -> Option<&'a str> {
-    action.resource().map(|(_, name)| name).or(previous)
-}
-
-/// Prepares an operation. `targets` gives each service's [`Target`] by
-/// scenario name; `index` numbers the operation so its generators draw
-/// their own bytes.
-pub fn prepare(
-    op: &PlannedOperation,
-    targets: &dyn Fn(&str) -> Target,
-    seed: u64,
-    index: usize,
-    shared: &Shared,
-) -> Result<Prepared, PrepareError> {
-    let error = |message: String| PrepareError {
-        operation: op.name.clone(),
-        message,
-    };
-    let stream_id = |step: usize| ((index as u64) << 8) | step as u64;
-    let head = prepare_call(
-        &op.action,
-        &op.service,
-        targets(&op.service),
-        None,
-        seed,
-        stream_id(0),
-        shared,
-    )
-    .map_err(error)?;
-    let mut previous = resource_of(&op.action, None);
-    let mut steps = Vec::new();
-    for (i, step) in op.steps.iter().enumerate() {
-        let call = prepare_call(
-            &step.action,
-            &step.service,
-            targets(&step.service),
-            previous,
-            seed,
-            stream_id(i + 1),
-            shared,
-        )
-        .map_err(error)?;
-        previous = resource_of(&step.action, previous);
-        steps.push((step.record_as, call));
-    }
-    Ok(Prepared {
-        head,
-        steps,
-        seq: AtomicU64::new(0),
-        tap: None,
-    })
-}
-
 fn secs(d: gauntlet_scenario::Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn prepare_call(
-    action: &Action,
-    service: &str,
-    target: Target,
-    previous: Option<&str>,
-    seed: u64,
-    stream: u64,
-    shared: &Shared,
-) -> Result<Call, String> {
+/// Prepares a fabric action; `previous` is the resource the step before it
+/// named, which a step without one inherits.
+pub fn prepare(action: &FabricAction, at: &crate::PrepareAt) -> Result<FabricCall, String> {
+    prepare_req(action, at).map(FabricCall)
+}
+
+fn prepare_req(action: &FabricAction, at: &crate::PrepareAt) -> Result<Req, String> {
+    let crate::PrepareAt {
+        service,
+        target,
+        previous,
+        seed,
+        stream,
+        shared,
+    } = at;
+    let (service, target, previous, seed, stream) =
+        (*service, target.clone(), *previous, *seed, *stream);
     let inherited = |name: Option<&String>| -> String {
         name.map(String::as_str)
             .or(previous)
@@ -415,10 +223,10 @@ fn prepare_call(
             .map(|k| KeyGen::new(k, seed, stream ^ (7 << 48), &shared.counters))
     };
     Ok(match action {
-        Action::StreamAppend(a) => {
+        FabricAction::StreamAppend(a) => {
             let gen_payload = payload(&a.payload, 1);
             let batch = a.batch;
-            Call::StreamAppend {
+            Req::StreamAppend {
                 target,
                 path: fabric_wire::stream_path(&a.stream, "events"),
                 bodies: Bodies::new(&a.payload, u64::from(batch), |ctx| {
@@ -426,34 +234,34 @@ fn prepare_call(
                 }),
                 payload: gen_payload,
                 batch,
-                latest: shared.latest(service, &a.stream),
+                latest: shared.fabric.latest(service, &a.stream),
             }
         }
-        Action::StreamRead(r) => Call::StreamRead {
+        FabricAction::StreamRead(r) => Req::StreamRead {
             target,
             stream: r.stream.clone(),
             from: r.from,
             max: r.max,
-            latest: shared.latest(service, &r.stream),
+            latest: shared.fabric.latest(service, &r.stream),
             cursor: AtomicU64::new(0),
         },
-        Action::StreamCommit(c) => {
+        FabricAction::StreamCommit(c) => {
             let stream = inherited(c.stream.as_ref());
-            Call::StreamCommit {
+            Req::StreamCommit {
                 target,
                 path: fabric_wire::stream_path(
                     &stream,
                     &format!("consumer-groups/{}/offsets", c.group),
                 ),
-                latest: shared.latest(service, &stream),
-                committed: shared.group(service, &stream, &c.group),
+                latest: shared.fabric.latest(service, &stream),
+                committed: shared.fabric.group(service, &stream, &c.group),
                 stream,
             }
         }
-        Action::QueueEnqueue(e) => {
+        FabricAction::QueueEnqueue(e) => {
             let gen_payload = payload(&e.payload, 1);
             let delay_s = secs(e.delay);
-            Call::QueueEnqueue {
+            Req::QueueEnqueue {
                 target,
                 path: format!("/api/v1/queues/{}/jobs", e.queue),
                 bodies: Bodies::new(&e.payload, 1, |ctx| {
@@ -463,7 +271,7 @@ fn prepare_call(
                 delay_s,
             }
         }
-        Action::QueueReserve(r) => Call::QueueReserve {
+        FabricAction::QueueReserve(r) => Req::QueueReserve {
             target,
             path: format!("/api/v1/queues/{}/reserve", r.queue),
             body: json_bytes(&fabric_wire::ReserveRequest {
@@ -473,7 +281,7 @@ fn prepare_call(
             }),
             many: false,
         },
-        Action::QueueReceive(r) => Call::QueueReserve {
+        FabricAction::QueueReceive(r) => Req::QueueReserve {
             target,
             path: format!("/api/v1/queues/{}/receive", r.queue),
             body: json_bytes(&fabric_wire::ReserveRequest {
@@ -483,22 +291,22 @@ fn prepare_call(
             }),
             many: true,
         },
-        Action::QueueAck(a) => Call::QueueSettle {
+        FabricAction::QueueAck(a) => Req::QueueSettle {
             target,
             jobs_path: format!("/api/v1/queues/{}/jobs/", inherited(a.queue.as_ref())),
             nack: false,
             delay_s: None,
         },
-        Action::QueueNack(n) => Call::QueueSettle {
+        FabricAction::QueueNack(n) => Req::QueueSettle {
             target,
             jobs_path: format!("/api/v1/queues/{}/jobs/", inherited(n.queue.as_ref())),
             nack: true,
             delay_s: n.delay.map(secs),
         },
-        Action::KvPut(p) => {
+        FabricAction::KvPut(p) => {
             let value = payload(&p.value, 1);
             let ttl_s = p.ttl.map(secs);
-            Call::Kv {
+            Req::Kv {
                 target,
                 verb: KvVerb::Put {
                     bodies: Bodies::new(&p.value, 1, |ctx| put_body(&value, ttl_s, ctx)),
@@ -510,171 +318,53 @@ fn prepare_call(
                 missing: Missing::Error,
             }
         }
-        Action::KvGet(g) => Call::Kv {
+        FabricAction::KvGet(g) => Req::Kv {
             target,
             verb: KvVerb::Get,
             keys_path: format!("/api/v1/kv/{}/keys/", inherited(g.store.as_ref())),
             key: key(&g.key),
             missing: g.missing,
         },
-        Action::KvDelete(d) => Call::Kv {
+        FabricAction::KvDelete(d) => Req::Kv {
             target,
             verb: KvVerb::Delete,
             keys_path: format!("/api/v1/kv/{}/keys/", inherited(d.store.as_ref())),
             key: key(&d.key),
             missing: d.missing,
         },
-        Action::Http(h) => {
-            let method = Method::from_bytes(h.method.as_bytes())
-                .map_err(|_| format!("`{}` is not an HTTP method", h.method))?;
-            let mut headers = Vec::new();
-            for (name, value) in &h.headers {
-                let n = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| format!("`{name}` is not a header name"))?;
-                let v = HeaderValue::from_str(value)
-                    .map_err(|_| format!("header `{name}` has a value HTTP cannot carry"))?;
-                headers.push((n, v));
-            }
-            let json = h.body.as_ref().is_some_and(|b| PayloadGen::is_json(&b.0));
-            if json
-                && !headers
-                    .iter()
-                    .any(|(n, _)| *n == hyper::header::CONTENT_TYPE)
-            {
-                headers.push((
-                    hyper::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ));
-            }
-            let url = Template::text(&h.url, &shared.counters);
-            Call::Http {
-                target,
-                method: method.as_str().to_owned(),
-                fixed_url: url
-                    .is_constant()
-                    .then(|| url.render(&Ctx { seq: 0, key: None }, &mut Rng::new(0))),
-                url,
-                headers: http::header_lines(
-                    headers
-                        .iter()
-                        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
-                ),
-                body: h.body.as_ref().map(|b| payload(&b.0, 1)),
-                expect: h.expect.clone(),
-                seed,
-                stream,
-            }
-        }
     })
 }
 
-/// Creates the fabric resources an operation needs (streams, queues, KV
-/// stores) before the run, so the first reads find an empty resource
-/// rather than a missing one. Generic HTTP operations need nothing.
+/// Creates the fabric resource an action of operation `operation` works on
+/// (`resource`, named or inherited along the chain) before the run, so the
+/// first reads find an empty resource rather than a missing one.
 pub async fn setup(
     client: &http::Client,
-    op: &PlannedOperation,
-    targets: &dyn Fn(&str) -> Target,
+    action: &FabricAction,
+    resource: Option<&str>,
+    target: &Target,
+    operation: &str,
 ) -> Result<(), String> {
-    let mut previous = None;
-    let actions = std::iter::once((&op.action, &op.service))
-        .chain(op.steps.iter().map(|s| (&s.action, &s.service)));
-    for (action, service) in actions {
-        let kind = match action {
-            Action::Http(_) => continue,
-            Action::StreamAppend(_) | Action::StreamRead(_) | Action::StreamCommit(_) => "streams",
-            Action::QueueEnqueue(_)
-            | Action::QueueReserve(_)
-            | Action::QueueReceive(_)
-            | Action::QueueAck(_)
-            | Action::QueueNack(_) => "queues",
-            Action::KvPut(_) | Action::KvGet(_) | Action::KvDelete(_) => "kv",
-        };
-        let Some(name) = resource_of(action, previous) else {
-            continue;
-        };
-        previous = Some(name);
-        let target = targets(service);
-        let path = format!("/api/v1/{kind}/{name}");
-        match send(client, &target, "PUT", &path, b"").await {
-            Ok(resp) if resp.is_success() => {}
-            Ok(resp) => {
-                return Err(format!(
-                    "creating {kind} `{name}` for operation `{}` answered {}: {}",
-                    op.name,
-                    resp.status,
-                    String::from_utf8_lossy(resp.body())
-                ));
-            }
-            Err(kind_of_error) => {
-                return Err(format!(
-                    "creating {kind} `{name}` for operation `{}` failed ({kind_of_error})",
-                    op.name
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn json_bytes<T: serde::Serialize>(value: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
-}
-
-/// Header of requests with a JSON body.
-const JSON_HEADER: &[u8] = b"Content-Type: application/json\r\n";
-
-/// A fabric request on the engine's client: a non-empty body is JSON.
-async fn send<'c>(
-    client: &'c http::Client,
-    target: &Target,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<http::Response<'c>, String> {
-    let headers = if body.is_empty() {
-        &b""[..]
-    } else {
-        JSON_HEADER
+    let Some(name) = resource else {
+        return Ok(());
     };
-    send_with(client, target, method, path, headers, body).await
-}
-
-/// A request to `path` at the target's current endpoint; `headers` are
-/// header lines (see [`http::header_lines`]).
-async fn send_with<'c>(
-    client: &'c http::Client,
-    target: &Target,
-    method: &str,
-    path: &str,
-    headers: &[u8],
-    body: &[u8],
-) -> Result<http::Response<'c>, String> {
-    let endpoint = target.endpoint()?;
-    client
-        .send(&endpoint, method, &target.path(path), headers, body)
-        .await
-        .map_err(|f| f.kind().to_owned())
-}
-
-/// An answer as the history sees it: status and body, or the error kind.
-fn seen<'a>(answer: &'a Result<http::Response<'_>, String>) -> crate::history::Answer<'a> {
-    answer
-        .as_ref()
-        .map(|r| (r.status, r.body()))
-        .map_err(String::as_str)
-}
-
-fn http_status(status: u16) -> Outcome {
-    Outcome::Error(format!("http_{status}"))
-}
-
-fn bad_response() -> Outcome {
-    Outcome::Error("bad_response".to_owned())
+    let kind = action.resource_kind();
+    let path = format!("/api/v1/{kind}/{name}");
+    match send(client, target, "PUT", &path, b"").await {
+        Ok(resp) if resp.is_success() => Ok(()),
+        Ok(resp) => Err(format!(
+            "creating {kind} `{name}` for operation `{operation}` answered {}: {}",
+            resp.status,
+            String::from_utf8_lossy(resp.body())
+        )),
+        Err(kind_of_error) => Err(format!(
+            "creating {kind} `{name}` for operation `{operation}` failed ({kind_of_error})"
+        )),
+    }
 }
 
 /// Percent-encodes a KV key for one path segment (`/` included).
-pub(crate) fn encode_segment(out: &mut String, key: &str) {
+pub fn encode_segment(out: &mut String, key: &str) {
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
@@ -702,88 +392,35 @@ fn append_body(payload: &PayloadGen, batch: u32, ctx: &Ctx) -> Bytes {
     Bytes::from(body)
 }
 
-impl Prepared {
-    /// Runs the operation's action once; what it got is left in `chain`
-    /// for [`Prepared::run_steps`].
-    pub async fn execute(&self, client: &http::Client, chain: &mut Chain) -> Outcome {
-        chain.seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        chain.tap.clone_from(&self.tap);
-        self.head.run(client, chain).await
+impl Call for FabricCall {
+    fn perform<'a>(
+        &'a self,
+        conns: &'a Connections,
+        chain: &'a mut Chain,
+    ) -> impl std::future::Future<Output = Outcome> + Send + 'a {
+        self.0.run(&conns.http, chain)
     }
 
-    /// Records this operation's checked requests in the history.
-    pub fn record_history(&mut self, tap: Arc<crate::history::Tap>) {
-        self.tap = Some(tap);
-    }
-
-    pub fn has_steps(&self) -> bool {
-        !self.steps.is_empty()
-    }
-
-    /// Runs the chained steps after a successful action, one request at a
-    /// time (an ack per job leased), each bounded by `timeout`.
-    /// `record(index, outcome, started, done)` is called for every request.
-    /// The chain stops at the first failure, or when a step has nothing to
-    /// act on (a reserve that found the queue empty).
-    pub async fn run_steps(
-        &self,
-        client: &http::Client,
-        mut chain: Chain,
-        timeout: Duration,
-        mut record: impl FnMut(usize, Outcome, Instant, Instant),
-    ) {
-        for (record_as, call) in &self.steps {
-            if let Call::QueueSettle { .. } = call {
-                let jobs = std::mem::take(&mut chain.jobs);
-                if jobs.is_empty() {
-                    return;
-                }
-                let mut failed = false;
-                for job in &jobs {
-                    let start = Instant::now();
-                    let outcome = tokio::time::timeout(
-                        timeout,
-                        call.settle(client, job, chain.tap.as_deref()),
-                    )
-                    .await
-                    .unwrap_or_else(|_| Outcome::Error("timeout".to_owned()));
-                    failed |= outcome != Outcome::Ok;
-                    record(*record_as, outcome, start, Instant::now());
-                }
-                if failed {
-                    return;
-                }
-                continue;
-            }
-            if call.needs_offset() && chain.offset.is_none() {
-                return;
-            }
-            let start = Instant::now();
-            let outcome = tokio::time::timeout(timeout, call.run(client, &mut chain))
-                .await
-                .unwrap_or_else(|_| Outcome::Error("timeout".to_owned()));
-            let ok = outcome == Outcome::Ok;
-            record(*record_as, outcome, start, Instant::now());
-            if !ok {
-                return;
-            }
+    /// An ack or nack makes one request per job the step before leased; a
+    /// commit in a chain commits the offset the step before reached (none:
+    /// the chain ends).
+    fn step_requests(&self, chain: &Chain) -> usize {
+        match self.0 {
+            Req::QueueSettle { .. } => chain.items.len(),
+            Req::StreamCommit { .. } => usize::from(chain.position.is_some()),
+            _ => 1,
         }
     }
 }
 
-impl Call {
-    /// A commit in a chain commits the offset the previous step reached.
-    fn needs_offset(&self) -> bool {
-        matches!(self, Call::StreamCommit { .. })
-    }
-
+impl Req {
     async fn settle(
         &self,
         client: &http::Client,
         job: &(String, Option<String>),
         tap: Option<&crate::history::Tap>,
     ) -> Outcome {
-        let Call::QueueSettle {
+        let Req::QueueSettle {
             target,
             jobs_path,
             nack,
@@ -817,7 +454,7 @@ impl Call {
     async fn run(&self, client: &http::Client, chain: &mut Chain) -> Outcome {
         let seq = chain.seq;
         match self {
-            Call::StreamAppend {
+            Req::StreamAppend {
                 target,
                 path,
                 payload,
@@ -840,7 +477,7 @@ impl Call {
                             Ok(resp) if resp.offsets.len() == *batch as usize => {
                                 if let Some(&last) = resp.offsets.iter().max() {
                                     latest.fetch_max(last as i64, Ordering::Relaxed);
-                                    chain.offset = Some(last);
+                                    chain.position = Some(last);
                                 }
                                 Outcome::Ok
                             }
@@ -851,7 +488,7 @@ impl Call {
                     Err(kind) => Outcome::Error(kind),
                 }
             }
-            Call::StreamRead {
+            Req::StreamRead {
                 target,
                 stream,
                 from,
@@ -881,8 +518,8 @@ impl Call {
                                     && resp.messages.len() <= *max as usize
                                     && resp.messages.first().is_none_or(|m| m.offset >= offset) =>
                             {
-                                chain.offset = resp.messages.last().map(|m| m.offset);
-                                if let Some(last) = chain.offset {
+                                chain.position = resp.messages.last().map(|m| m.offset);
+                                if let Some(last) = chain.position {
                                     latest.fetch_max(last as i64, Ordering::Relaxed);
                                     if matches!(from, ReadFrom::Follow) {
                                         cursor.fetch_max(last + 1, Ordering::Relaxed);
@@ -897,14 +534,14 @@ impl Call {
                     Err(kind) => Outcome::Error(kind),
                 }
             }
-            Call::StreamCommit {
+            Req::StreamCommit {
                 target,
                 stream,
                 path,
                 latest,
                 committed,
             } => {
-                let target_offset = match chain.offset {
+                let target_offset = match chain.position {
                     Some(o) => o as i64,
                     None => match known_latest(client, target, stream, latest).await {
                         Ok(known) => known,
@@ -929,7 +566,7 @@ impl Call {
                     Err(kind) => Outcome::Error(kind),
                 }
             }
-            Call::QueueEnqueue {
+            Req::QueueEnqueue {
                 target,
                 path,
                 payload,
@@ -955,7 +592,7 @@ impl Call {
                     Err(kind) => Outcome::Error(kind),
                 }
             }
-            Call::QueueReserve {
+            Req::QueueReserve {
                 target,
                 path,
                 body,
@@ -976,7 +613,8 @@ impl Call {
                         };
                         match jobs {
                             Ok(jobs) => {
-                                chain.jobs = jobs.into_iter().map(|j| (j.id, j.lease_id)).collect();
+                                chain.items =
+                                    jobs.into_iter().map(|j| (j.id, j.lease_id)).collect();
                                 Outcome::Ok
                             }
                             Err(_) => bad_response(),
@@ -986,11 +624,11 @@ impl Call {
                     Err(kind) => Outcome::Error(kind),
                 }
             }
-            Call::QueueSettle { .. } => match chain.jobs.first().cloned() {
+            Req::QueueSettle { .. } => match chain.items.pop_front() {
                 Some(job) => self.settle(client, &job, chain.tap.as_deref()).await,
                 None => bad_response(),
             },
-            Call::Kv {
+            Req::Kv {
                 target,
                 verb,
                 keys_path,
@@ -1074,36 +712,6 @@ impl Call {
                 chain.key = Some(key);
                 outcome
             }
-            Call::Http {
-                target,
-                method,
-                url,
-                fixed_url,
-                headers,
-                body,
-                expect,
-                seed,
-                stream,
-            } => {
-                let ctx = Ctx { seq, key: None };
-                let rendered;
-                let path = match fixed_url {
-                    Some(path) => path.as_str(),
-                    None => {
-                        rendered = url.render(&ctx, &mut Rng::for_request(*seed, *stream, seq));
-                        rendered.as_str()
-                    }
-                };
-                let bytes = body
-                    .as_ref()
-                    .map(|b| b.generate(&ctx, 0))
-                    .unwrap_or_default();
-                match send_with(client, target, method, path, headers, &bytes).await {
-                    Ok(resp) if expect.accepts(resp.status) => Outcome::Ok,
-                    Ok(resp) => http_status(resp.status),
-                    Err(kind) => Outcome::Error(kind),
-                }
-            }
         }
     }
 }
@@ -1146,54 +754,7 @@ async fn latest_offset(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_target_follows_its_endpoint() {
-        let (tx, rx) = watch::channel(Endpoint {
-            host: "127.0.0.1".into(),
-            port: 1000,
-        });
-        let target = Target::new(rx, "/base/");
-        assert_eq!(target.url("/x"), "http://127.0.0.1:1000/base/x");
-        tx.send(Endpoint {
-            host: "127.0.0.1".into(),
-            port: 2000,
-        })
-        .unwrap();
-        assert_eq!(target.url("/x"), "http://127.0.0.1:2000/base/x");
-    }
-
-    #[test]
-    fn the_client_endpoint_is_kept_until_the_endpoint_moves() {
-        let (tx, rx) = watch::channel(Endpoint {
-            host: "127.0.0.1".into(),
-            port: 1000,
-        });
-        let target = Target::new(rx, "/base");
-        let first = target.endpoint().unwrap();
-        assert_eq!(first.addr, "127.0.0.1:1000".parse().unwrap());
-        assert_eq!(first.host, "127.0.0.1:1000");
-        assert!(Arc::ptr_eq(&first, &target.endpoint().unwrap()));
-        assert_eq!(target.path("/x"), "/base/x");
-        tx.send(Endpoint {
-            host: "localhost".into(),
-            port: 2000,
-        })
-        .unwrap();
-        let moved = target.endpoint().unwrap();
-        assert_eq!(moved.addr.port(), 2000);
-        assert!(moved.addr.ip().is_loopback());
-        assert_eq!(moved.host, "localhost:2000");
-        let plain = Target::new(
-            watch::channel(Endpoint {
-                host: "127.0.0.1".into(),
-                port: 1,
-            })
-            .1,
-            "",
-        );
-        assert!(matches!(plain.path("/x"), std::borrow::Cow::Borrowed("/x")));
-    }
+    use crate::data::Counters;
 
     #[test]
     fn random_bodies_are_pooled_templates_rendered() {

@@ -1,0 +1,318 @@
+//! The service kinds, declared in one table that both runtimes read: where
+//! the program comes from, its arguments, the port it listens on in a
+//! container, how readiness is probed, its default environment and where
+//! its data directory goes. A new kind is a variant of
+//! [`gauntlet_scenario::ServiceKind`] and one entry of [`KINDS`]; the
+//! process stack ([`crate::process`]) and the container stack
+//! (`gauntlet-containers`) need no change.
+//!
+//! Arguments and environment values are templates: `{port}` is the port
+//! the service listens on, `{host}` the address it binds (`127.0.0.1` in
+//! process mode, `0.0.0.0` in a container), `{addr}` both as `host:port`,
+//! `{data_dir}` its data directory (the run's `data/<service>` or `/data`).
+
+use gauntlet_scenario::{Readiness, Service, ServiceKind};
+
+/// Where a kind's program comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// Built from this workspace (`cargo build -p PACKAGE --bin BINARY`) and
+    /// shipped in an image of its own, whose entrypoint it is.
+    Bundled {
+        package: &'static str,
+        binary: &'static str,
+    },
+    /// A Debian package's program: installed on this machine for process
+    /// mode (`ci/setup.sh`), and in the base image for containers.
+    Debian {
+        package: &'static str,
+        binary: &'static str,
+    },
+}
+
+impl Program {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Program::Bundled { binary, .. } | Program::Debian { binary, .. } => binary,
+        }
+    }
+
+    pub fn package(self) -> &'static str {
+        match self {
+            Program::Bundled { package, .. } | Program::Debian { package, .. } => package,
+        }
+    }
+}
+
+/// How the harness knows a kind is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET path` answers 2xx (a scenario's `ready_path` overrides the path).
+    Http(&'static str),
+    /// `pg_isready` in the container.
+    Postgres,
+    /// Redis `PING` answers `PONG`.
+    Redis,
+}
+
+/// One service kind, as both runtimes run it.
+#[derive(Debug, Clone, Copy)]
+pub struct KindSpec {
+    pub kind: ServiceKind,
+    pub program: Program,
+    /// Arguments (templates, see the module documentation).
+    pub args: &'static [&'static str],
+    /// The port it listens on inside a container.
+    pub container_port: u16,
+    /// An environment variable the program reads its port from, if any.
+    pub port_var: Option<&'static str>,
+    /// An environment variable the program reads its data directory from, if any.
+    pub data_dir_var: Option<&'static str>,
+    /// Environment set before the scenario's `env` (which overrides it).
+    pub default_env: &'static [(&'static str, &'static str)],
+    pub probe: Probe,
+    /// Whether it serves Prometheus `/metrics` (scraped every second).
+    pub metrics: bool,
+    /// Containers: the user it runs as (`None`: the image's).
+    pub container_user: Option<&'static str>,
+    /// Containers: a `bash -c` script run instead of the program (set-up
+    /// before `exec`), with the same placeholders.
+    pub container_script: Option<&'static str>,
+    /// Process mode: why this kind cannot run as a local process, with a
+    /// hint (`None`: it can).
+    pub process_unavailable: Option<&'static str>,
+}
+
+/// PostgreSQL in a container: a cluster initialised on the data volume at
+/// the first start, then the server in the foreground.
+const POSTGRES_START: &str = "set -e
+if [ ! -s {data_dir}/pgdata/PG_VERSION ]; then
+  initdb -D {data_dir}/pgdata -U postgres --auth=trust --no-locale -E UTF8 >/dev/null
+  echo 'host all all all trust' >> {data_dir}/pgdata/pg_hba.conf
+fi
+exec postgres -D {data_dir}/pgdata -c listen_addresses='*' -p \"$PGPORT\" -k /tmp";
+
+/// Every kind Gauntlet knows, one entry each.
+pub const KINDS: &[KindSpec] = &[
+    KindSpec {
+        kind: ServiceKind::Fabric,
+        program: Program::Bundled {
+            package: "fabric",
+            binary: "fabric-node",
+        },
+        args: &["--http-addr", "{addr}", "--data-dir", "{data_dir}"],
+        container_port: 8080,
+        port_var: None,
+        data_dir_var: None,
+        default_env: &[],
+        probe: Probe::Http("/ready"),
+        metrics: true,
+        container_user: None,
+        container_script: None,
+        process_unavailable: None,
+    },
+    KindSpec {
+        kind: ServiceKind::Postgres,
+        program: Program::Debian {
+            package: "postgresql-15",
+            binary: "postgres",
+        },
+        args: &[],
+        container_port: 5432,
+        port_var: Some("PGPORT"),
+        data_dir_var: None,
+        default_env: &[],
+        probe: Probe::Postgres,
+        metrics: false,
+        container_user: Some("postgres"),
+        container_script: Some(POSTGRES_START),
+        process_unavailable: Some(
+            "`postgres` services need container mode (PostgreSQL will not run as a child of the harness: it refuses root and needs its own cluster set-up) (hint: set `stack.runtime: containers` or run with `--runtime containers`)",
+        ),
+    },
+    KindSpec {
+        kind: ServiceKind::Redis,
+        program: Program::Debian {
+            package: "redis-server",
+            binary: "redis-server",
+        },
+        args: &[
+            "--bind",
+            "{host}",
+            "--protected-mode",
+            "no",
+            "--port",
+            "{port}",
+            "--dir",
+            "{data_dir}",
+            "--daemonize",
+            "no",
+        ],
+        container_port: 6379,
+        port_var: None,
+        data_dir_var: None,
+        default_env: &[],
+        probe: Probe::Redis,
+        metrics: false,
+        container_user: Some("redis"),
+        container_script: None,
+        process_unavailable: None,
+    },
+];
+
+/// The table's entry of `kind`.
+pub fn spec(kind: ServiceKind) -> &'static KindSpec {
+    KINDS
+        .iter()
+        .find(|s| s.kind == kind)
+        .expect("every ServiceKind has an entry in KINDS (a test checks it)")
+}
+
+/// The program of `kind` (the bundled binary or the Debian program).
+pub fn binary(kind: ServiceKind) -> &'static str {
+    spec(kind).program.binary()
+}
+
+/// Built from this workspace and shipped in an image of its own (the
+/// others run from the base image).
+pub fn is_bundled(kind: ServiceKind) -> bool {
+    matches!(spec(kind).program, Program::Bundled { .. })
+}
+
+/// Replaces the placeholders of an argument or environment value.
+pub fn substitute(text: &str, host: &str, port: u16, data_dir: &str) -> String {
+    text.replace("{port}", &port.to_string())
+        .replace("{addr}", &format!("{host}:{port}"))
+        .replace("{host}", host)
+        .replace("{data_dir}", data_dir)
+}
+
+/// How the harness knows `svc` is ready: its kind's probe, or `GET
+/// ready_path` (default `/ready`) for an HTTP kind or any other service.
+pub fn readiness(svc: &Service) -> Readiness {
+    let path = |default: &str| svc.ready_path.clone().unwrap_or_else(|| default.to_owned());
+    match svc.kind.map(|k| spec(k).probe) {
+        Some(Probe::Postgres) => Readiness::Postgres,
+        Some(Probe::Redis) => Readiness::Redis,
+        Some(Probe::Http(p)) => Readiness::Http(path(p)),
+        None => Readiness::Http(path(gauntlet_scenario::DEFAULT_READY_PATH)),
+    }
+}
+
+/// The port `svc` listens on inside a container: its `port:`, else its
+/// kind's, else 8080.
+pub fn container_port(svc: &Service) -> u16 {
+    svc.port
+        .unwrap_or_else(|| svc.kind.map_or(8080, |k| spec(k).container_port))
+}
+
+/// The environment of `svc`: its kind's defaults and port variable, then
+/// the scenario's `env` (which wins), placeholders replaced.
+pub fn environment(svc: &Service, host: &str, port: u16, data_dir: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_owned(), v));
+    };
+    if let Some(spec) = svc.kind.map(spec) {
+        for (k, v) in spec.default_env {
+            set(k, substitute(v, host, port, data_dir));
+        }
+        if let Some(var) = spec.port_var {
+            set(var, port.to_string());
+        }
+        if let Some(var) = spec.data_dir_var {
+            set(var, data_dir.to_owned());
+        }
+    }
+    for (k, v) in &svc.env {
+        set(k, substitute(v, host, port, data_dir));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_entry() {
+        for kind in ServiceKind::ALL {
+            assert_eq!(
+                KINDS.iter().filter(|s| s.kind == kind).count(),
+                1,
+                "{kind:?}"
+            );
+            assert_eq!(spec(kind).kind, kind);
+            assert!(!spec(kind).program.binary().is_empty());
+        }
+        assert_eq!(KINDS.len(), ServiceKind::ALL.len());
+    }
+
+    #[test]
+    fn placeholders_are_replaced() {
+        assert_eq!(
+            substitute(
+                "{addr} {host}:{port} {data_dir}/x",
+                "0.0.0.0",
+                8080,
+                "/data"
+            ),
+            "0.0.0.0:8080 0.0.0.0:8080 /data/x"
+        );
+    }
+
+    #[test]
+    fn the_scenario_env_overrides_the_kind_defaults() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "kind": "postgres",
+            "env": { "PGPORT": "1", "X": "{port}" }
+        }))
+        .unwrap();
+        let env = environment(&svc, "0.0.0.0", 5432, "/data");
+        assert!(env.contains(&("PGPORT".to_owned(), "1".to_owned())));
+        assert!(env.contains(&("X".to_owned(), "5432".to_owned())));
+        assert_eq!(env.iter().filter(|(k, _)| k == "PGPORT").count(), 1);
+    }
+
+    #[test]
+    fn readiness_follows_the_kind() {
+        let parse = |v| serde_json::from_value::<Service>(v).unwrap();
+        assert_eq!(
+            readiness(&parse(
+                serde_json::json!({ "kind": "redis", "ready_path": "/x" })
+            )),
+            Readiness::Redis
+        );
+        assert_eq!(
+            readiness(&parse(serde_json::json!({ "kind": "fabric" }))),
+            Readiness::Http("/ready".to_owned())
+        );
+        assert_eq!(
+            readiness(&parse(
+                serde_json::json!({ "command": ["x"], "ready_path": "/h" })
+            )),
+            Readiness::Http("/h".to_owned())
+        );
+        assert_eq!(
+            container_port(&parse(serde_json::json!({ "kind": "redis" }))),
+            6379
+        );
+        assert_eq!(
+            container_port(&parse(serde_json::json!({ "kind": "postgres" }))),
+            5432
+        );
+        assert_eq!(
+            container_port(&parse(serde_json::json!({ "kind": "fabric" }))),
+            8080
+        );
+        assert_eq!(
+            container_port(&parse(serde_json::json!({ "image": "web:1", "port": 80 }))),
+            80
+        );
+        assert_eq!(
+            readiness(&parse(serde_json::json!({ "kind": "postgres" }))),
+            Readiness::Postgres
+        );
+    }
+}
