@@ -28,6 +28,7 @@ pub mod http;
 pub mod open;
 pub mod recording;
 pub mod schedule;
+pub mod ws;
 
 pub use counters::{ENGINE_LATE_LIMIT, EngineCounters, process_cpu};
 pub use recording::{Progress, SampleSink};
@@ -39,6 +40,7 @@ pub use schedule::{Phase, Segment};
 #[derive(Default)]
 pub struct Connections {
     pub http: http::Client,
+    pub ws: ws::Client,
 }
 
 /// What a step of a chain reports: the index it is recorded under, its
