@@ -5,7 +5,6 @@
 //! error of its kind, never a hang. Assertions are lower bounds that a busy
 //! machine only makes truer, never timings.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,16 +27,10 @@ struct Echo {
 impl Operation for Echo {
     type Chain = ();
 
-    fn execute<'a>(
-        &'a self,
-        conns: &'a Connections,
-        _chain: &'a mut (),
-    ) -> impl Future<Output = Outcome> + Send + 'a {
-        async move {
-            match conns.ws.request(&self.target, Frame::text("ping")).await {
-                Ok(_) => Outcome::Ok,
-                Err(f) => Outcome::Error(f.kind().to_owned()),
-            }
+    async fn execute(&self, conns: &Connections, _chain: &mut ()) -> Outcome {
+        match conns.ws.request(&self.target, Frame::text("ping")).await {
+            Ok(_) => Outcome::Ok,
+            Err(f) => Outcome::Error(f.kind().to_owned()),
         }
     }
 
@@ -45,14 +38,13 @@ impl Operation for Echo {
         false
     }
 
-    fn run_steps<'a>(
-        &'a self,
-        _conns: &'a Connections,
+    async fn run_steps(
+        &self,
+        _conns: &Connections,
         _chain: (),
         _timeout: Duration,
-        _record: &'a mut StepRecord<'_>,
-    ) -> impl Future<Output = ()> + Send + 'a {
-        async {}
+        _record: &mut StepRecord<'_>,
+    ) {
     }
 }
 
