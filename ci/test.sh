@@ -23,19 +23,19 @@ ci/setup.sh
 echo "== container images: release fabric-node, then loadgen images build (once per CI run; a no-op when up to date)"
 # The container tests (loadgen/cli/tests/containers.rs) use these images and
 # this release binary; building here keeps the build out of the tests.
-cargo build --release -p fabric --bin fabric-node
-GAUNTLET_BIN_DIR=target/release cargo run --quiet --bin loadgen -- images build
+cargo build --locked --release -p fabric --bin fabric-node
+GAUNTLET_BIN_DIR=target/release cargo run --locked --quiet --bin loadgen -- images build
 
 echo "== cargo test --workspace"
 # --workspace builds every binary (fabric-node among them) before the
 # integration tests that start them.
-cargo test --workspace --all-targets
+cargo test --locked --workspace --all-targets
 
 if [ "$smoke" = 1 ]; then
   echo "== smoke: cargo run --release --bin loadgen"
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
-  cargo run --release --bin loadgen -- run --quiet --out "$out"
+  cargo run --locked --release --bin loadgen -- run --quiet --out "$out"
   test -s "$out/latest/results.json"
   test -s "$out/latest/latency.hlog"
   test -s "$out/latest/metrics.jsonl"

@@ -222,6 +222,15 @@ impl Drop for Resources {
     }
 }
 
+/// Test-only: `GAUNTLET_TEST_PANIC=<stage>` panics at the start of that
+/// stage (`drive_load`, `check`), so a test can prove the guard releases
+/// everything after a panic. Never set outside tests.
+fn test_panic(stage: &str) {
+    if std::env::var("GAUNTLET_TEST_PANIC").is_ok_and(|s| s == stage) {
+        panic!("GAUNTLET_TEST_PANIC={stage}");
+    }
+}
+
 /// A panic's message, for the harness failure it becomes.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -341,6 +350,7 @@ async fn drive(
     let checks = match &tap {
         Some(tap) if failures.is_empty() && !cancel.is_cancelled() => {
             tap.flush();
+            test_panic("check");
             match check(
                 plan,
                 &*stack,

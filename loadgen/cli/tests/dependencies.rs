@@ -11,7 +11,13 @@ use std::process::Command;
 fn workspace_graph() -> BTreeMap<String, BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
@@ -74,7 +80,10 @@ fn dependencies_point_one_way() {
         "gauntlet-containers",
         "gauntlet-scenario",
     ] {
-        assert!(graph.contains_key(krate), "no crate `{krate}` in the workspace");
+        assert!(
+            graph.contains_key(krate),
+            "no crate `{krate}` in the workspace"
+        );
     }
     // Nothing depends on the command line.
     for krate in graph.keys().filter(|k| *k != "loadgen") {

@@ -293,6 +293,42 @@ fn a_killed_loadgen_takes_its_services_with_it() {
     );
 }
 
+/// A panic in a stage, with the stack, the recorder and the collectors
+/// running: the guard still stops the stack gracefully (the fabric logs its
+/// drain and stop, which a SIGKILL from a dying loadgen would not let it
+/// do), and the run ends with exit 3 and a readable run directory.
+#[test]
+fn a_panic_in_a_stage_releases_the_stack_gracefully() {
+    fabric_node();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("short.yaml");
+    std::fs::write(&scenario, common::SHORT).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            "runs",
+            "--quiet",
+        ])
+        .current_dir(dir.path())
+        .env("GAUNTLET_BIN_DIR", bin_dir())
+        .env("GAUNTLET_TEST_PANIC", "drive_load")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("panicked"), "{stderr}");
+    let run_dir = only_run_dir(&dir.path().join("runs"));
+    assert!(run_dir.join("scenario.yaml").is_file());
+    let log = std::fs::read_to_string(run_dir.join("logs/fabric.log")).unwrap();
+    assert!(
+        log.contains("draining requests") && log.contains("stopped"),
+        "the fabric was not stopped gracefully:\n{log}"
+    );
+    assert!(processes_mentioning(&run_dir.display().to_string()).is_empty());
+}
+
 /// Runs a scenario whose only service is `thing`, given as a YAML flow mapping.
 fn run_with_service(thing: &str) -> (tempfile::TempDir, String, Option<i32>) {
     let dir = tempfile::tempdir().unwrap();

@@ -41,7 +41,6 @@ use gauntlet_control::{
     BoxFuture, ControlError, Endpoint, ServiceState, Signal, Stack, StopReport,
 };
 use gauntlet_scenario::{Readiness, Scenario, Service, ServiceKind};
-use tokio::sync::watch;
 
 use crate::LABEL_SERVICE;
 use crate::docker::{DockerError, is_not_found};
@@ -829,32 +828,10 @@ impl Stack for ContainerStack {
         RUNTIME
     }
 
-    fn services(&self) -> Vec<String> {
-        self.services.names()
-    }
-
-    fn endpoint(&self, service: &str) -> Result<Endpoint, ControlError> {
-        self.services.endpoint(service)
-    }
-
-    fn watch_endpoint(&self, service: &str) -> Result<watch::Receiver<Endpoint>, ControlError> {
-        self.services.watch_endpoint(service)
-    }
-
-    fn state(&self, service: &str) -> Result<ServiceState, ControlError> {
-        self.services.state(service)
-    }
-
-    fn pid(&self, service: &str) -> Option<u32> {
-        self.services.pid(service)
-    }
+    gauntlet_stack::stack_accessors!(services);
 
     fn data_dir(&self, service: &str) -> Option<PathBuf> {
         self.find(service).ok()?.data_dir.clone()
-    }
-
-    fn log_path(&self, service: &str) -> Option<PathBuf> {
-        self.services.log_path(service)
     }
 
     fn stop<'a>(

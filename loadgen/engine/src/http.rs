@@ -53,21 +53,27 @@ impl Endpoint {
                 "`{base}` must be a base URL without a path (hint: `http://127.0.0.1:8080`)"
             ));
         }
-        let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
-            host.to_owned()
-        } else {
-            format!("{host}:80")
-        };
-        let addr = with_port
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{host}` resolves to no address"))?;
+        let addr = resolve(host)?;
         Ok(Self {
             addr,
             host: host.to_owned(),
         })
     }
+}
+
+/// Resolves `host` or `host:port` (port 80 when none) once, to its first
+/// address; shared by the engine's connection kinds.
+pub fn resolve(host: &str) -> Result<SocketAddr, String> {
+    let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{host}` resolves to no address"))
 }
 
 /// How a request failed, as an error kind for the recorder.

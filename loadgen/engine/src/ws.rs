@@ -146,7 +146,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -387,16 +387,7 @@ impl Target {
         if host.is_empty() {
             return Err(format!("`{url}` has no host"));
         }
-        let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
-            host.to_owned()
-        } else {
-            format!("{host}:80")
-        };
-        let addr = with_port
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{host}` resolves to no address"))?;
+        let addr = crate::http::resolve(host)?;
         Self::new(addr, host, path)
     }
 

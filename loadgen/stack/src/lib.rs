@@ -20,4 +20,5 @@ pub mod probe;
 pub mod process;
 pub mod service;
 
+pub use gauntlet_control;
 pub use process::{ProcessStack, StackError, log_tail};

@@ -33,7 +33,6 @@ pub use gauntlet_control::StopReport;
 use gauntlet_control::{BoxFuture, ControlError, Endpoint, ServiceState, Signal, Stack};
 use gauntlet_scenario::{Readiness, Scenario, Service};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 
 use crate::service::{HasHandle, ServiceHandle, Services};
 use crate::{bins, kinds, probe};
@@ -621,25 +620,7 @@ impl Stack for ProcessStack {
         RUNTIME
     }
 
-    fn services(&self) -> Vec<String> {
-        self.services.names()
-    }
-
-    fn endpoint(&self, service: &str) -> Result<Endpoint, ControlError> {
-        self.services.endpoint(service)
-    }
-
-    fn watch_endpoint(&self, service: &str) -> Result<watch::Receiver<Endpoint>, ControlError> {
-        self.services.watch_endpoint(service)
-    }
-
-    fn state(&self, service: &str) -> Result<ServiceState, ControlError> {
-        self.services.state(service)
-    }
-
-    fn pid(&self, service: &str) -> Option<u32> {
-        self.services.pid(service)
-    }
+    crate::stack_accessors!(services);
 
     fn data_dir(&self, service: &str) -> Option<PathBuf> {
         let svc = self.find(service).ok()?;
@@ -648,10 +629,6 @@ impl Stack for ProcessStack {
             Some(holder) => holder.view(&svc.data_dir),
             None => svc.data_dir.clone(),
         })
-    }
-
-    fn log_path(&self, service: &str) -> Option<PathBuf> {
-        self.services.log_path(service)
     }
 
     fn stop<'a>(

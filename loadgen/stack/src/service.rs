@@ -148,6 +148,52 @@ impl<S: HasHandle> Services<S> {
     }
 }
 
+/// The `Stack` accessors both runtimes answer the same way, delegated to
+/// a [`Services`] field of the stack: `services`, `endpoint`,
+/// `watch_endpoint`, `state`, `pid` and `log_path`. Expand it inside an
+/// `impl gauntlet_control::Stack for …` block.
+#[macro_export]
+macro_rules! stack_accessors {
+    ($field:ident) => {
+        fn services(&self) -> Vec<String> {
+            self.$field.names()
+        }
+
+        fn endpoint(
+            &self,
+            service: &str,
+        ) -> Result<$crate::gauntlet_control::Endpoint, $crate::gauntlet_control::ControlError> {
+            self.$field.endpoint(service)
+        }
+
+        fn watch_endpoint(
+            &self,
+            service: &str,
+        ) -> Result<
+            ::tokio::sync::watch::Receiver<$crate::gauntlet_control::Endpoint>,
+            $crate::gauntlet_control::ControlError,
+        > {
+            self.$field.watch_endpoint(service)
+        }
+
+        fn state(
+            &self,
+            service: &str,
+        ) -> Result<$crate::gauntlet_control::ServiceState, $crate::gauntlet_control::ControlError>
+        {
+            self.$field.state(service)
+        }
+
+        fn pid(&self, service: &str) -> Option<u32> {
+            self.$field.pid(service)
+        }
+
+        fn log_path(&self, service: &str) -> Option<::std::path::PathBuf> {
+            self.$field.log_path(service)
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
