@@ -333,6 +333,7 @@ async fn drive(
         failures.push(e);
         load_cancel.cancel();
     }
+    test_panic("drive_load");
     let engine = drive_load(
         plan,
         prepared,
