@@ -26,10 +26,16 @@ pub fn fabric_node() -> PathBuf {
 
 /// `loadgen ARGS` with the bundled binaries taken from the build directory.
 pub fn loadgen(args: &[&str], cwd: &Path) -> Output {
+    loadgen_with_env(args, cwd, &[])
+}
+
+/// [`loadgen`] with extra environment variables.
+pub fn loadgen_with_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
         .current_dir(cwd)
         .env("GAUNTLET_BIN_DIR", bin_dir())
+        .envs(env.iter().copied())
         .output()
         .expect("loadgen runs")
 }

@@ -303,19 +303,17 @@ fn a_panic_in_a_stage_releases_the_stack_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("short.yaml");
     std::fs::write(&scenario, common::SHORT).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
+    let out = common::loadgen_with_env(
+        &[
             "run",
             scenario.to_str().unwrap(),
             "--out",
             "runs",
             "--quiet",
-        ])
-        .current_dir(dir.path())
-        .env("GAUNTLET_BIN_DIR", bin_dir())
-        .env("GAUNTLET_TEST_PANIC", "drive_load")
-        .output()
-        .unwrap();
+        ],
+        dir.path(),
+        &[("GAUNTLET_TEST_PANIC", "drive_load")],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("panicked"), "{stderr}");
