@@ -20,14 +20,15 @@ done
 
 ci/setup.sh
 
-echo "== container images: release fabric-node, then loadgen images build (once per CI run; a no-op when up to date)"
+echo "== container images: release fabric-node and actor-node, then loadgen images build (once per CI run; a no-op when up to date)"
 # The container tests (loadgen/cli/tests/containers.rs) use these images and
-# this release binary; building here keeps the build out of the tests.
-cargo build --locked --release -p fabric --bin fabric-node
+# these release binaries (every bundled kind gets an image); building here
+# keeps the build out of the tests.
+cargo build --locked --release -p fabric --bin fabric-node -p actors --bin actor-node
 GAUNTLET_BIN_DIR=target/release cargo run --locked --quiet --bin loadgen -- images build
 
 echo "== cargo test --workspace"
-# --workspace builds every binary (fabric-node among them) before the
+# --workspace builds every binary (fabric-node, actor-node) before the
 # integration tests that start them.
 cargo test --locked --workspace --all-targets
 

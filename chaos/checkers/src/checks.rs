@@ -28,14 +28,24 @@ pub enum Check {
     QueueAtLeastOnce,
     /// Each key holds its last acknowledged value, or an unknown write's.
     KvReadYourWrites,
+    /// Every acknowledged message is counted at its sink, per key.
+    ActorsNoAckedMessageLost,
+    /// Acknowledged messages flow again soon after each fault heals; no
+    /// component sits on queued messages without handling them.
+    ActorsNoSilentStall,
+    /// No component restarted more than its budget.
+    ActorsRestartsBounded,
 }
 
 impl Check {
-    pub const ALL: [Check; 4] = [
+    pub const ALL: [Check; 7] = [
         Check::NoAckedWriteLost,
         Check::OffsetsUnique,
         Check::QueueAtLeastOnce,
         Check::KvReadYourWrites,
+        Check::ActorsNoAckedMessageLost,
+        Check::ActorsNoSilentStall,
+        Check::ActorsRestartsBounded,
     ];
 
     /// The name in `checks:`, results and reports.
@@ -45,6 +55,9 @@ impl Check {
             Check::OffsetsUnique => "fabric.offsets_unique",
             Check::QueueAtLeastOnce => "fabric.queue.at_least_once",
             Check::KvReadYourWrites => "fabric.kv.read_your_writes",
+            Check::ActorsNoAckedMessageLost => "actors.no_acked_message_lost",
+            Check::ActorsNoSilentStall => "actors.no_silent_stall",
+            Check::ActorsRestartsBounded => "actors.restarts_bounded",
         }
     }
 
@@ -58,6 +71,9 @@ impl Check {
             Check::OffsetsUnique => offsets_unique(history, readback, faults),
             Check::QueueAtLeastOnce => queue_at_least_once(history, readback, faults),
             Check::KvReadYourWrites => kv_read_your_writes(history, readback, faults),
+            Check::ActorsNoAckedMessageLost => no_acked_message_lost(history, readback, faults),
+            Check::ActorsNoSilentStall => no_silent_stall(history, readback, faults),
+            Check::ActorsRestartsBounded => restarts_bounded(history, readback, faults),
         }
     }
 }
@@ -582,6 +598,211 @@ pub fn kv_read_your_writes(
         "{} key(s) with {} acknowledged write(s) read back",
         b.counts.get("keys").copied().unwrap_or(0),
         b.counts.get("acknowledged_writes").copied().unwrap_or(0)
+    );
+    b.finish(checked)
+}
+
+/// The actor node's sends: (operation, component, sinks, messages per key).
+fn sends(
+    history: &History,
+) -> impl Iterator<Item = (&Operation, &str, &[String], &BTreeMap<String, u64>)> {
+    history
+        .operations
+        .iter()
+        .filter_map(|op| match &op.invocation {
+            Invocation::ActorSend {
+                component,
+                sinks,
+                keys,
+            } => Some((op, component.as_str(), sinks.as_slice(), keys)),
+            _ => None,
+        })
+}
+
+/// Every message of every acknowledged send is counted at each of its
+/// sinks (the `counter`s at the end of its path: a pipeline's last stage,
+/// every subscriber of a topic), per key: acknowledged ≤ counted. Unknown
+/// sends may or may not have been counted; more than acknowledged plus
+/// unknown is counted as `over_counted` (duplicates), not failed. Counter
+/// state is crash-safe, so this holds across kill -9 restarts of the node.
+pub fn no_acked_message_lost(
+    history: &History,
+    readback: &ReadBack,
+    faults: &[Fault],
+) -> CheckVerdict {
+    let mut b = Builder::new(Check::ActorsNoAckedMessageLost, faults);
+    type SinkKey<'a> = (&'a str, &'a str);
+    let mut acked: BTreeMap<SinkKey, u64> = BTreeMap::new();
+    let mut maybe: BTreeMap<SinkKey, u64> = BTreeMap::new();
+    // The last acknowledged send per sink and key: the evidence of a loss.
+    let mut last: BTreeMap<SinkKey, &Operation> = BTreeMap::new();
+    for (op, _, sinks, keys) in sends(history) {
+        let n: u64 = keys.values().sum();
+        match &op.outcome {
+            Outcome::Ok(_) => {
+                b.count("acknowledged_sends", 1);
+                b.count("acknowledged_messages", n);
+            }
+            Outcome::Unknown(_) => b.count("unknown_sends", 1),
+            Outcome::Fail(_) => {
+                b.count("failed_sends", 1);
+                continue;
+            }
+        }
+        if sinks.is_empty() {
+            b.count("sends_without_counter", 1);
+        }
+        for sink in sinks {
+            for (key, count) in keys {
+                let at = (sink.as_str(), key.as_str());
+                if op.outcome.is_ok() {
+                    *acked.entry(at).or_default() += count;
+                    last.insert(at, op);
+                } else {
+                    *maybe.entry(at).or_default() += count;
+                }
+            }
+        }
+    }
+    let mut unread = BTreeSet::new();
+    for ((sink, key), expected) in &acked {
+        b.count("checked_counts", 1);
+        let Some(status) = readback.components.get(*sink) else {
+            unread.insert(sink.to_string());
+            continue;
+        };
+        let counted = status.keys.get(*key).copied().unwrap_or(0);
+        if counted < *expected {
+            b.count("lost", expected - counted);
+            b.violation(
+                last.get(&(*sink, *key)).copied(),
+                format!(
+                    "counter {sink} counted {counted} message(s) of key `{key}`, {expected} were acknowledged ({} lost)",
+                    expected - counted
+                ),
+            );
+        } else {
+            let bound = expected + maybe.get(&(*sink, *key)).copied().unwrap_or(0);
+            b.count("over_counted", counted.saturating_sub(bound));
+        }
+    }
+    for sink in &unread {
+        b.violation(
+            None,
+            format!(
+                "counter {sink} was not read back, so its acknowledged messages are unverified"
+            ),
+        );
+    }
+    let checked = format!(
+        "{} acknowledged message(s) in {} send(s) looked up at {} counter key(s); {} unknown send(s) may or may not be counted",
+        b.counts.get("acknowledged_messages").copied().unwrap_or(0),
+        b.counts.get("acknowledged_sends").copied().unwrap_or(0),
+        b.counts.get("checked_counts").copied().unwrap_or(0),
+        b.counts.get("unknown_sends").copied().unwrap_or(0),
+    );
+    b.finish(checked)
+}
+
+/// After each fault heals, acknowledged sends resume within
+/// `readback.stall_within` (when sends were made in that span); and no
+/// component, read twice `stall_within` apart after the faults, holds
+/// queued messages without handling any while not `failed` (a silent
+/// stall: the supervisor neither recovered nor gave it up).
+pub fn no_silent_stall(history: &History, readback: &ReadBack, faults: &[Fault]) -> CheckVerdict {
+    let mut b = Builder::new(Check::ActorsNoSilentStall, faults);
+    let bound = readback.stall_within_s;
+    let ops: Vec<&Operation> = sends(history).map(|(op, ..)| op).collect();
+    for f in faults {
+        let Some(end) = f.end_s else { continue };
+        let window = |o: &&Operation| o.invoked_s >= end && o.invoked_s <= end + bound;
+        if !ops.iter().any(window) {
+            continue;
+        }
+        b.count("faults_checked", 1);
+        let resumed = ops.iter().any(|o| {
+            o.outcome.is_ok()
+                && o.invoked_s >= end
+                && o.completed_s.is_some_and(|c| c <= end + bound)
+        });
+        if !resumed {
+            b.count("not_resumed", 1);
+            let first = ops.iter().find(|o| window(o)).copied();
+            b.violation(
+                first,
+                format!(
+                    "no send was acknowledged within {bound:.1} s after fault `{}` healed at {end:.2} s",
+                    f.name
+                ),
+            );
+        }
+    }
+    for (name, first) in &readback.components {
+        b.count("components_checked", 1);
+        let Some(later) = readback.components_later.get(name) else {
+            continue;
+        };
+        if first.mailbox_depth > 0
+            && later.mailbox_depth > 0
+            && later.handled == first.handled
+            && later.state != "failed"
+            && first.state != "stopped"
+        {
+            b.count("stalled", 1);
+            b.violation(
+                None,
+                format!(
+                    "component {name} holds {} queued message(s) and handled none in {bound:.1} s (state `{}`, handled {})",
+                    later.mailbox_depth, later.state, later.handled
+                ),
+            );
+        }
+    }
+    let checked = format!(
+        "resumption checked after {} fault(s) (within {bound:.1} s); {} component(s) read twice {bound:.1} s apart for queued messages left unhandled",
+        b.counts.get("faults_checked").copied().unwrap_or(0),
+        b.counts.get("components_checked").copied().unwrap_or(0),
+    );
+    b.finish(checked)
+}
+
+/// No component restarted more than its budget (`max_restarts`, the
+/// node's default 10 when the scenario gives none), and none was given up
+/// (`failed`: its restart intensity was exceeded).
+pub fn restarts_bounded(_history: &History, readback: &ReadBack, faults: &[Fault]) -> CheckVerdict {
+    let mut b = Builder::new(Check::ActorsRestartsBounded, faults);
+    for (name, status) in &readback.components {
+        b.count("components", 1);
+        b.count("restarts", status.restarts);
+        let budget = u64::from(readback.restart_budgets.get(name).copied().unwrap_or(10));
+        if status.restarts > budget {
+            b.violation(
+                None,
+                format!(
+                    "component {name} restarted {} time(s), over its budget of {budget}",
+                    status.restarts
+                ),
+            );
+        } else if status.state == "failed" {
+            b.violation(
+                None,
+                format!(
+                    "component {name} is `failed` (stopped for good after {} restart(s))",
+                    status.restarts
+                ),
+            );
+        }
+    }
+    if readback.components.is_empty() {
+        b.violation(
+            None,
+            "no component was read back, so restarts are unverified".to_owned(),
+        );
+    }
+    let checked = format!(
+        "{} component(s) with {} restart(s) in all checked against their budgets",
+        b.counts.get("components").copied().unwrap_or(0),
+        b.counts.get("restarts").copied().unwrap_or(0),
     );
     b.finish(checked)
 }

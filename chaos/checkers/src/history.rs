@@ -77,6 +77,16 @@ pub enum Invocation {
     },
     #[serde(rename = "kv.delete")]
     KvDelete { store: String, key: String },
+    /// A batch of messages to an actor node's component, pipeline or
+    /// topic; `sinks` are the counters each message is counted at,
+    /// `keys` the messages per key.
+    #[serde(rename = "actors.send")]
+    ActorSend {
+        component: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sinks: Vec<String>,
+        keys: BTreeMap<String, u64>,
+    },
 }
 
 /// A job as delivered by a receive or by the drain.
@@ -98,6 +108,9 @@ pub struct Acknowledged {
     /// `queue.receive`: the jobs delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<DeliveredJob>,
+    /// `actors.send`: messages handled at the end of their path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled: Option<u64>,
 }
 
 /// One line of `history.jsonl`.
@@ -378,6 +391,36 @@ pub struct ReadBack {
     /// Each KV store: every key the history wrote, read back (`null`: absent).
     #[serde(default)]
     pub kv: BTreeMap<String, BTreeMap<String, Option<Digest>>>,
+    /// Actor nodes: each component's status when the read-back began
+    /// (with per-key counts for the counters messages were sent to).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, ComponentStatus>,
+    /// The same, `stall_within_s` later (`actors.no_silent_stall`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components_later: BTreeMap<String, ComponentStatus>,
+    /// `readback.stall_within`, in seconds.
+    #[serde(default)]
+    pub stall_within_s: f64,
+    /// Each component's restart budget (its `max_restarts`); components
+    /// not listed have the node's default, 10.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restart_budgets: BTreeMap<String, u32>,
+}
+
+/// An actor node's component as `GET /api/v1/components/{name}` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    /// `running`, `restarting`, `stopped` or `failed`.
+    pub state: String,
+    #[serde(default)]
+    pub mailbox_depth: u64,
+    #[serde(default)]
+    pub handled: u64,
+    #[serde(default)]
+    pub restarts: u64,
+    /// A counter's messages per key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, u64>,
 }
 
 /// The read-back's file name in a run directory.

@@ -19,6 +19,6 @@ pub mod history;
 
 pub use checks::{Check, CheckVerdict, EvidenceItem, relative_to_faults};
 pub use history::{
-    Acknowledged, DeliveredJob, Digest, History, HistoryError, HistoryWriter, Invocation,
-    Operation, Outcome, ReadBack, StreamMessage,
+    Acknowledged, ComponentStatus, DeliveredJob, Digest, History, HistoryError, HistoryWriter,
+    Invocation, Operation, Outcome, ReadBack, StreamMessage,
 };

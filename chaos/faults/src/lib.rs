@@ -10,6 +10,11 @@
 //! cores in bounded threads and `disk_full` fills the service's data
 //! directory (until ENOSPC or its `max`), then frees it.
 //!
+//! `actor_panic` and `actor_stall` go to the actor node's test-only fault
+//! endpoint (`POST /api/v1/components/{name}/faults`, the node started
+//! with `AIRSSYS_TEST_FAULTS=1`), straight to the service's endpoint; a
+//! healed window clears the fault (`{"clear": true}`).
+//!
 //! A fault that cannot be applied or healed is an error
 //! ([`FaultError`]); the run fails with exit code 3. Nothing is skipped
 //! silently. [`FaultScheduler::heal_all`] heals whatever is still applied
@@ -266,6 +271,8 @@ impl FaultScheduler {
             FaultAction::Cpu { .. } | FaultAction::DiskFull { .. } => {
                 format!("resource.{}", action.key())
             }
+            FaultAction::ActorPanic { .. } => "actor.panic".to_owned(),
+            FaultAction::ActorStall { .. } => "actor.stall".to_owned(),
             _ => format!("{runtime}.{}", action.key()),
         }
     }
@@ -429,6 +436,26 @@ impl FaultScheduler {
                 params.insert("disk_full_reached".into(), filled.enospc.into());
                 return self.record(&mut st, w, start_s, params, Held::Fill(path), idx, false);
             }
+            FaultAction::ActorPanic {
+                component,
+                panic_after,
+                repeat,
+            } => {
+                let body = serde_json::json!({ "panic_after": panic_after, "repeat": repeat });
+                actor_fault(stack()?.as_ref(), &w.target, component, &body)
+                    .await
+                    .map_err(err)?;
+                end_now = w.end.is_none();
+                Held::Nothing
+            }
+            FaultAction::ActorStall { component, stall } => {
+                let body = serde_json::json!({ "stall_ms": stall.as_millis() as u64 });
+                actor_fault(stack()?.as_ref(), &w.target, component, &body)
+                    .await
+                    .map_err(err)?;
+                end_now = w.end.is_none();
+                Held::Nothing
+            }
             FaultAction::Link {
                 action,
                 stream,
@@ -522,6 +549,16 @@ impl FaultScheduler {
             }
             (FaultAction::Pause, _) => stack()?.unpause(&w.target).await.map_err(control)?,
             (FaultAction::Resume | FaultAction::Restart, _) => {}
+            (
+                FaultAction::ActorPanic { component, .. }
+                | FaultAction::ActorStall { component, .. },
+                _,
+            ) => {
+                let clear = serde_json::json!({ "clear": true });
+                actor_fault(stack()?.as_ref(), &w.target, component, &clear)
+                    .await
+                    .map_err(err)?;
+            }
             (FaultAction::Partition, _) => {
                 if self.runtime == "process" {
                     for p in self.links_to(&w.target) {
@@ -573,6 +610,52 @@ impl FaultScheduler {
         self.write(&st.records)
             .map_err(|e| err(format!("cannot write {}: {e}", self.faults_path.display())))
     }
+}
+
+/// How long an actor fault request may take.
+const ACTOR_FAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `POST /api/v1/components/{component}/faults` with `body` to the actor
+/// node `service` (its current endpoint), over one HTTP/1.1 connection;
+/// anything but a 2xx is an error naming the answer.
+async fn actor_fault(
+    stack: &dyn Stack,
+    service: &str,
+    component: &str,
+    body: &serde_json::Value,
+) -> Result<(), String> {
+    let endpoint = stack.endpoint(service).map_err(|e| e.to_string())?;
+    let body = body.to_string();
+    let request = format!(
+        "POST /api/v1/components/{component}/faults HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        endpoint.addr(),
+        body.len()
+    );
+    let exchange = async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(endpoint.addr()).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(ACTOR_FAULT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("the node did not answer within {ACTOR_FAULT_TIMEOUT:?}"))?
+        .map_err(|e| format!("cannot reach the node at {}: {e}", endpoint.addr()))?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let detail = text.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+    Err(format!(
+        "the node answered {status} to the fault on component `{component}`: {detail} (hint: the fault endpoint needs AIRSSYS_TEST_FAULTS=1, the `actors` kind's default; the component must exist)"
+    ))
 }
 
 /// The proxy toxic for a link action; `None` for `down` (the proxy's own state).

@@ -468,17 +468,28 @@ fn connect(plan: &Plan, stack: &dyn Stack) -> Result<Endpoints, RunError> {
     Ok(endpoints)
 }
 
-/// Stage 4: each operation's set-up on its system (resources created) and
-/// its driver prepared; with `checks:`, the history tap handed to each.
+/// Stage 4: the scenario's `setup:` (the actor node's topology), each
+/// operation's set-up on its system (resources created) and its driver
+/// prepared; with `checks:`, the history tap handed to each.
 async fn prepare_operations(
     plan: &Plan,
     endpoints: &Endpoints,
     run_dir: &Path,
 ) -> Result<(Vec<Prepared>, Option<Arc<Tap>>), RunError> {
     let targets = |service: &str| endpoints.target(service);
-    let shared = Shared::default();
+    let mut shared = Shared::default();
     // The set-up's client (the engine threads have their own).
     let client = gauntlet_engine::http::Client::new();
+    // The scenario's `setup:` first: the topology the operations use.
+    if let Some(setup) = &plan.scenario.setup.actors {
+        let service = setup.service_in(&plan.scenario).ok_or_else(|| {
+            RunError::Harness("set-up: the scenario has no actors service".to_owned())
+        })?;
+        gauntlet_drivers::actors::setup(&client, setup, &targets(&service))
+            .await
+            .map_err(RunError::Harness)?;
+        shared.actors.topology = Some(setup.topology());
+    }
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
         gauntlet_drivers::setup(&client, op, &targets)
@@ -700,8 +711,7 @@ async fn check(
     }
     history::run_checks(
         &plan.operations,
-        &plan.scenario.checks,
-        plan.scenario.drain_within(),
+        &plan.scenario,
         &|service: &str| direct.target(service),
         faults,
         start,

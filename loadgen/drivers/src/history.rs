@@ -9,8 +9,8 @@
 //! system records is in its module (`fabric::taps`).
 //!
 //! After the load and after every fault healed, [`run_checks`] reads the
-//! history, has each system read back what it wrote (`fabric::readback`)
-//! into `readback.json`, and runs the checkers; [`write_verdict`] adds their
+//! history, has each system read back what it wrote (`fabric::readback`,
+//! `actors::readback`) into `readback.json`, and runs the checkers; [`write_verdict`] adds their
 //! verdicts to `verdict.json`.
 
 use std::path::Path;
@@ -136,31 +136,55 @@ pub fn write_verdict(
 /// The read-back and the checks after the load and the faults: reads the
 /// history, has each system read back what it wrote (services reached
 /// through `target`, directly, not through fault proxies), runs each check.
-#[allow(clippy::too_many_arguments)]
 pub async fn run_checks(
     operations: &[PlannedOperation],
-    checks: &[gauntlet_scenario::CheckName],
-    drain_within: std::time::Duration,
+    scenario: &gauntlet_scenario::Scenario,
     target: &dyn Fn(&str) -> Target,
     faults: &[Fault],
     run_start: Instant,
     run_dir: &Path,
 ) -> Result<Vec<CheckVerdict>, String> {
+    let checks = &scenario.checks;
     let path = run_dir.join(gauntlet_checkers::history::HISTORY_FILE);
     let history = History::read(&path).map_err(|e| e.to_string())?;
     let client = crate::control::http_client(4);
-    // The fabric's read-back (the only system with checks so far).
+    // The fabric's read-back (streams, queues, KV stores of its checks).
     let checked = crate::fabric::readback::checked(operations, checks);
-    let readback = crate::fabric::readback::read_back(
+    let mut readback = crate::fabric::readback::read_back(
         &client,
         &checked,
         &history,
         target,
-        drain_within,
+        scenario.drain_within(),
         run_start,
-        run_dir,
     )
     .await?;
+    // The actor nodes' read-back (components, counters) for theirs.
+    if checks.iter().any(|c| c.is_actors()) {
+        let wanted = crate::actors::readback::Wanted {
+            services: scenario
+                .stack
+                .services
+                .iter()
+                .filter(|(_, s)| s.kind == Some(gauntlet_scenario::ServiceKind::Actors))
+                .map(|(n, _)| n)
+                .collect(),
+            budgets: scenario
+                .setup
+                .actors
+                .as_ref()
+                .map(|a| a.restart_budgets().into_iter().collect())
+                .unwrap_or_default(),
+            stall_within: scenario.stall_within(),
+        };
+        crate::actors::readback::read_back(&client, &wanted, &history, target, &mut readback)
+            .await?;
+    }
+    gauntlet_recorder::files::write_json(
+        &run_dir.join(gauntlet_checkers::history::READBACK_FILE),
+        &readback,
+    )
+    .map_err(|e| format!("writing {}: {e}", gauntlet_checkers::history::READBACK_FILE))?;
     let names: Vec<String> = checks.iter().map(|c| c.name().to_owned()).collect();
     Ok(check(&names, &history, &readback, faults))
 }

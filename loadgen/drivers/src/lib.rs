@@ -9,8 +9,8 @@
 //! history events the checkers read ([`history::Tap`]). The engine sees a
 //! prepared operation only as a [`gauntlet_engine::Operation`].
 //!
-//! Systems: [`fabric`] (the event fabric's HTTP API) and [`http`] (any HTTP
-//! service). Adding one is a module implementing [`Call`], a variant of
+//! Systems: [`fabric`] (the event fabric's HTTP API), [`actors`] (the actor
+//! node's) and [`http`] (any HTTP service). Adding one is a module implementing [`Call`], a variant of
 //! [`SystemCall`] and an arm in [`prepare_call`] and [`setup`] (see
 //! ARCHITECTURE.md, "How to add a system to Gauntlet"). Also here: the data
 //! generators ([`data`]), the control path's client ([`control`]) and the
@@ -31,6 +31,7 @@ use gauntlet_recorder::Outcome;
 use gauntlet_scenario::Action;
 use tokio::time::Instant;
 
+pub mod actors;
 pub mod control;
 pub mod data;
 pub mod fabric;
@@ -108,6 +109,7 @@ pub trait Call: Send + Sync {
 /// is dispatched without a boxed future.
 pub enum SystemCall {
     Fabric(fabric::FabricCall),
+    Actors(actors::ActorsCall),
     Http(http::HttpCall),
 }
 
@@ -115,6 +117,7 @@ impl Call for SystemCall {
     async fn perform(&self, conns: &Connections, chain: &mut Chain) -> Outcome {
         match self {
             SystemCall::Fabric(c) => c.perform(conns, chain).await,
+            SystemCall::Actors(c) => c.perform(conns, chain).await,
             SystemCall::Http(c) => c.perform(conns, chain).await,
         }
     }
@@ -122,6 +125,7 @@ impl Call for SystemCall {
     fn step_requests(&self, chain: &Chain) -> usize {
         match self {
             SystemCall::Fabric(c) => c.step_requests(chain),
+            SystemCall::Actors(c) => c.step_requests(chain),
             SystemCall::Http(c) => c.step_requests(chain),
         }
     }
@@ -133,6 +137,7 @@ impl Call for SystemCall {
 pub struct Shared {
     pub counters: data::Counters,
     pub fabric: fabric::FabricState,
+    pub actors: actors::ActorsState,
 }
 
 /// Where and how an action is prepared.
@@ -152,6 +157,7 @@ pub struct PrepareAt<'a> {
 pub fn prepare_call(action: &Action, at: &PrepareAt) -> Result<SystemCall, String> {
     Ok(match action {
         Action::Fabric(a) => SystemCall::Fabric(fabric::prepare(a, at)?),
+        Action::Actors(a) => SystemCall::Actors(actors::prepare(a, at)?),
         Action::Http(h) => SystemCall::Http(http::prepare(h, at)?),
     })
 }
@@ -171,7 +177,9 @@ pub async fn setup(
             Action::Fabric(a) => {
                 fabric::setup(client, a, resource, &targets(service), &op.name).await?;
             }
-            Action::Http(_) => {}
+            // The actor node's topology is the scenario's `setup.actors`
+            // (`actors::setup`); its operations create nothing beforehand.
+            Action::Actors(_) | Action::Http(_) => {}
         }
         previous = resource;
     }
@@ -273,6 +281,7 @@ impl Operation for Prepared {
         chain.tap.clone_from(&self.tap);
         match &self.head {
             SystemCall::Fabric(c) => c.perform(conns, chain).await,
+            SystemCall::Actors(c) => c.perform(conns, chain).await,
             SystemCall::Http(c) => c.perform(conns, chain).await,
         }
     }

@@ -139,6 +139,14 @@ pub struct FaultSpec {
     /// Fill the service's data directory until the disk is full or `max` is written, for the window (needs `for`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_full: Option<Target>,
+    /// An actor node's `component` panics in its handler after `panic_after`
+    /// messages (test-only fault endpoint); `for` clears it, else it is instantaneous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_panic: Option<Target>,
+    /// An actor node's `component` stalls in its handler for `stall`
+    /// (default: the window's `for`); `for` clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_stall: Option<Target>,
 
     /// `kill`: the signal (`KILL`, `TERM`, `SIGINT`, `9`, …; default `KILL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +161,19 @@ pub struct FaultSpec {
     /// `disk_full`: most bytes to write (default `4GiB`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<Size>,
+    /// `actor_panic`, `actor_stall`: the component (by registry name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// `actor_panic`: messages handled before the panic (default 0: the next one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_after: Option<u32>,
+    /// `actor_panic`: panic again after every `panic_after` messages until
+    /// cleared (default `false`: once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<bool>,
+    /// `actor_stall`: how long the handler stalls (default: the window's `for`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Duration>,
 
     /// A link fault's link: `loadgen->SERVICE`, or `{ any: [...] }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +233,17 @@ pub enum CheckName {
     /// Each key holds its last acknowledged value (or a later unknown one).
     #[serde(rename = "fabric.kv.read_your_writes")]
     KvReadYourWrites,
+    /// Every acknowledged message is counted at its sink (`counter`), per key.
+    #[serde(rename = "actors.no_acked_message_lost")]
+    ActorsNoAckedMessageLost,
+    /// After the faults heal, acknowledged work resumes within
+    /// `readback.stall_within`, and no component sits on queued messages
+    /// without handling them.
+    #[serde(rename = "actors.no_silent_stall")]
+    ActorsNoSilentStall,
+    /// No component restarted more than its budget (`max_restarts`).
+    #[serde(rename = "actors.restarts_bounded")]
+    ActorsRestartsBounded,
 }
 
 impl CheckName {
@@ -221,7 +253,20 @@ impl CheckName {
             CheckName::OffsetsUnique => "fabric.offsets_unique",
             CheckName::QueueAtLeastOnce => "fabric.queue.at_least_once",
             CheckName::KvReadYourWrites => "fabric.kv.read_your_writes",
+            CheckName::ActorsNoAckedMessageLost => "actors.no_acked_message_lost",
+            CheckName::ActorsNoSilentStall => "actors.no_silent_stall",
+            CheckName::ActorsRestartsBounded => "actors.restarts_bounded",
         }
+    }
+
+    /// The checks of the actor node (the others are the fabric's).
+    pub fn is_actors(self) -> bool {
+        matches!(
+            self,
+            CheckName::ActorsNoAckedMessageLost
+                | CheckName::ActorsNoSilentStall
+                | CheckName::ActorsRestartsBounded
+        )
     }
 }
 
@@ -235,6 +280,18 @@ pub struct ReadBackSpec {
     /// fails with exit code 3, naming the queue and what is still leased.
     #[serde(default = "default_drain_within")]
     pub drain_within: Duration,
+    /// `actors.no_silent_stall`: how soon after a fault heals acknowledged
+    /// messages must flow again, and how long a component may sit on
+    /// queued messages without handling one (default `5s`).
+    #[serde(default = "default_stall_within")]
+    pub stall_within: Duration,
+}
+
+/// `actors.no_silent_stall`'s bound when the scenario gives none.
+pub const DEFAULT_STALL_WITHIN: StdDuration = StdDuration::from_secs(5);
+
+fn default_stall_within() -> Duration {
+    Duration(DEFAULT_STALL_WITHIN)
 }
 
 /// The drain's bound when the scenario gives none.
@@ -250,10 +307,16 @@ impl Scenario {
         self.readback
             .map_or(DEFAULT_DRAIN_WITHIN, |r| r.drain_within.0)
     }
+
+    /// `actors.no_silent_stall`'s bound: `readback.stall_within` or 5 s.
+    pub fn stall_within(&self) -> StdDuration {
+        self.readback
+            .map_or(DEFAULT_STALL_WITHIN, |r| r.stall_within.0)
+    }
 }
 
 /// The service fault kinds, by their key.
-pub const SERVICE_KINDS: [&str; 8] = [
+pub const SERVICE_KINDS: [&str; 10] = [
     "kill",
     "stop",
     "pause",
@@ -262,7 +325,11 @@ pub const SERVICE_KINDS: [&str; 8] = [
     "partition",
     "cpu",
     "disk_full",
+    "actor_panic",
+    "actor_stall",
 ];
+/// The fault kinds of the actor node, through its test-only fault endpoint.
+pub const ACTOR_KINDS: [&str; 2] = ["actor_panic", "actor_stall"];
 /// The link fault kinds, by their key.
 pub const LINK_KINDS: [&str; 7] = [
     "latency",
@@ -322,6 +389,17 @@ pub enum FaultAction {
     DiskFull {
         max_bytes: u64,
     },
+    /// `POST /api/v1/components/{component}/faults {"panic_after", "repeat"}`.
+    ActorPanic {
+        component: String,
+        panic_after: u32,
+        repeat: bool,
+    },
+    /// `POST /api/v1/components/{component}/faults {"stall_ms"}`.
+    ActorStall {
+        component: String,
+        stall: StdDuration,
+    },
     Link {
         action: LinkAction,
         stream: LinkStream,
@@ -341,6 +419,8 @@ impl FaultAction {
             FaultAction::Partition => "partition",
             FaultAction::Cpu { .. } => "cpu",
             FaultAction::DiskFull { .. } => "disk_full",
+            FaultAction::ActorPanic { .. } => "actor_panic",
+            FaultAction::ActorStall { .. } => "actor_stall",
             FaultAction::Link { action, .. } => match action {
                 LinkAction::Latency { .. } => "latency",
                 LinkAction::Bandwidth { .. } => "bandwidth",
@@ -389,6 +469,8 @@ impl FaultSpec {
             self.partition.is_some(),
             self.cpu.is_some(),
             self.disk_full.is_some(),
+            self.actor_panic.is_some(),
+            self.actor_stall.is_some(),
         ];
         let link = [
             self.latency.is_some(),
@@ -419,6 +501,8 @@ impl FaultSpec {
             &self.partition,
             &self.cpu,
             &self.disk_full,
+            &self.actor_panic,
+            &self.actor_stall,
         ]
         .into_iter()
         .find_map(Option::as_ref)
@@ -449,6 +533,15 @@ impl FaultSpec {
             },
             "disk_full" => FaultAction::DiskFull {
                 max_bytes: self.max.map_or(DEFAULT_DISK_FULL_MAX, |s| s.0),
+            },
+            "actor_panic" => FaultAction::ActorPanic {
+                component: self.component.clone()?,
+                panic_after: self.panic_after.unwrap_or(0),
+                repeat: self.repeat.unwrap_or(false),
+            },
+            "actor_stall" => FaultAction::ActorStall {
+                component: self.component.clone()?,
+                stall: self.stall.or(self.for_)?.as_std(),
             },
             "latency" => link(LinkAction::Latency {
                 latency: self.latency?.as_std(),
@@ -500,6 +593,8 @@ impl FaultSpec {
                 "partition",
                 "cpu",
                 "disk_full",
+                "actor_panic",
+                "actor_stall",
             ] {
                 map.remove(key);
             }
@@ -588,6 +683,52 @@ pub fn expand(faults: &[FaultSpec], seed: u64) -> Vec<FaultWindow> {
 
 fn k(s: &str) -> Seg {
     Seg::Key(s.to_owned())
+}
+
+/// The rules of `actor_panic` and `actor_stall`: an actors service, a component name.
+fn check_actor_fault(
+    s: &Scenario,
+    f: &FaultSpec,
+    kind: &str,
+    problem: &mut impl FnMut(Option<&str>, String, Option<String>),
+) {
+    if let Some(target) = f.target() {
+        for c in target.candidates() {
+            if let Some(svc) = s.stack.services.get(c)
+                && svc
+                    .kind
+                    .is_some_and(|k| k != crate::model::ServiceKind::Actors)
+            {
+                problem(
+                    Some(kind),
+                    format!("service `{c}` is not an actor node; `{kind}` needs one"),
+                    Some("target a service of `kind: actors`".to_owned()),
+                );
+            }
+        }
+    }
+    match &f.component {
+        None => problem(
+            Some(kind),
+            format!("an `{kind}` fault needs `component:` (the component to break)"),
+            Some(format!(
+                "e.g. `{{ at: 5s, {kind}: actors, component: ingest-2 }}`"
+            )),
+        ),
+        Some(c) if !crate::validate::is_component_name(c) => problem(
+            Some("component"),
+            format!("`{c}` is not a component name"),
+            Some("1 to 255 of `A-Z a-z 0-9 . _ -`, not starting with `.`".to_owned()),
+        ),
+        Some(_) => {}
+    }
+    if f.stall.is_some_and(|d| d.0.is_zero()) {
+        problem(
+            Some("stall"),
+            "`stall: 0s` stalls nothing".to_owned(),
+            Some("e.g. `stall: 2s`".to_owned()),
+        );
+    }
 }
 
 /// The semantic rules of `faults:` and `checks:`.
@@ -682,7 +823,11 @@ pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
         }
 
         // Parameters that belong to other kinds.
-        let owned: [(&str, bool, &[&str]); 11] = [
+        let owned: [(&str, bool, &[&str]); 15] = [
+            ("component", f.component.is_some(), &ACTOR_KINDS),
+            ("panic_after", f.panic_after.is_some(), &["actor_panic"]),
+            ("repeat", f.repeat.is_some(), &["actor_panic"]),
+            ("stall", f.stall.is_some(), &["actor_stall"]),
             ("signal", f.signal.is_some(), &["kill"]),
             ("restart_after", f.restart_after.is_some(), &["kill"]),
             ("cores", f.cores.is_some(), &["cpu"]),
@@ -741,7 +886,15 @@ pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
                 format!("a `{kind}` fault needs `for:` (it must end)"),
                 Some("e.g. `for: 10s`".to_owned()),
             ),
+            ("actor_stall", false) if f.stall.is_none() => problem(
+                Some(kind),
+                "an `actor_stall` needs `for:` (when it is cleared) or `stall:` (how long the handler stalls)".to_owned(),
+                Some("e.g. `for: 3s`".to_owned()),
+            ),
             _ => {}
+        }
+        if ACTOR_KINDS.contains(&kind) {
+            check_actor_fault(s, f, kind, &mut problem);
         }
         if f.for_.is_some_and(|d| d.0.is_zero()) {
             problem(

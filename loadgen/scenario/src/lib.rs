@@ -19,11 +19,12 @@ pub mod diag;
 pub mod faults;
 pub mod gate;
 pub mod model;
+pub mod setup;
 pub mod tree;
 pub mod units;
 mod validate;
 
-pub use validate::{BaseUrl, parse_base_url, target_service};
+pub use validate::{BaseUrl, is_component_name, parse_base_url, target_service};
 
 use std::path::Path;
 
@@ -42,6 +43,7 @@ const MAX_ERRORS: usize = 50;
 
 /// Parses, overrides and validates a scenario. `file` names the source in
 /// diagnostics; `${NAME}` is taken from the process environment.
+/// Relative paths in it (component files) are relative to the working directory.
 pub fn load(file: &str, text: &str, overrides: &[String]) -> Result<Scenario, Vec<Diagnostic>> {
     load_with_env(file, text, overrides, &|name| std::env::var(name).ok())
 }
@@ -53,14 +55,60 @@ pub fn load_with_env(
     overrides: &[String],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Scenario, Vec<Diagnostic>> {
-    load_document(
+    load_at(file, text, overrides, env, Path::new("."))
+}
+
+/// [`load_with_env`] with relative paths (component files) resolved
+/// against `base`; they are made absolute in the scenario returned, so its
+/// resolved copy loads from anywhere.
+fn load_at(
+    file: &str,
+    text: &str,
+    overrides: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+) -> Result<Scenario, Vec<Diagnostic>> {
+    let mut scenario = load_document(
         file,
         text,
         overrides,
         env,
         "a scenario is a mapping with `name`, `stack` and `workload`",
-        validate::check,
-    )
+        &|s: &Scenario| validate::check(s, base),
+    )?;
+    resolve_files(&mut scenario, base);
+    Ok(scenario)
+}
+
+/// Makes every component file path absolute (they were checked to exist).
+fn resolve_files(s: &mut Scenario, base: &Path) {
+    let absolute = |file: &mut Option<String>| {
+        if let Some(f) = file {
+            let full = base.join(&*f);
+            *f = std::fs::canonicalize(&full)
+                .unwrap_or(full)
+                .display()
+                .to_string();
+        }
+    };
+    let actions = s.workload.operations.iter_mut().flat_map(|o| {
+        std::iter::once(&mut o.action).chain(o.then.iter_mut().map(|t| &mut t.action))
+    });
+    for action in actions {
+        if let Action::Actors(ActorsAction::Spawn(spawn)) = action {
+            absolute(&mut spawn.component.file);
+        }
+    }
+    if let Some(setup) = &mut s.setup.actors {
+        for c in &mut setup.components {
+            absolute(&mut c.file);
+        }
+        for p in &mut setup.pipelines {
+            for stage in &mut p.stages {
+                absolute(&mut stage.file);
+            }
+        }
+    }
 }
 
 /// Parses and validates a gate profile (`slo:` and `gate:` sections).
@@ -71,7 +119,7 @@ pub fn load_profile(file: &str, text: &str) -> Result<Profile, Vec<Diagnostic>> 
         &[],
         &|name| std::env::var(name).ok(),
         "a gate profile is a mapping with `slo` and/or `gate`",
-        validate::check_profile,
+        &validate::check_profile,
     )
 }
 
@@ -101,7 +149,7 @@ fn load_document<T: serde::de::DeserializeOwned>(
     overrides: &[String],
     env: &dyn Fn(&str) -> Option<String>,
     shape: &str,
-    check: fn(&T) -> Vec<validate::Problem>,
+    check: &dyn Fn(&T) -> Vec<validate::Problem>,
 ) -> Result<T, Vec<Diagnostic>> {
     let lines: Vec<&str> = text.lines().collect();
     let diagnostic = |pos: Pos, message: String, hint: Option<String>| {
@@ -192,7 +240,19 @@ pub fn load_file(path: &Path, overrides: &[String]) -> Result<Scenario, Vec<Diag
             "check the path; `loadgen run` with no file runs scenarios/smoke.yaml",
         )]
     })?;
-    load(&file, &text, overrides)
+    let base = path.parent().unwrap_or(Path::new("."));
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
+    load_at(
+        &file,
+        &text,
+        overrides,
+        &|name| std::env::var(name).ok(),
+        base,
+    )
 }
 
 /// The scenario as a resolved YAML document (every default written out).

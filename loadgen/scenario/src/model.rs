@@ -49,6 +49,10 @@ pub struct Scenario {
     /// How the read-back after the load runs (only with `checks:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readback: Option<crate::faults::ReadBackSpec>,
+    /// What is created before the load starts, per system (`actors:`
+    /// components, pipelines and topics).
+    #[serde(default, skip_serializing_if = "crate::setup::Setup::is_empty")]
+    pub setup: crate::setup::Setup,
 }
 
 fn default_seed() -> u64 {
@@ -96,9 +100,9 @@ impl fmt::Display for Runtime {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    /// A service Gauntlet ships: `fabric`, `postgres` (PostgreSQL 15) or
-    /// `redis` (Redis 7); the last two come from the base image and need
-    /// container mode.
+    /// A service Gauntlet ships: `fabric`, `actors` (the actor node),
+    /// `postgres` (PostgreSQL 15) or `redis` (Redis 7); the last two come
+    /// from the base image (`postgres` needs container mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ServiceKind>,
     /// Instead of `kind`: the program and its arguments. `{port}`, `{addr}` and
@@ -220,6 +224,8 @@ fn default_stop_timeout() -> Duration {
 pub enum ServiceKind {
     /// The event fabric (`fabric-node`).
     Fabric,
+    /// The actor node (`actor-node`): components, pipelines, topics.
+    Actors,
     /// PostgreSQL 15, from the base image (container mode).
     Postgres,
     /// Redis 7, from the base image (container mode), or `redis-server`
@@ -228,8 +234,9 @@ pub enum ServiceKind {
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 3] = [
+    pub const ALL: [ServiceKind; 4] = [
         ServiceKind::Fabric,
+        ServiceKind::Actors,
         ServiceKind::Postgres,
         ServiceKind::Redis,
     ];
@@ -237,6 +244,7 @@ impl ServiceKind {
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Fabric => "fabric",
+            ServiceKind::Actors => "actors",
             ServiceKind::Postgres => "postgres",
             ServiceKind::Redis => "redis",
         }

@@ -112,6 +112,33 @@ pub const KINDS: &[KindSpec] = &[
         process_unavailable: None,
     },
     KindSpec {
+        kind: ServiceKind::Actors,
+        program: Program::Bundled {
+            package: "actors",
+            binary: "actor-node",
+        },
+        args: &[
+            "--bind",
+            "{host}",
+            "--http-port",
+            "{port}",
+            "--metrics-port",
+            "{port}",
+            "--data-dir",
+            "{data_dir}",
+        ],
+        container_port: 8080,
+        port_var: None,
+        data_dir_var: None,
+        // The test-only fault endpoint, for `actor_panic` and `actor_stall`.
+        default_env: &[("AIRSSYS_TEST_FAULTS", "1"), ("AIRSSYS_LOG_LEVEL", "info")],
+        probe: Probe::Http("/ready"),
+        metrics: true,
+        container_user: None,
+        container_script: None,
+        process_unavailable: None,
+    },
+    KindSpec {
         kind: ServiceKind::Postgres,
         program: Program::Debian {
             package: "postgresql-15",
@@ -305,6 +332,10 @@ mod tests {
         assert_eq!(
             container_port(&parse(serde_json::json!({ "kind": "fabric" }))),
             8080
+        );
+        assert_eq!(
+            readiness(&parse(serde_json::json!({ "kind": "actors" }))),
+            Readiness::Http("/ready".to_owned())
         );
         assert_eq!(
             container_port(&parse(serde_json::json!({ "image": "web:1", "port": 80 }))),

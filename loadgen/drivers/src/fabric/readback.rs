@@ -3,14 +3,13 @@
 //! stream whole, drains every checked queue (receive + ack until empty and
 //! nothing in flight, waiting at most `readback.drain_within` for leased
 //! jobs to come back), lists each checked queue's dead-letter queue and
-//! reads every key the history wrote, into `readback.json`.
+//! reads every key the history wrote (the caller writes `readback.json`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gauntlet_checkers::history::{DeliveredJob, READBACK_FILE, StreamMessage};
+use gauntlet_checkers::history::{DeliveredJob, StreamMessage};
 use gauntlet_checkers::{History, Invocation};
 use hyper::{Method, StatusCode};
 use tokio::time::Instant;
@@ -164,8 +163,7 @@ async fn list_dlq(
     }
 }
 
-/// The read-back phase: see the module's documentation. Writes
-/// `readback.json` and returns it.
+/// The read-back phase: see the module's documentation.
 pub async fn read_back(
     client: &HttpClient,
     checked: &Checked,
@@ -173,7 +171,6 @@ pub async fn read_back(
     target: &dyn Fn(&str) -> Target,
     drain_within: Duration,
     run_start: Instant,
-    run_dir: &Path,
 ) -> Result<gauntlet_checkers::ReadBack, String> {
     let services: BTreeSet<&String> = checked
         .streams
@@ -226,8 +223,6 @@ pub async fn read_back(
         }
         rb.kv.insert(store.clone(), values);
     }
-    gauntlet_recorder::files::write_json(&run_dir.join(READBACK_FILE), &rb)
-        .map_err(|e| format!("writing {READBACK_FILE}: {e}"))?;
     Ok(rb)
 }
 

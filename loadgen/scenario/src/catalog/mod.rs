@@ -21,9 +21,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::ServiceKind;
 
+pub mod actors;
 pub mod fabric;
 pub mod http;
 
+pub use actors::*;
 pub use fabric::*;
 pub use http::*;
 
@@ -155,6 +157,7 @@ macro_rules! systems {
 
 systems! {
     Fabric(FabricAction),
+    Actors(ActorsAction),
     Http(HttpRequest),
 }
 
@@ -168,6 +171,14 @@ impl Action {
     pub fn fabric(&self) -> Option<&FabricAction> {
         match self {
             Action::Fabric(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The actor node's action, if this is one.
+    pub fn actors(&self) -> Option<&ActorsAction> {
+        match self {
+            Action::Actors(a) => Some(a),
             _ => None,
         }
     }

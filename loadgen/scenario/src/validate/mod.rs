@@ -2,6 +2,7 @@
 //! references resolve, limits respected). Every rule reports a path into the
 //! document so the diagnostic points at the offending value.
 
+mod actors;
 mod fabric;
 mod http;
 
@@ -32,6 +33,16 @@ pub(super) fn is_name(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A component's registry name as the actor node takes it: 1–255 bytes of
+/// `[A-Za-z0-9._-]`, not starting with `.` (it names a file on the node).
+pub fn is_component_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// `tenant/namespace/name`, each segment as the fabric accepts it.
@@ -195,7 +206,9 @@ pub fn parse_base_url(url: &str) -> Result<BaseUrl, (String, String)> {
     }
 }
 
-pub fn check(s: &Scenario) -> Vec<Problem> {
+/// The rules of a scenario whose relative paths (component files) are
+/// relative to `base`, its file's directory.
+pub fn check(s: &Scenario, base: &std::path::Path) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut ops: Vec<String> = Vec::new();
     for op in &s.workload.operations {
@@ -738,7 +751,7 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
             &action_path,
             &mut problem,
         );
-        check_action(&op.action, None, &action_path, &mut problem);
+        check_action(&op.action, None, base, &action_path, &mut problem);
         let mut step_names = HashSet::new();
         let mut previous = &op.action;
         for (j, step) in op.then.iter().enumerate() {
@@ -785,9 +798,12 @@ pub fn check(s: &Scenario) -> Vec<Problem> {
                     &mut problem,
                 );
             }
-            check_action(&step.action, Some(previous), &step_path, &mut problem);
+            check_action(&step.action, Some(previous), base, &step_path, &mut problem);
             previous = &step.action;
         }
+    }
+    if let Some(setup) = &s.setup.actors {
+        actors::check_setup(s, setup, base, &mut problem);
     }
     out
 }
@@ -799,11 +815,15 @@ pub(super) type Report<'a> = dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&s
 fn check_action(
     action: &Action,
     previous: Option<&Action>,
+    base: &std::path::Path,
     path: &[Seg],
     problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
 ) {
     match action {
         Action::Fabric(a) => fabric::check(a, previous.and_then(Action::fabric), path, problem),
+        Action::Actors(a) => {
+            actors::check(a, previous.and_then(Action::actors), base, path, problem)
+        }
         Action::Http(h) => http::check(h, path, problem),
     }
 }
