@@ -602,12 +602,12 @@ fn op_cells(o: &OperationResult) -> String {
         if o.errors > 0 { "hot" } else { "zero" },
     ));
     s.push_str(&num("late", o.late, &thousands(o.late), zero(o.late)));
-    s.push_str(&num(
-        "throughput",
-        o.throughput_per_s,
-        &human_rate(o.throughput_per_s),
-        "",
-    ));
+    // An operation carrying batches of messages shows messages/s too.
+    let shown = match o.messages_per_s {
+        Some(m) => format!("{} ({} msg)", human_rate(o.throughput_per_s), human_rate(m)),
+        None => human_rate(o.throughput_per_s),
+    };
+    s.push_str(&num("throughput", o.throughput_per_s, &shown, ""));
     s.push_str(&lat("p50", l.p50));
     s.push_str(&lat("p90", l.p90));
     s.push_str(&lat("p99", l.p99));

@@ -77,7 +77,15 @@ fn row(phase: &str, op: &OperationResult) -> [String; 11] {
         op.count.to_string(),
         op.errors.to_string(),
         op.late.to_string(),
-        human_rate(op.throughput_per_s),
+        match op.messages_per_s {
+            // An operation carrying batches of messages: both rates.
+            Some(m) => format!(
+                "{} ({} msg)",
+                human_rate(op.throughput_per_s),
+                human_rate(m)
+            ),
+            None => human_rate(op.throughput_per_s),
+        },
         lat(l.p50),
         lat(l.p90),
         lat(l.p99),
@@ -171,6 +179,8 @@ mod tests {
             },
             service_time_us: Percentiles::default(),
             errors_by_kind: Default::default(),
+            messages: None,
+            messages_per_s: None,
         }
     }
 

@@ -506,6 +506,8 @@ mod downsampling {
             },
             service_time_us: Percentiles::default(),
             errors_by_kind: BTreeMap::new(),
+            messages: None,
+            messages_per_s: None,
         };
         let totals: Vec<OperationResult> = names
             .iter()
@@ -564,6 +566,7 @@ mod downsampling {
                                 } else {
                                     BTreeMap::new()
                                 },
+                                messages: None,
                             }
                         })
                         .collect(),

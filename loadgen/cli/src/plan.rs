@@ -194,6 +194,26 @@ impl Plan {
             .collect()
     }
 
+    /// Messages each recorded operation carries when it succeeds, in the
+    /// order of [`Self::recorded_names`]: an actor send's or publish's
+    /// batch; 0 for operations not counted in messages.
+    pub fn messages_per_operation(&self) -> Vec<u64> {
+        let batch = |a: &gauntlet_scenario::Action| match a.actors() {
+            Some(gauntlet_scenario::ActorsAction::Send(s)) => u64::from(s.batch),
+            Some(gauntlet_scenario::ActorsAction::Publish(p)) => u64::from(p.batch),
+            _ => 0,
+        };
+        self.operations
+            .iter()
+            .map(|o| batch(&o.action))
+            .chain(
+                self.operations
+                    .iter()
+                    .flat_map(|o| o.steps.iter().map(|s| batch(&s.action))),
+            )
+            .collect()
+    }
+
     /// What the engine needs of the plan: the schedule, the mix and the limits.
     pub fn load(&self) -> gauntlet_engine::Load {
         gauntlet_engine::Load {

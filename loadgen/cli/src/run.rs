@@ -550,7 +550,8 @@ fn start_recording(
             })
             .collect(),
         Some(hlog),
-    );
+    )
+    .count_messages(plan.messages_per_operation());
     let counters = Arc::new(EngineCounters::default());
     let threads = gauntlet_engine::open::engine_threads();
     let sink = Arc::new(SampleSink::new(threads));

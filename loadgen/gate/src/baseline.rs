@@ -33,6 +33,9 @@ pub struct StoredInterval {
     pub length_s: f64,
     pub count: u64,
     pub errors: u64,
+    /// Messages of the successful operations (operations carrying batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
     /// Latency histogram of the successful operations (µs), base64 of HdrHistogram V2-deflate.
     pub histogram: String,
 }
@@ -58,6 +61,7 @@ impl Baseline {
                             length_s: s.length_s,
                             count: s.count,
                             errors: s.errors,
+                            messages: s.messages,
                             histogram: encode_histogram(&s.histogram),
                         })
                         .collect();
@@ -81,6 +85,7 @@ impl Baseline {
                     length_s: s.length_s,
                     count: s.count,
                     errors: s.errors,
+                    messages: s.messages,
                     histogram,
                 });
             }

@@ -28,13 +28,20 @@ pub struct IntervalSample {
     /// Completed operations (ok + errors).
     pub count: u64,
     pub errors: u64,
+    /// Messages of the successful operations, for operations that carry
+    /// several each (an actor send of a batch): their throughput is
+    /// gated in messages per second.
+    pub messages: Option<u64>,
     /// Latency of the successful operations, µs.
     pub histogram: Histogram<u64>,
 }
 
 impl IntervalSample {
+    /// Successful operations per second, or messages per second for an
+    /// operation that carries several.
     pub fn throughput(&self) -> f64 {
-        (self.count - self.errors) as f64 / self.length_s
+        let done = self.messages.unwrap_or(self.count - self.errors);
+        done as f64 / self.length_s
     }
 
     pub fn error_rate(&self) -> Option<f64> {
@@ -187,6 +194,7 @@ pub fn read_run(dir: &Path, phases: &[String]) -> Result<Samples, GateError> {
             .find(|i| (i.t_s - t).abs() < 1e-3)
             .and_then(|i| i.operations.iter().find(|o| &o.operation == tag));
         let (count, errors) = counts.map_or((interval.histogram.len(), 0), |c| (c.count, c.errors));
+        let messages = counts.and_then(|c| c.messages);
         intervals
             .entry(tag.clone())
             .or_default()
@@ -196,6 +204,7 @@ pub fn read_run(dir: &Path, phases: &[String]) -> Result<Samples, GateError> {
                 length_s: len,
                 count,
                 errors,
+                messages,
                 histogram: interval.histogram.clone(),
             });
     }

@@ -24,6 +24,7 @@ fn seconds(n: usize, per_s: u64, scale: f64, seed: u64) -> Vec<IntervalSample> {
                 length_s: 1.0,
                 count: (per_s as f64 / scale.max(1.0)) as u64,
                 errors: 0,
+                messages: None,
                 histogram: h,
             }
         })

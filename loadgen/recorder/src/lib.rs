@@ -144,8 +144,20 @@ impl OperationStats {
             latency_us: Percentiles::of(&self.latency),
             service_time_us: Percentiles::of(&self.service),
             errors_by_kind: self.errors_by_kind.clone(),
+            messages: None,
+            messages_per_s: None,
         }
     }
+}
+
+/// `result`'s messages for an operation carrying `per_op` messages each
+/// (0: not counted in messages).
+fn with_messages(mut r: OperationResult, per_op: u64) -> OperationResult {
+    if per_op > 0 {
+        r.messages = Some((r.count - r.errors) * per_op);
+        r.messages_per_s = Some(r.throughput_per_s * per_op as f64);
+    }
+    r
 }
 
 /// Facts about the run that are not measurements.
@@ -171,6 +183,8 @@ pub struct Recorder {
     intervals: Vec<IntervalResult>,
     last_completion: Duration,
     hlog: Option<hlog::HlogWriter>,
+    /// Messages each successful operation carries (0: not counted).
+    messages_per_op: Vec<u64>,
 }
 
 impl Recorder {
@@ -201,7 +215,20 @@ impl Recorder {
             intervals: Vec::new(),
             last_completion: Duration::ZERO,
             hlog,
+            messages_per_op: Vec::new(),
         }
+    }
+
+    /// Counts messages as well as operations: operation `i` carries
+    /// `per_operation[i]` messages when it succeeds (0: not counted), so
+    /// results show `messages` and `messages_per_s` next to throughput.
+    pub fn count_messages(mut self, per_operation: Vec<u64>) -> Self {
+        self.messages_per_op = per_operation;
+        self
+    }
+
+    fn per_op(&self, operation: usize) -> u64 {
+        self.messages_per_op.get(operation).copied().unwrap_or(0)
     }
 
     pub fn operations(&self) -> &[String] {
@@ -247,12 +274,15 @@ impl Recorder {
                 .operations
                 .iter()
                 .zip(&closed)
-                .map(|(name, stats)| IntervalOperation {
+                .enumerate()
+                .map(|(i, (name, stats))| IntervalOperation {
                     operation: name.clone(),
                     count: stats.count,
                     errors: stats.errors,
                     latency_us: Percentiles::of(&stats.latency),
                     errors_by_kind: stats.errors_by_kind.clone(),
+                    messages: (self.per_op(i) > 0)
+                        .then(|| (stats.count - stats.errors) * self.per_op(i)),
                 })
                 .collect(),
         };
@@ -294,7 +324,13 @@ impl Recorder {
                     .operations
                     .iter()
                     .zip(row)
-                    .map(|(name, stats)| stats.result(name, info.start_s, info.duration_s))
+                    .enumerate()
+                    .map(|(i, (name, stats))| {
+                        with_messages(
+                            stats.result(name, info.start_s, info.duration_s),
+                            self.per_op(i),
+                        )
+                    })
                     .collect(),
             })
             .collect();
@@ -303,7 +339,8 @@ impl Recorder {
             .operations
             .iter()
             .zip(self.totals())
-            .map(|(name, stats)| stats.result(name, 0.0, run_s))
+            .enumerate()
+            .map(|(i, (name, stats))| with_messages(stats.result(name, 0.0, run_s), self.per_op(i)))
             .collect();
         RunResults {
             format: RESULTS_FORMAT,

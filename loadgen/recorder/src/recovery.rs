@@ -261,6 +261,7 @@ mod tests {
                         ..Default::default()
                     },
                     errors_by_kind: Default::default(),
+                    messages: None,
                 }],
             })
             .collect();

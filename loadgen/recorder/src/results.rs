@@ -120,6 +120,13 @@ pub struct OperationResult {
     /// Errors by kind (`http_503`, `timeout`, `connect`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Operations that carry several messages each (an actor send of a
+    /// batch): the messages of the successful ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+    /// `messages` per second, over the same span as `throughput_per_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_s: Option<f64>,
 }
 
 /// One second of the run.
@@ -139,6 +146,10 @@ pub struct IntervalOperation {
     /// Errors in this interval by kind (`http_503`, `timeout`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Messages of the successful operations, for operations that carry
+    /// several each (see [`OperationResult::messages`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
 }
 
 impl RunResults {

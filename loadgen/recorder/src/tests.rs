@@ -66,6 +66,31 @@ fn phases_and_totals_count_every_sample() {
 }
 
 #[test]
+fn operations_carrying_batches_count_their_messages() {
+    // `send` carries 1000 messages per successful operation; `read` none.
+    let mut r = Recorder::new(vec!["send".into(), "read".into()], phases(), None)
+        .count_messages(vec![1000, 0]);
+    for i in 0..10 {
+        r.record(&sample(0, 0, 100, i != 4, i * 10));
+        r.record(&sample(1, 0, 100, true, i * 10));
+    }
+    let interval = r.close_interval(Duration::from_secs(1)).unwrap();
+    assert_eq!(interval.operations[0].messages, Some(9_000));
+    assert_eq!(interval.operations[1].messages, None);
+    let res = r.results(&RunMeta::default(), EngineStats::default(), true);
+    let send = &res.phases[0].operations[0];
+    assert_eq!((send.count, send.errors), (10, 1));
+    assert_eq!(send.messages, Some(9_000));
+    assert_eq!(send.messages_per_s, Some(9_000.0));
+    assert_eq!(res.phases[0].operations[1].messages, None);
+    assert_eq!(res.total("send").unwrap().messages, Some(9_000));
+    // results.json leaves the field out for operations without messages.
+    let json = serde_json::to_value(&res).unwrap();
+    assert!(json["totals"][1].get("messages").is_none());
+    assert_eq!(json["totals"][0]["messages"], 9_000);
+}
+
+#[test]
 fn throughput_stretches_to_the_last_completion() {
     let mut r = Recorder::new(vec!["append".into()], phases(), None);
     // 10 operations intended in the 1 s warm-up, the last completing at 4 s.
