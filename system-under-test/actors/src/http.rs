@@ -121,10 +121,10 @@ fn is_toml(headers: &HeaderMap, body: &[u8]) -> bool {
     {
         Some(ct) if ct.contains("toml") => true,
         Some(ct) if ct.contains("json") => false,
-        _ => !body
+        _ => body
             .iter()
             .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{'),
+            .is_none_or(|b| *b != b'{'),
     }
 }
 
