@@ -24,6 +24,23 @@ pub fn fabric_node() -> PathBuf {
     path
 }
 
+pub fn actor_node() -> PathBuf {
+    let path = bin_dir().join("actor-node");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` so the actor node is built",
+        path.display()
+    );
+    path
+}
+
+/// A bundled scenario of `scenarios/perf/`, by file name.
+pub fn perf_scenario(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios/perf")
+        .join(file)
+}
+
 /// `loadgen ARGS` with the bundled binaries taken from the build directory.
 pub fn loadgen(args: &[&str], cwd: &Path) -> Output {
     loadgen_with_env(args, cwd, &[])

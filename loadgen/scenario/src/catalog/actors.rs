@@ -206,7 +206,10 @@ impl ComponentSpec {
             supervision.insert("max_restarts".into(), n.into());
         }
         if let Some(w) = self.within {
-            supervision.insert("within_seconds".into(), w.as_secs_f64().ceil().into());
+            supervision.insert(
+                "within_seconds".into(),
+                (w.as_secs_f64().ceil() as u64).into(),
+            );
         }
         if !supervision.is_empty() {
             doc.insert("supervision".into(), supervision.into());
