@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::BTreeMap;
 
 const GOOD: &str = r#"
 name: demo
@@ -945,4 +946,262 @@ fn a_service_disk_is_a_size_of_at_least_8mib() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].location().starts_with("s.yaml:6:"), "{}", errs[0]);
     assert!(errs[0].to_string().contains("64"), "{}", errs[0]);
+}
+
+const ACTORS: &str = "  services:\n    actors: { kind: actors }";
+
+#[test]
+fn every_actors_action_loads_with_its_defaults() {
+    let text = catalog(
+        ACTORS,
+        r#"    - { name: message, actors.send: { component: ingest, batch: 1000 } }
+    - { name: fanout, actors.publish: { topic: news, payload: { json: { n: "{{seq}}" } }, key: { prefix: k-, count: 4 } } }
+    - { name: ask, actors.request: { component: echo } }
+    - { name: find, actors.lookup: { component: echo } }
+    - name: lifecycle
+      actors.spawn: { name: "w-{{seq}}", component: { behavior: counter, mailbox: 100, restart: transient, max_restarts: 3, within: 30s } }
+      then: [ { actors.send: {} }, { actors.stop: {} } ]
+    - name: storm
+      actors.spawn: { count: 50, prefix: "s-{{seq}}-", component: { behavior: sink } }
+      then: [ { actors.stop: {} } ]
+"#,
+    );
+    let s = load("s.yaml", &text, &[]).unwrap();
+    let ops = &s.workload.operations;
+    match &ops[0].action {
+        Action::Actors(ActorsAction::Send(a)) => {
+            assert_eq!(a.batch, 1000);
+            assert_eq!(a.key, KeySpec::Template("gauntlet".into()));
+            assert_eq!(a.wait, SendWait::Handled);
+            assert_eq!(a.payload, Payload::Random(SizeDist::Fixed(Size(64))));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ops[4].step_name(&ops[4].then[0]), "lifecycle.send");
+    assert_eq!(ops[4].step_name(&ops[4].then[1]), "lifecycle.stop");
+    match &ops[4].action {
+        Action::Actors(ActorsAction::Spawn(sp)) => {
+            let json = sp.component.to_json(Some("w-1")).unwrap();
+            assert_eq!(json["behavior"]["kind"], "counter");
+            assert_eq!(json["runtime"]["message_queue_size"], 100);
+            assert_eq!(json["supervision"]["restart"], "transient");
+            assert_eq!(json["supervision"]["within_seconds"], 30);
+            assert_eq!(json["component"]["name"], "w-1");
+        }
+        other => panic!("{other:?}"),
+    }
+    let again = load("resolved.yaml", &to_yaml(&s), &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn actors_actions_are_checked() {
+    let op = |o: &str| catalog(ACTORS, &format!("    - {o}\n"));
+    // The operation's line; the column is the offending value's.
+    let assert_error = |text: &str, line: &str, message: &str, hint: &str| {
+        let e = one_error(text);
+        assert!(e.location().starts_with(line), "{e}");
+        assert!(e.message.contains(message), "message: {e}");
+        assert!(
+            e.hint.as_deref().unwrap_or_default().contains(hint),
+            "hint: {e}"
+        );
+    };
+    assert_error(
+        &op("{ name: m, actors.send: { component: ingest, batch: 0 } }"),
+        "s.yaml:10:",
+        "`batch` 0 is out of range",
+        "1 to 100000",
+    );
+    assert_error(
+        &op("{ name: m, actors.send: { batch: 10 } }"),
+        "s.yaml:10:",
+        "`actors.send` names no `component`",
+        "chain it after `actors.spawn`",
+    );
+    assert_error(
+        &op("{ name: m, actors.lookup: { component: .hidden } }"),
+        "s.yaml:10:",
+        "`.hidden` is not a component name",
+        "not starting with `.`",
+    );
+    assert_error(
+        &op("{ name: m, actors.spawn: { count: 10, component: { behavior: sink } } }"),
+        "s.yaml:10:",
+        "a batch spawn needs a `prefix`",
+        "storm-{{seq}}-",
+    );
+    assert_error(
+        &op("{ name: m, actors.spawn: { name: a, component: { behavior: forward } } }"),
+        "s.yaml:10:",
+        "a `forward` component needs `to:`",
+        "pipeline",
+    );
+    assert_error(
+        &op("{ name: m, actors.spawn: { name: a, component: { file: nowhere/c.toml } } }"),
+        "s.yaml:10:",
+        "component file `nowhere/c.toml` not found",
+        "relative to the scenario's file",
+    );
+    assert_error(
+        &op("{ name: m, actors.spawn: { name: a, component: {} } }"),
+        "s.yaml:10:",
+        "the component has no `behavior`",
+        "echo | counter | sink | forward | topic",
+    );
+    assert_error(
+        &op("{ name: m, actors.spawn: { name: a, component: { behavior: echo, to: b } } }"),
+        "s.yaml:10:",
+        "`to` is for `forward` components, not `echo`",
+        "remove `to`",
+    );
+    // An actors action with no actors service to go to.
+    let e = one_error(&catalog(
+        FABRIC,
+        "    - { name: m, actors.send: { component: x } }\n",
+    ));
+    assert!(
+        e.message
+            .contains("cannot tell which service this actors operation targets"),
+        "{e}"
+    );
+    let e = one_error(&op(
+        "{ name: m, actors.send: { component: x, behavor: x } }",
+    ));
+    assert!(
+        e.to_string().contains("did you mean `behavior`")
+            || e.to_string().contains("unknown key `behavor`"),
+        "{e}"
+    );
+}
+
+/// The `setup.actors` section of a scenario with one actors service.
+fn with_setup(setup: &str) -> String {
+    format!(
+        "{}setup:\n  actors:\n{setup}",
+        catalog(
+            ACTORS,
+            "    - { name: m, actors.send: { component: ingest } }\n"
+        )
+    )
+}
+
+#[test]
+fn actors_setup_loads_and_builds_its_topology() {
+    let s = load(
+        "s.yaml",
+        &with_setup(
+            "    components:\n      - { name: echo, behavior: echo }\n      - { name: fan, behavior: counter }\n    pipelines:\n      - { name: ingest, stages: [ { behavior: forward }, { behavior: forward }, { behavior: counter, max_restarts: 3 } ] }\n    topics:\n      - { name: news, subscribers: { count: 3 }, subscribe: [fan] }\n",
+        ),
+        &[],
+    )
+    .unwrap();
+    let setup = s.setup.actors.as_ref().unwrap();
+    assert_eq!(setup.service_in(&s).as_deref(), Some("actors"));
+    let t = setup.topology();
+    let names: Vec<&str> = t.components.iter().map(|c| c.name.as_str()).collect();
+    // A pipeline is spawned from its end, so each forward finds its next stage.
+    assert_eq!(
+        names,
+        ["echo", "fan", "ingest-3", "ingest-2", "ingest-1", "news"]
+    );
+    assert_eq!(t.components[4].to.as_deref(), Some("ingest-2"));
+    assert_eq!(t.components[3].to.as_deref(), Some("ingest-3"));
+    assert_eq!(t.entry("ingest"), "ingest-1");
+    assert_eq!(t.sinks("ingest"), ["ingest-3"]);
+    assert_eq!(
+        t.sinks("news"),
+        ["fan", "news-sub-0", "news-sub-1", "news-sub-2"]
+    );
+    assert!(t.sinks("echo").is_empty());
+    let budgets: BTreeMap<String, u32> = setup.restart_budgets().into_iter().collect();
+    assert_eq!(budgets["ingest-3"], 3);
+    assert_eq!(budgets["news-sub-1"], 10);
+    let again = load("resolved.yaml", &to_yaml(&s), &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn actors_setup_mistakes_are_located() {
+    let e = errors(&with_setup(
+        "    components:\n      - { name: a, behavior: echo }\n      - { name: a, behavior: echo }\n    pipelines:\n      - { name: p, stages: [ { behavior: counter } ] }\n      - { name: q, stages: [ { behavior: forward }, { behavior: forward } ] }\n    topics:\n      - { name: t }\n      - { name: u, subscribe: [b] }\n",
+    ));
+    let all: Vec<String> = e.iter().map(|d| d.to_string()).collect();
+    let all = all.join("\n");
+    for needle in [
+        "component `a` is declared twice",
+        "pipeline `p` has 1 stage(s)",
+        "the last stage of pipeline `q` forwards nowhere",
+        "topic `t` has no subscribers",
+        "no component `b` in the set-up",
+    ] {
+        assert!(all.contains(needle), "{needle}: {all}");
+    }
+    let e = one_error(&format!(
+        "{}setup:\n  actors:\n    components: [ {{ name: a, behavior: echo }} ]\n",
+        catalog(
+            FABRIC,
+            "    - { name: m, fabric.stream.append: { stream: t/n/s } }\n"
+        )
+    ));
+    assert!(
+        e.message
+            .contains("cannot tell which service the actor set-up is for"),
+        "{e}"
+    );
+}
+
+#[test]
+fn actor_faults_and_checks_are_checked() {
+    let base = catalog(
+        ACTORS,
+        "    - { name: m, actors.send: { component: ingest } }\n",
+    );
+    let s = load(
+        "s.yaml",
+        &format!("{base}faults:\n  - {{ at: 1s, for: 1s, actor_panic: actors, component: ingest-2, panic_after: 5, repeat: true }}\n  - {{ at: 3s, actor_stall: actors, component: ingest-2, stall: 2s }}\nchecks: [actors.no_acked_message_lost, actors.no_silent_stall, actors.restarts_bounded]\nreadback: {{ stall_within: 4s }}\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.stall_within(), std::time::Duration::from_secs(4));
+    let w = crate::faults::expand(&s.faults, s.seed);
+    assert_eq!(
+        w[0].action,
+        FaultAction::ActorPanic {
+            component: "ingest-2".into(),
+            panic_after: 5,
+            repeat: true
+        }
+    );
+    assert_eq!(w[0].params["component"], "ingest-2");
+    assert_eq!(
+        w[1].action,
+        FaultAction::ActorStall {
+            component: "ingest-2".into(),
+            stall: std::time::Duration::from_secs(2)
+        }
+    );
+    assert_eq!(w[1].end, None);
+    let err = |f: &str| {
+        errors(&format!("{base}faults:\n  - {f}\n"))
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let e = err("{ at: 1s, actor_panic: actors }");
+    assert!(e.contains("needs `component:`"), "{e}");
+    let e = err("{ at: 1s, actor_stall: actors, component: x }");
+    assert!(e.contains("an `actor_stall` needs `for:`"), "{e}");
+    let e = err("{ at: 1s, for: 1s, pause: actors, component: x }");
+    assert!(
+        e.contains("`component` does not apply to a `pause` fault"),
+        "{e}"
+    );
+    let e = err("{ at: 1s, actor_panic: actors, component: x, stall: 1s }");
+    assert!(
+        e.contains("`stall` does not apply to a `actor_panic` fault")
+            || e.contains("`stall` does not apply"),
+        "{e}"
+    );
 }

@@ -626,3 +626,88 @@ fn expect_success(answer: Result<http::Response<'_>, String>, what: &str) -> Res
         Err(kind) => Err(format!("set-up: {what} failed ({kind})")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Counters;
+    use gauntlet_scenario::{KeySpec, SizeDist};
+
+    fn messages(payload: Payload, key: KeySpec, batch: u32) -> Messages {
+        let counters = Counters::default();
+        Messages {
+            payload: PayloadGen::new(&payload, 1, 0, &counters),
+            json_payload: PayloadGen::is_json(&payload),
+            keys: KeyGen::new(&key, 1, 7, &counters),
+            batch,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_json_body_with_its_messages_counted_per_key() {
+        let m = messages(
+            Payload::Json(serde_json::json!({ "n": "{{seq}}" })),
+            KeySpec::Space {
+                prefix: "k-".into(),
+                count: 2,
+                distribution: gauntlet_scenario::KeyDistribution::Sequential,
+            },
+            5,
+        );
+        let (body, keys) = m.body(3);
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let msgs = doc["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 5);
+        assert_eq!(msgs[0]["payload"]["n"], 3);
+        assert_eq!(keys.values().sum::<u64>(), 5);
+        assert_eq!(keys.len(), 2);
+        // Random bytes go as a base64 string, text as a string.
+        let (body, keys) = messages(
+            Payload::Random(SizeDist::Fixed(gauntlet_scenario::Size(16))),
+            KeySpec::Template("orders".into()),
+            2,
+        )
+        .body(0);
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let b64 = doc["messages"][1]["payload"].as_str().unwrap();
+        assert_eq!(fabric_wire::decode_payload(b64).unwrap().len(), 16);
+        assert_eq!(keys["orders"], 2);
+        let (body, _) = messages(
+            Payload::Text("hi \"{{seq}}\"".into()),
+            KeySpec::Template("k".into()),
+            1,
+        )
+        .body(7);
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["messages"][0]["payload"], "hi \"7\"");
+    }
+
+    #[test]
+    fn a_pipeline_name_goes_to_its_head_and_counts_at_its_end() {
+        let setup: ActorsSetup = serde_json::from_value(serde_json::json!({
+            "pipelines": [ { "name": "p", "stages": [ { "behavior": "forward" }, { "behavior": "counter" } ] } ]
+        }))
+        .unwrap();
+        let state = ActorsState {
+            topology: Some(setup.topology()),
+        };
+        let counters = Counters::default();
+        let name = Name::new(Some("p"), &state, &counters);
+        assert_eq!(
+            name.resolve(0, 1, 0, &Chain::default()).as_deref(),
+            Some("p-1")
+        );
+        assert_eq!(name.sinks(), ["p-2".to_owned()]);
+        let templated = Name::new(Some("w-{{seq}}"), &state, &counters);
+        assert_eq!(
+            templated.resolve(4, 1, 0, &Chain::default()).as_deref(),
+            Some("w-4")
+        );
+        let chained = Name::new(None, &state, &counters);
+        let chain = Chain {
+            key: Some("spawned".into()),
+            ..Chain::default()
+        };
+        assert_eq!(chained.resolve(0, 1, 0, &chain).as_deref(), Some("spawned"));
+    }
+}
