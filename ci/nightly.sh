@@ -61,7 +61,10 @@ for scenario in scenarios/perf/*.yaml scenarios/chaos/*.yaml; do
     echo "- \`$name\`: baseline refreshed from ${#runs[@]} run(s)" >> "$summary"
   elif [ -f "$baseline" ]; then
     set +e
-    "$loadgen" gate "${runs[@]}" --baseline "$baseline" --out "$out/gate/$name" > /dev/null
+    # The actor tier is gated with seed 001's profile (ci/profiles/actors-seed001.yaml).
+    profile=()
+    case "$name" in actors-*) profile=(--profile ci/profiles/actors-seed001.yaml) ;; esac
+    "$loadgen" gate "${runs[@]}" --baseline "$baseline" "${profile[@]}" --out "$out/gate/$name" > /dev/null
     code=$?
     set -e
     cat "$out/gate/$name/summary.md" >> "$summary"

@@ -95,6 +95,39 @@ pub fn check_names(
     Ok(())
 }
 
+/// A profile serves several scenarios (`actors-seed001.yaml` names the
+/// operations of every actor scenario): the criteria of operations a run
+/// does not have are left out, each with a warning. Fails only when none
+/// of the profile's operations is in the run (the wrong profile).
+fn apply_to(
+    slo: &mut std::collections::BTreeMap<String, gauntlet_scenario::Slo>,
+    gate: &mut GateSpec,
+    samples: &Samples,
+) -> Vec<String> {
+    let named: std::collections::BTreeSet<String> =
+        slo.keys().chain(gate.operations.keys()).cloned().collect();
+    let missing: std::collections::BTreeSet<String> = named
+        .iter()
+        .filter(|op| !samples.operations.contains(op))
+        .cloned()
+        .collect();
+    if missing.len() == named.len() {
+        // None applies: `check_names` reports the mismatch.
+        return Vec::new();
+    }
+    slo.retain(|op, _| !missing.contains(op));
+    gate.operations.retain(|op, _| !missing.contains(op));
+    missing
+        .iter()
+        .map(|op| {
+            format!(
+                "the profile's criteria for operation `{op}` were not applied: scenario `{}` has no such operation",
+                samples.scenario
+            )
+        })
+        .collect()
+}
+
 /// The whole gate: candidate runs against a baseline (or SLOs only without one).
 pub fn gate(
     candidates: &[PathBuf],
@@ -105,12 +138,16 @@ pub fn gate(
         .first()
         .ok_or_else(|| GateError::Input("no candidate run directory given".to_owned()))?;
     let scenario = run_scenario(first)?;
-    let (slo, spec) = criteria(&scenario, profile);
+    let (mut slo, mut spec) = criteria(&scenario, profile);
     let phases = match baseline {
         Some(b) => b.phases.clone(),
         None => spec.phases.clone(),
     };
     let cand = read_runs(candidates, &phases)?;
+    let mut warnings: Vec<String> = Vec::new();
+    if profile.is_some() {
+        warnings.extend(apply_to(&mut slo, &mut spec, &cand));
+    }
     check_names(&slo, &spec, &cand)?;
     let (comparisons, baseline_runs) = match baseline {
         Some(b) => {
@@ -132,7 +169,6 @@ pub fn gate(
         None => (Vec::new(), Vec::new()),
     };
     let slo_checks = verdict::check_slo(&cand, &slo);
-    let mut warnings: Vec<String> = Vec::new();
     let base_runs = baseline.map(|b| b.runs.as_slice()).unwrap_or_default();
     for run in cand.runs.iter().chain(base_runs) {
         if let Some(why) = &run.not_a_measurement {

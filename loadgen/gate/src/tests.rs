@@ -103,14 +103,58 @@ fn the_bundled_profiles_load_and_carry_seed_001s_thresholds() {
     let fabric = gauntlet_scenario::load_profile_file(&dir.join("fabric.yaml")).unwrap();
     assert!(fabric.slo.contains_key("append") && fabric.gate.is_some());
     let actors = gauntlet_scenario::load_profile_file(&dir.join("actors-seed001.yaml")).unwrap();
-    let us = |n: u64| Some(D(std::time::Duration::from_micros(n)));
-    assert_eq!(actors.slo["spawn"].p99, us(1_000));
-    assert_eq!(actors.slo["lifecycle"].p99, us(10));
-    assert_eq!(actors.slo["routing"].p99, us(100));
-    assert_eq!(actors.slo["request_response"].p99, us(1_000));
-    assert_eq!(actors.slo["fanout_100"].p99, us(1_000));
-    assert_eq!(actors.slo["registry_lookup"].p99, us(1));
+    // Seed 001's throughput alert (< 100k msg/s), in messages at the sink;
+    // its in-process p99 thresholds are gated relative to the baselines.
     assert_eq!(actors.slo["message"].throughput.unwrap().0.0, 100_000.0);
+    for op in [
+        "spawn",
+        "lifecycle",
+        "routing",
+        "request_response",
+        "fanout_100",
+        "message",
+        "registry_lookup",
+    ] {
+        assert!(actors.slo[op].errors.is_some(), "{op}");
+        assert_eq!(actors.slo[op].p99, None::<D>, "{op}");
+    }
+    assert_eq!(actors.gate.unwrap().phases, ["steady"]);
+}
+
+/// A profile serving several scenarios applies the criteria of the
+/// operations a run has and says which it left out; a profile naming none
+/// of them is still a mismatch.
+#[test]
+fn a_profile_applies_to_the_operations_a_run_has() {
+    let profile: gauntlet_scenario::Profile = serde_json::from_value(serde_json::json!({
+        "slo": { "message": { "errors": "< 1%" }, "spawn": { "errors": "< 1%" } },
+        "gate": { "operations": { "spawn": { "p99": "20%" } } }
+    }))
+    .unwrap();
+    let samples = super::samples::Samples {
+        scenario: "actors-pipeline".into(),
+        operations: vec!["message".into(), "routing".into()],
+        phases: vec!["steady".into()],
+        runs: Vec::new(),
+        intervals: Default::default(),
+    };
+    let mut slo = profile.slo.clone();
+    let mut gate = profile.gate.clone().unwrap();
+    let warnings = super::apply_to(&mut slo, &mut gate, &samples);
+    assert_eq!(slo.keys().collect::<Vec<_>>(), ["message"]);
+    assert!(gate.operations.is_empty());
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("`spawn`"), "{warnings:?}");
+    assert!(super::check_names(&slo, &gate, &samples).is_ok());
+    // Nothing of the profile in the run: left for `check_names` to refuse.
+    let other = super::samples::Samples {
+        operations: vec!["append".into()],
+        ..samples
+    };
+    let mut slo = profile.slo.clone();
+    let mut gate = profile.gate.clone().unwrap();
+    assert!(super::apply_to(&mut slo, &mut gate, &other).is_empty());
+    assert!(super::check_names(&slo, &gate, &other).is_err());
 }
 
 /// `off` leaves a metric out of the gate: a candidate 3× slower is no
