@@ -52,15 +52,24 @@ pub const PIPELINE_MESSAGES: u64 = 100_000;
 const BATCH: usize = 1_000;
 
 async fn pipeline(node: &Node) {
-    node.spawn("p1", ComponentSpec::new(Behavior::Forward { to: "p2".into() }).with_queue(64 * BATCH))
-        .await
-        .unwrap();
-    node.spawn("p2", ComponentSpec::new(Behavior::Forward { to: "p3".into() }).with_queue(64 * BATCH))
-        .await
-        .unwrap();
-    node.spawn("p3", ComponentSpec::new(Behavior::Sink).with_queue(64 * BATCH))
-        .await
-        .unwrap();
+    node.spawn(
+        "p1",
+        ComponentSpec::new(Behavior::Forward { to: "p2".into() }).with_queue(64 * BATCH),
+    )
+    .await
+    .unwrap();
+    node.spawn(
+        "p2",
+        ComponentSpec::new(Behavior::Forward { to: "p3".into() }).with_queue(64 * BATCH),
+    )
+    .await
+    .unwrap();
+    node.spawn(
+        "p3",
+        ComponentSpec::new(Behavior::Sink).with_queue(64 * BATCH),
+    )
+    .await
+    .unwrap();
 }
 
 /// Sends `PIPELINE_MESSAGES` in batches of `BATCH`, up to 32 batches in
@@ -98,7 +107,9 @@ async fn spawn_first(node: Node, iters: u64) -> Duration {
         let names: Vec<String> = (0..chunk).map(|i| format!("s-{i}")).collect();
         let t0 = Instant::now();
         for n in &names {
-            node.spawn(n, ComponentSpec::new(Behavior::Sink)).await.unwrap();
+            node.spawn(n, ComponentSpec::new(Behavior::Sink))
+                .await
+                .unwrap();
             node.send(n, one(), Wait::Handled).await.unwrap();
         }
         took += t0.elapsed();
@@ -113,7 +124,9 @@ async fn spawn_first(node: Node, iters: u64) -> Duration {
 async fn lifecycle(node: Node, iters: u64) -> Duration {
     let t0 = Instant::now();
     for _ in 0..iters {
-        node.spawn("life", ComponentSpec::new(Behavior::Sink)).await.unwrap();
+        node.spawn("life", ComponentSpec::new(Behavior::Sink))
+            .await
+            .unwrap();
         node.send("life", one(), Wait::Handled).await.unwrap();
         node.stop("life").await.unwrap();
     }
@@ -131,7 +144,11 @@ async fn route_one(node: Node, iters: u64) -> Duration {
 async fn request(node: Node, iters: u64) -> Duration {
     let t0 = Instant::now();
     for _ in 0..iters {
-        black_box(node.request("echo", Bytes::from_static(b"1")).await.unwrap());
+        black_box(
+            node.request("echo", Bytes::from_static(b"1"))
+                .await
+                .unwrap(),
+        );
     }
     t0.elapsed()
 }
@@ -140,14 +157,23 @@ async fn request(node: Node, iters: u64) -> Duration {
 /// subscribers, 1,000 more components for lookups, and the pipeline.
 async fn setup() -> Node {
     let node = Node::new(NodeOptions::default());
-    node.spawn("echo", ComponentSpec::new(Behavior::Echo)).await.unwrap();
-    node.spawn("sink", ComponentSpec::new(Behavior::Sink).with_queue(1 << 20))
+    node.spawn("echo", ComponentSpec::new(Behavior::Echo))
         .await
         .unwrap();
-    node.spawn("topic", ComponentSpec::new(Behavior::Topic)).await.unwrap();
+    node.spawn(
+        "sink",
+        ComponentSpec::new(Behavior::Sink).with_queue(1 << 20),
+    )
+    .await
+    .unwrap();
+    node.spawn("topic", ComponentSpec::new(Behavior::Topic))
+        .await
+        .unwrap();
     for i in 0..100 {
         let name = format!("sub-{i}");
-        node.spawn(&name, ComponentSpec::new(Behavior::Sink)).await.unwrap();
+        node.spawn(&name, ComponentSpec::new(Behavior::Sink))
+            .await
+            .unwrap();
         node.subscribe("topic", &name).await.unwrap();
     }
     for i in 0..1000 {
@@ -170,7 +196,9 @@ fn ours(c: &mut Criterion) {
     let node1 = rt1.block_on(setup());
 
     let mut g = c.benchmark_group("spawn");
-    g.bench_function("actors", |b| b.iter_custom(|i| on(&rt, spawn_first(node.clone(), i))));
+    g.bench_function("actors", |b| {
+        b.iter_custom(|i| on(&rt, spawn_first(node.clone(), i)))
+    });
     g.bench_function("actors/current_thread", |b| {
         b.iter_custom(|i| rt1.block_on(spawn_first(node1.clone(), i)))
     });
@@ -178,7 +206,9 @@ fn ours(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("lifecycle");
-    g.bench_function("actors", |b| b.iter_custom(|i| on(&rt, lifecycle(node.clone(), i))));
+    g.bench_function("actors", |b| {
+        b.iter_custom(|i| on(&rt, lifecycle(node.clone(), i)))
+    });
     g.bench_function("actors/current_thread", |b| {
         b.iter_custom(|i| rt1.block_on(lifecycle(node1.clone(), i)))
     });
@@ -186,12 +216,16 @@ fn ours(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("routing");
-    g.bench_function("actors/one", |b| b.iter_custom(|i| on(&rt, route_one(node.clone(), i))));
+    g.bench_function("actors/one", |b| {
+        b.iter_custom(|i| on(&rt, route_one(node.clone(), i)))
+    });
     g.bench_function("actors/one/current_thread", |b| {
         b.iter_custom(|i| rt1.block_on(route_one(node1.clone(), i)))
     });
     g.throughput(Throughput::Elements(BATCH as u64));
-    let batch: Vec<Message> = (0..BATCH).map(|_| Message::new(Bytes::from_static(b"1"))).collect();
+    let batch: Vec<Message> = (0..BATCH)
+        .map(|_| Message::new(Bytes::from_static(b"1")))
+        .collect();
     g.bench_function("actors/batch_1000", |b| {
         b.iter_custom(|iters| {
             let node = node.clone();
@@ -199,7 +233,9 @@ fn ours(c: &mut Criterion) {
             on(&rt, async move {
                 let t0 = Instant::now();
                 for _ in 0..iters {
-                    node.send("sink", batch.clone(), Wait::Handled).await.unwrap();
+                    node.send("sink", batch.clone(), Wait::Handled)
+                        .await
+                        .unwrap();
                 }
                 t0.elapsed()
             })
@@ -210,7 +246,9 @@ fn ours(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("request_response");
-    g.bench_function("actors", |b| b.iter_custom(|i| on(&rt, request(node.clone(), i))));
+    g.bench_function("actors", |b| {
+        b.iter_custom(|i| on(&rt, request(node.clone(), i)))
+    });
     g.bench_function("actors/current_thread", |b| {
         b.iter_custom(|i| rt1.block_on(request(node1.clone(), i)))
     });
@@ -267,6 +305,65 @@ fn ours(c: &mut Criterion) {
     g.finish();
 }
 
+/// Seed 001 states p99 thresholds: criterion reports means, so the
+/// latency rows are also timed one by one (100,000 each, in the runtime)
+/// and their percentiles printed.
+fn percentiles(_c: &mut Criterion) {
+    let rt = runtime();
+    let node = rt.block_on(setup());
+    let rows: [(
+        &str,
+        fn(Node) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ); 3] = [
+        ("request_response", |n| {
+            Box::pin(async move {
+                black_box(n.request("echo", Bytes::from_static(b"1")).await.unwrap());
+            })
+        }),
+        ("routing/one", |n| {
+            Box::pin(async move {
+                n.send("sink", one(), Wait::Handled).await.unwrap();
+            })
+        }),
+        ("fanout_100", |n| {
+            Box::pin(async move {
+                n.send("topic", one(), Wait::Handled).await.unwrap();
+            })
+        }),
+    ];
+    for (name, op) in rows {
+        let node = node.clone();
+        let mut lat: Vec<u64> = rt.block_on(async move {
+            tokio::spawn(async move {
+                let count = if name == "fanout_100" {
+                    10_000
+                } else {
+                    100_000
+                };
+                let mut lat = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let t0 = Instant::now();
+                    op(node.clone()).await;
+                    lat.push(t0.elapsed().as_nanos() as u64);
+                }
+                lat
+            })
+            .await
+            .unwrap()
+        });
+        lat.sort_unstable();
+        let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+        println!(
+            "percentiles {name}/actors: p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.2} µs ({} samples)",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(1.0),
+            lat.len()
+        );
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -276,6 +373,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = seed001;
     config = config();
-    targets = ours
+    targets = ours, percentiles
 }
 criterion_main!(seed001);

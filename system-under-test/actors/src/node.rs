@@ -230,7 +230,8 @@ impl Node {
                 ),
             ));
         }
-        if let (Some(limit), Some(rss)) = (self.max_memory_bytes, crate::resource::rss_bytes())
+        if let Some(limit) = self.max_memory_bytes
+            && let Some(rss) = crate::resource::rss_bytes()
             && rss > limit
         {
             return Err(ApiError::new(
