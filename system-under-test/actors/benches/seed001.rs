@@ -335,10 +335,12 @@ fn percentiles(_c: &mut Criterion) {
         let node = node.clone();
         let mut lat: Vec<u64> = rt.block_on(async move {
             tokio::spawn(async move {
-                let count = if name == "fanout_100" {
-                    10_000
-                } else {
-                    100_000
+                // `cargo test --all-targets` runs benches once, unoptimised: a smoke run.
+                let full = std::env::args().any(|a| a == "--bench");
+                let count = match (full, name == "fanout_100") {
+                    (false, _) => 200,
+                    (true, true) => 10_000,
+                    (true, false) => 100_000,
                 };
                 let mut lat = Vec::with_capacity(count);
                 for _ in 0..count {
