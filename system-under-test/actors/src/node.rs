@@ -501,10 +501,10 @@ impl Node {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         comp.mailbox
-            .send_control(Envelope::Request {
+            .send_control(Envelope::Request(Box::new(crate::mailbox::Request {
                 message: Message::new(payload),
                 reply: tx,
-            })
+            })))
             .map_err(|_| closed_error(&comp))?;
         rx.await.map_err(|_| closed_error(&comp))?
     }
