@@ -305,16 +305,16 @@ fn ours(c: &mut Criterion) {
     g.finish();
 }
 
+/// One timed operation of the percentile rows.
+type Op = fn(Node) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Seed 001 states p99 thresholds: criterion reports means, so the
 /// latency rows are also timed one by one (100,000 each, in the runtime)
 /// and their percentiles printed.
 fn percentiles(_c: &mut Criterion) {
     let rt = runtime();
     let node = rt.block_on(setup());
-    let rows: [(
-        &str,
-        fn(Node) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    ); 3] = [
+    let rows: [(&str, Op); 3] = [
         ("request_response", |n| {
             Box::pin(async move {
                 black_box(n.request("echo", Bytes::from_static(b"1")).await.unwrap());
