@@ -274,7 +274,8 @@ impl Runner {
                 self.batch(batch).await;
                 None
             }
-            Envelope::Request { message, reply } => {
+            Envelope::Request(req) => {
+                let crate::mailbox::Request { message, reply } = *req;
                 let answer = self.request(message).await;
                 let _ = reply.send(answer);
                 None
@@ -729,8 +730,8 @@ impl Runner {
                         .fetch_add(n, Ordering::Relaxed);
                     self.fail(&b, n, &error);
                 }
-                Envelope::Request { reply, .. } => {
-                    let _ = reply.send(Err(error.clone()));
+                Envelope::Request(req) => {
+                    let _ = req.reply.send(Err(error.clone()));
                 }
                 Envelope::Stop(done) => {
                     let _ = done.send(());

@@ -17,13 +17,16 @@ use crate::message::{Batch, Message};
 /// What a component's task receives.
 pub enum Envelope {
     Batch(Batch),
-    /// A request-response: handled like one message, answered with a reply.
-    Request {
-        message: Message,
-        reply: tokio::sync::oneshot::Sender<Result<bytes::Bytes, crate::error::ApiError>>,
-    },
+    /// A request-response: handled like one message, answered with a reply
+    /// (boxed: it is rare next to batches and would double every slot).
+    Request(Box<Request>),
     /// Graceful stop: everything queued before it is handled first.
     Stop(tokio::sync::oneshot::Sender<()>),
+}
+
+pub struct Request {
+    pub message: Message,
+    pub reply: tokio::sync::oneshot::Sender<Result<bytes::Bytes, crate::error::ApiError>>,
 }
 
 pub struct Mailbox {

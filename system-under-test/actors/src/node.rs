@@ -57,6 +57,8 @@ impl Default for NodeOptions {
 pub struct Shared {
     pub node_name: String,
     registry: RwLock<Registry>,
+    /// The topics among the components (so a stop scans topics, not everything).
+    topics: RwLock<Vec<Arc<Component>>>,
     pub metrics: Metrics,
     pub store: Option<Store>,
     audit: Option<Audit>,
@@ -132,6 +134,7 @@ impl Node {
             shared: Arc::new(Shared {
                 node_name: opts.node_name,
                 registry: RwLock::new(Registry::default()),
+                topics: RwLock::new(Vec::new()),
                 metrics: Metrics::default(),
                 store: opts.store,
                 audit: opts.audit,
@@ -202,6 +205,9 @@ impl Node {
             }
             reg.insert(comp.name.clone(), comp.clone());
         }
+        if matches!(comp.spec.behavior, Behavior::Topic) {
+            self.shared.topics.write().push(comp.clone());
+        }
         tokio::spawn(Runner::new(comp.clone(), self.shared.clone(), rx).run());
         Ok(comp)
     }
@@ -224,7 +230,8 @@ impl Node {
                 ),
             ));
         }
-        if let (Some(limit), Some(rss)) = (self.max_memory_bytes, crate::resource::rss_bytes())
+        if let Some(limit) = self.max_memory_bytes
+            && let Some(rss) = crate::resource::rss_bytes()
             && rss > limit
         {
             return Err(ApiError::new(
@@ -368,7 +375,7 @@ impl Node {
     /// Removes a component that never became visible (a failed spawn).
     async fn discard(&self, comp: &Arc<Component>) {
         comp.set_state(State::Stopping);
-        self.shared.registry.write().remove(&comp.name);
+        self.forget(&comp.name);
         let (tx, rx) = tokio::sync::oneshot::channel();
         if comp.mailbox.send_control(Envelope::Stop(tx)).is_ok() {
             let _ = rx.await;
@@ -494,10 +501,10 @@ impl Node {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         comp.mailbox
-            .send_control(Envelope::Request {
+            .send_control(Envelope::Request(Box::new(crate::mailbox::Request {
                 message: Message::new(payload),
                 reply: tx,
-            })
+            })))
             .map_err(|_| closed_error(&comp))?;
         rx.await.map_err(|_| closed_error(&comp))?
     }
@@ -607,11 +614,12 @@ impl Node {
             .lookup(name)
             .ok_or_else(|| ApiError::new(Code::NotFound, format!("no component named `{name}`")))?;
         self.stop_component(&comp, Duration::from_secs(5)).await;
-        self.shared.registry.write().remove(name);
+        self.forget(name);
         let mut records = vec![Record::Delete {
             name: name.to_string(),
         }];
-        for t in self.components() {
+        let topics = self.shared.topics.read().clone();
+        for t in topics {
             let mut subs = t.subscribers.write();
             if let Some(i) = subs.iter().position(|s| &**s == name) {
                 subs.remove(i);
@@ -631,6 +639,15 @@ impl Node {
         self.shared
             .audit(name, "stopped", json!({"handled": comp.handled()}));
         Ok(comp.handled())
+    }
+
+    /// Removes a name from the registry (and the topic list).
+    fn forget(&self, name: &str) {
+        if let Some(c) = self.shared.registry.write().remove(name)
+            && matches!(c.spec.behavior, Behavior::Topic)
+        {
+            self.shared.topics.write().retain(|t| t.name != c.name);
+        }
     }
 
     /// pre_stop (refuse new messages), drain, post_stop (checkpoint), within `limit`.
