@@ -20,8 +20,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Behavior, ComponentSpec, DEFAULT_MAX_RESTARTS, RestartPolicy};
-use crate::units::Duration;
+use crate::catalog::{Behavior, ComponentSpec, DEFAULT_MAX_RESTARTS};
 
 /// What is created before the load, per system.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -45,9 +44,9 @@ pub struct ActorsSetup {
     /// The actors service (default: the scenario's only one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Components, each spawned with `PUT /api/v1/components/{name}`.
+    /// Components, each with its `name`, spawned with `PUT /api/v1/components/{name}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub components: Vec<NamedComponent>,
+    pub components: Vec<ComponentSpec>,
     /// Pipelines: stages `NAME-1` → `NAME-2` → … (each `forward` stage
     /// forwards to the next); messages sent to `NAME` go to `NAME-1`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -55,43 +54,6 @@ pub struct ActorsSetup {
     /// Topics (components of behaviour `topic`) with their subscribers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<TopicSetup>,
-}
-
-/// A component with its name.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NamedComponent {
-    /// Its registry name: 1–255 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
-    pub name: String,
-    /// A `Component.toml`, relative to the scenario's file (instead of the inline keys).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub behavior: Option<Behavior>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mailbox: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart: Option<RestartPolicy>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_restarts: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub within: Option<Duration>,
-}
-
-impl NamedComponent {
-    pub fn spec(&self) -> ComponentSpec {
-        ComponentSpec {
-            file: self.file.clone(),
-            behavior: self.behavior,
-            to: self.to.clone(),
-            mailbox: self.mailbox,
-            restart: self.restart,
-            max_restarts: self.max_restarts,
-            within: self.within,
-        }
-    }
 }
 
 /// A pipeline: its stages in order.
@@ -106,21 +68,16 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Stage `i` (0-based) as it is spawned: named, a `forward` wired to the next.
-    pub fn stage(&self, i: usize) -> NamedComponent {
+    pub fn stage(&self, i: usize) -> ComponentSpec {
         let s = &self.stages[i];
         let to = s.to.clone().or_else(|| {
             (s.behavior == Some(Behavior::Forward) && i + 1 < self.stages.len())
                 .then(|| self.stage_name(i + 1))
         });
-        NamedComponent {
-            name: self.stage_name(i),
-            file: s.file.clone(),
-            behavior: s.behavior,
+        ComponentSpec {
+            name: Some(self.stage_name(i)),
             to,
-            mailbox: s.mailbox,
-            restart: s.restart,
-            max_restarts: s.max_restarts,
-            within: s.within,
+            ..s.clone()
         }
     }
 
@@ -199,8 +156,8 @@ impl TopicSetup {
 /// components a message sent to it is counted at (its sinks).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
-    /// Components in creation order (a pipeline's last stage first).
-    pub components: Vec<NamedComponent>,
+    /// Components in creation order (a pipeline's last stage first), each named.
+    pub components: Vec<ComponentSpec>,
     /// Topics with their subscribers (every name in `components` or batches).
     pub topics: Vec<(String, Vec<String>)>,
     /// Pipeline names and their heads.
@@ -242,10 +199,10 @@ impl ActorsSetup {
             if t.subscriber_spec().behavior == Some(Behavior::Counter) {
                 batch_counters.extend(t.subscriber_names());
             }
-            components.push(NamedComponent {
-                name: t.name.clone(),
+            components.push(ComponentSpec {
+                name: Some(t.name.clone()),
                 behavior: Some(Behavior::Topic),
-                ..NamedComponent::default()
+                ..ComponentSpec::default()
             });
             let mut subs = t.subscribe.clone();
             subs.extend(t.subscriber_names());
@@ -271,7 +228,7 @@ impl ActorsSetup {
             .iter()
             .map(|c| {
                 (
-                    c.name.clone(),
+                    c.name.clone().unwrap_or_default(),
                     c.max_restarts.unwrap_or(DEFAULT_MAX_RESTARTS),
                 )
             })
@@ -311,7 +268,11 @@ impl Topology {
                 todo.extend(subs.iter().cloned());
                 continue;
             }
-            match self.components.iter().find(|c| c.name == n) {
+            match self
+                .components
+                .iter()
+                .find(|c| c.name.as_deref() == Some(&n))
+            {
                 Some(c) if c.behavior == Some(Behavior::Forward) => {
                     if let Some(to) = &c.to {
                         todo.push(to.clone());

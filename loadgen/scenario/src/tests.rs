@@ -1099,7 +1099,11 @@ fn actors_setup_loads_and_builds_its_topology() {
     let setup = s.setup.actors.as_ref().unwrap();
     assert_eq!(setup.service_in(&s).as_deref(), Some("actors"));
     let t = setup.topology();
-    let names: Vec<&str> = t.components.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = t
+        .components
+        .iter()
+        .map(|c| c.name.as_deref().unwrap_or_default())
+        .collect();
     // A pipeline is spawned from its end, so each forward finds its next stage.
     assert_eq!(
         names,

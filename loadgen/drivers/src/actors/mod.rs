@@ -57,36 +57,51 @@ enum Name {
         path_name: String,
         sinks: Vec<String>,
     },
-    Template(Template),
+    /// Rendered per request from the operation's seed and generator stream.
+    Template {
+        template: Template,
+        seed: u64,
+        stream: u64,
+    },
     /// The component the step before handed over.
     Chained,
 }
 
 impl Name {
-    fn new(name: Option<&str>, state: &ActorsState, counters: &crate::data::Counters) -> Name {
+    fn new(name: Option<&str>, at: &crate::PrepareAt) -> Name {
+        let state = &at.shared.actors;
         match name {
             None => Name::Chained,
             Some(n) => {
-                let t = Template::text(n, counters);
-                if t.is_constant() {
+                let template = Template::text(n, &at.shared.counters);
+                if template.is_constant() {
                     Name::Fixed {
                         path_name: state.entry(n),
                         sinks: state.sinks(n),
                     }
                 } else {
-                    Name::Template(t)
+                    Name::Template {
+                        template,
+                        seed: at.seed,
+                        stream: at.stream,
+                    }
                 }
             }
         }
     }
 
-    /// The name for request `seq`, or `None` when a chained step got none.
-    fn resolve(&self, seq: u64, seed: u64, stream: u64, chain: &Chain) -> Option<String> {
+    /// The name for request `chain.seq`, or `None` when a chained step got none.
+    fn resolve(&self, chain: &Chain) -> Option<String> {
         match self {
             Name::Fixed { path_name, .. } => Some(path_name.clone()),
-            Name::Template(t) => {
-                let mut rng = Rng::for_request(seed, stream, seq);
-                Some(t.render(&Ctx { seq, key: None }, &mut rng))
+            Name::Template {
+                template,
+                seed,
+                stream,
+            } => {
+                let seq = chain.seq;
+                let mut rng = Rng::for_request(*seed, *stream, seq);
+                Some(template.render(&Ctx { seq, key: None }, &mut rng))
             }
             Name::Chained => chain.key.clone(),
         }
@@ -197,16 +212,12 @@ enum Req {
         target: Target,
         name: Name,
         /// A batch: `count` from one template, names `prefix{i}`.
-        batch: Option<(u32, Template)>,
+        batch: Option<(u32, Name)>,
         spec: SpecBody,
-        seed: u64,
-        stream: u64,
     },
     Stop {
         target: Target,
         component: Name,
-        seed: u64,
-        stream: u64,
     },
     Send {
         target: Target,
@@ -215,51 +226,35 @@ enum Req {
         collection: &'static str,
         query: &'static str,
         messages: Messages,
-        seed: u64,
-        stream: u64,
     },
     Request {
         target: Target,
         component: Name,
         payload: Messages,
-        seed: u64,
-        stream: u64,
     },
     Lookup {
         target: Target,
         component: Name,
-        seed: u64,
-        stream: u64,
     },
 }
 
 /// Prepares an actor action.
 pub fn prepare(action: &ActorsAction, at: &crate::PrepareAt) -> Result<ActorsCall, String> {
     let target = at.target.clone();
-    let state = &at.shared.actors;
-    let counters = &at.shared.counters;
-    let (seed, stream) = (at.seed, at.stream);
     // A step naming no component inherits the one the step before named.
-    let name = |n: Option<&str>| Name::new(n.or(at.previous), state, counters);
+    let name = |n: Option<&str>| Name::new(n.or(at.previous), at);
     Ok(ActorsCall(match action {
         ActorsAction::Spawn(s) => Req::Spawn {
             target,
-            name: Name::new(s.name.as_deref(), state, counters),
-            batch: s.count.map(|n| {
-                (
-                    n,
-                    Template::text(s.prefix.as_deref().unwrap_or(""), counters),
-                )
-            }),
+            name: Name::new(s.name.as_deref(), at),
+            batch: s
+                .count
+                .map(|n| (n, Name::new(Some(s.prefix.as_deref().unwrap_or("")), at))),
             spec: spec_body(&s.component)?,
-            seed,
-            stream,
         },
         ActorsAction::Stop(s) => Req::Stop {
             target,
             component: name(s.component.as_deref()),
-            seed,
-            stream,
         },
         ActorsAction::Send(s) => Req::Send {
             target,
@@ -270,17 +265,13 @@ pub fn prepare(action: &ActorsAction, at: &crate::PrepareAt) -> Result<ActorsCal
                 SendWait::Queued => "?wait=queued",
             },
             messages: Messages::new(&s.payload, &s.key, s.batch, at),
-            seed,
-            stream,
         },
         ActorsAction::Publish(p) => Req::Send {
             target,
-            component: Name::new(Some(&p.topic), state, counters),
+            component: Name::new(Some(&p.topic), at),
             collection: "/api/v1/topics/",
             query: "",
             messages: Messages::new(&p.payload, &p.key, p.batch, at),
-            seed,
-            stream,
         },
         ActorsAction::Request(r) => Req::Request {
             target,
@@ -291,14 +282,10 @@ pub fn prepare(action: &ActorsAction, at: &crate::PrepareAt) -> Result<ActorsCal
                 1,
                 at,
             ),
-            seed,
-            stream,
         },
         ActorsAction::Lookup(l) => Req::Lookup {
             target,
             component: name(l.component.as_deref()),
-            seed,
-            stream,
         },
     }))
 }
@@ -363,11 +350,9 @@ impl Req {
                 name,
                 batch,
                 spec,
-                seed,
-                stream,
             } => match batch {
                 None => {
-                    let Some(n) = name.resolve(seq, *seed, *stream, chain) else {
+                    let Some(n) = name.resolve(chain) else {
                         return bad_response();
                     };
                     let path = format!("/api/v1/components/{n}");
@@ -387,8 +372,9 @@ impl Req {
                     outcome
                 }
                 Some((count, prefix)) => {
-                    let mut rng = Rng::for_request(*seed, *stream, seq);
-                    let prefix = prefix.render(&Ctx { seq, key: None }, &mut rng);
+                    let Some(prefix) = prefix.resolve(chain) else {
+                        return bad_response();
+                    };
                     let SpecBody::Json(template) = spec else {
                         return bad_response();
                     };
@@ -410,18 +396,13 @@ impl Req {
                     outcome
                 }
             },
-            Req::Stop {
-                target,
-                component,
-                seed,
-                stream,
-            } => {
+            Req::Stop { target, component } => {
                 let n = match component {
                     Name::Chained => match chain.items.pop_front() {
                         Some((n, _)) => Some(n),
                         None => chain.key.take(),
                     },
-                    other => other.resolve(seq, *seed, *stream, chain),
+                    other => other.resolve(chain),
                 };
                 let Some(n) = n else {
                     return bad_response();
@@ -442,10 +423,8 @@ impl Req {
                 collection,
                 query,
                 messages,
-                seed,
-                stream,
             } => {
-                let Some(n) = component.resolve(seq, *seed, *stream, chain) else {
+                let Some(n) = component.resolve(chain) else {
                     return bad_response();
                 };
                 let (body, keys) = messages.body(seq);
@@ -476,10 +455,8 @@ impl Req {
                 target,
                 component,
                 payload,
-                seed,
-                stream,
             } => {
-                let Some(n) = component.resolve(seq, *seed, *stream, chain) else {
+                let Some(n) = component.resolve(chain) else {
                     return bad_response();
                 };
                 let mut body = String::from("{\"payload\":");
@@ -499,13 +476,8 @@ impl Req {
                 chain.key = Some(n);
                 outcome
             }
-            Req::Lookup {
-                target,
-                component,
-                seed,
-                stream,
-            } => {
-                let Some(n) = component.resolve(seq, *seed, *stream, chain) else {
+            Req::Lookup { target, component } => {
+                let Some(n) = component.resolve(chain) else {
                     return bad_response();
                 };
                 let answer =
@@ -550,14 +522,10 @@ pub async fn setup(
 ) -> Result<(), String> {
     let topology = setup.topology();
     for c in &topology.components {
-        let body = spec_body(&c.spec())?;
-        let body = match body {
-            SpecBody::Json(_) => {
-                SpecBody::Json(c.spec().to_json(Some(&c.name)).unwrap_or_default())
-            }
-            toml => toml,
-        };
-        let path = format!("/api/v1/components/{}", c.name);
+        // Inline specs carry their name; a file's must match it.
+        let name = c.name.as_deref().unwrap_or_default();
+        let body = spec_body(c)?;
+        let path = format!("/api/v1/components/{name}");
         let answer = match &body {
             SpecBody::Json(v) => {
                 send(
@@ -571,7 +539,7 @@ pub async fn setup(
             }
             SpecBody::Toml(b) => send_with(client, target, "PUT", &path, TOML_HEADER, b).await,
         };
-        expect_success(answer, &format!("spawning component `{}`", c.name))?;
+        expect_success(answer, &format!("spawning component `{name}`"))?;
     }
     for t in &setup.topics {
         if let Some(batch) = &t.subscribers {
@@ -688,26 +656,35 @@ mod tests {
             "pipelines": [ { "name": "p", "stages": [ { "behavior": "forward" }, { "behavior": "counter" } ] } ]
         }))
         .unwrap();
-        let state = ActorsState {
-            topology: Some(setup.topology()),
+        let mut shared = crate::Shared::default();
+        shared.actors.topology = Some(setup.topology());
+        let (_tx, rx) = tokio::sync::watch::channel(gauntlet_control::Endpoint {
+            host: "127.0.0.1".into(),
+            port: 0,
+        });
+        let at = crate::PrepareAt {
+            service: "actors",
+            target: Target::new(rx, ""),
+            previous: None,
+            seed: 1,
+            stream: 0,
+            shared: &shared,
         };
-        let counters = Counters::default();
-        let name = Name::new(Some("p"), &state, &counters);
-        assert_eq!(
-            name.resolve(0, 1, 0, &Chain::default()).as_deref(),
-            Some("p-1")
-        );
-        assert_eq!(name.sinks(), ["p-2".to_owned()]);
-        let templated = Name::new(Some("w-{{seq}}"), &state, &counters);
-        assert_eq!(
-            templated.resolve(4, 1, 0, &Chain::default()).as_deref(),
-            Some("w-4")
-        );
-        let chained = Name::new(None, &state, &counters);
-        let chain = Chain {
-            key: Some("spawned".into()),
+        let chain = |seq, key: Option<&str>| Chain {
+            seq,
+            key: key.map(str::to_owned),
             ..Chain::default()
         };
-        assert_eq!(chained.resolve(0, 1, 0, &chain).as_deref(), Some("spawned"));
+        let name = Name::new(Some("p"), &at);
+        assert_eq!(name.resolve(&chain(0, None)).as_deref(), Some("p-1"));
+        assert_eq!(name.sinks(), ["p-2".to_owned()]);
+        let templated = Name::new(Some("w-{{seq}}"), &at);
+        assert_eq!(templated.resolve(&chain(4, None)).as_deref(), Some("w-4"));
+        let chained = Name::new(None, &at);
+        assert_eq!(
+            chained.resolve(&chain(0, Some("spawned"))).as_deref(),
+            Some("spawned")
+        );
+        assert_eq!(chained.resolve(&chain(0, None)), None);
     }
 }

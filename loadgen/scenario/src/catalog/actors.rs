@@ -145,10 +145,17 @@ impl RestartPolicy {
 /// A component as a scenario describes it: inline (`behavior`, `to`,
 /// `mailbox`, supervision) or a seed 001 `Component.toml` (`file`, a path
 /// relative to the scenario; its `[component] name`, if any, must be the
-/// name the component is given).
+/// name the component is given). The same type serves `actors.spawn`'s
+/// `component`, `setup.actors.components` (with a `name`) and a
+/// pipeline's stages.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSpec {
+    /// `setup.actors.components` only: the registry name, 1–255 of
+    /// `A-Z a-z 0-9 . _ -`, not starting with `.` (a spawn names its
+    /// components itself; a pipeline's stages are `NAME-1`, `NAME-2`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// A `Component.toml` (with its `[behavior]` table), relative to the
     /// scenario's file; instead of the inline keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,15 +186,15 @@ pub struct ComponentSpec {
 pub const DEFAULT_MAX_RESTARTS: u32 = 10;
 
 impl ComponentSpec {
-    /// The component as the node's JSON spec (`None` for a `file`, which
-    /// is sent as TOML).
+    /// The component as the node's JSON spec, named `name` or its own
+    /// (`None` for a `file`, which is sent as TOML).
     pub fn to_json(&self, name: Option<&str>) -> Option<serde_json::Value> {
         if self.file.is_some() {
             return None;
         }
         let mut doc = serde_json::Map::new();
         let mut component = serde_json::Map::new();
-        if let Some(name) = name {
+        if let Some(name) = name.or(self.name.as_deref()) {
             component.insert("name".into(), name.into());
         }
         component.insert("version".into(), "1.0.0".into());

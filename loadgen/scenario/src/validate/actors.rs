@@ -130,6 +130,14 @@ pub(super) fn check(
                             ),
                         ),
                     }
+                    if s.component.name.is_some() {
+                        problem(
+                            at("component"),
+                            Some("name"),
+                            "`actors.spawn` names its components with `name` or `prefix`, not in `component`".to_owned(),
+                            Some("move the name up: `actors.spawn: { name: …, component: { … } }`"),
+                        );
+                    }
                     if s.component.file.is_some() {
                         problem(
                             at("component"),
@@ -333,8 +341,16 @@ pub(super) fn check_setup(
     };
     for (i, c) in setup.components.iter().enumerate() {
         let p = at(&[k("components"), Seg::Index(i)]);
-        declare(problem, [p.clone(), vec![k("name")]].concat(), &c.name);
-        check_component(&c.spec(), base, &p, false, problem);
+        match &c.name {
+            Some(name) => declare(problem, [p.clone(), vec![k("name")]].concat(), name),
+            None => problem(
+                p.clone(),
+                None,
+                "the component has no `name`".to_owned(),
+                Some("add `name: orders`; it is the component's registry name"),
+            ),
+        }
+        check_component(c, base, &p, false, problem);
     }
     for (i, pipe) in setup.pipelines.iter().enumerate() {
         let p = at(&[k("pipelines"), Seg::Index(i)]);
@@ -356,6 +372,17 @@ pub(super) fn check_setup(
         for (j, stage) in pipe.stages.iter().enumerate() {
             let sp = [p.clone(), vec![k("stages"), Seg::Index(j)]].concat();
             declare(problem, sp.clone(), &pipe.stage_name(j));
+            if stage.name.is_some() {
+                problem(
+                    sp.clone(),
+                    Some("name"),
+                    format!(
+                        "a pipeline's stages are named `{}-1`, `{}-2`, …",
+                        pipe.name, pipe.name
+                    ),
+                    Some("remove `name`; name the pipeline instead"),
+                );
+            }
             let last = j + 1 == pipe.stages.len();
             if last && stage.behavior == Some(Behavior::Forward) && stage.to.is_none() {
                 problem(
@@ -407,8 +434,8 @@ pub(super) fn check_setup(
     }
     for (i, t) in setup.topics.iter().enumerate() {
         for (j, c) in t.subscribe.iter().enumerate() {
-            if !setup.components.iter().any(|d| d.name == *c) {
-                let known = setup.components.iter().map(|d| d.name.as_str());
+            if !setup.components.iter().any(|d| d.name.as_ref() == Some(c)) {
+                let known = setup.components.iter().filter_map(|d| d.name.as_deref());
                 let hint = crate::diag::did_you_mean(c, known)
                     .map(|m| format!("did you mean `{m}`?"))
                     .unwrap_or_else(|| "declare it under `components`".to_owned());
