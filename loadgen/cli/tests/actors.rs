@@ -186,6 +186,21 @@ fn every_actors_perf_scenario_runs_its_setup_and_counts_messages() {
     }
 }
 
+/// Runs `actors-panic` with `sets`, expects exit 1 with `check` failed,
+/// and returns its evidence and the run directory (kept alive by the temp dir).
+fn failing_check(sets: &[&str], check: &str) -> (String, PathBuf, tempfile::TempDir) {
+    actor_node();
+    let (o, out) = run_scenario(&chaos_scenario("actors-panic.yaml"), sets);
+    assert_exit(&o, 1, "");
+    let run = only_run_dir(out.path());
+    let (_, passed, evidence) = check_verdicts(&run)
+        .into_iter()
+        .find(|c| c.0 == check)
+        .unwrap_or_else(|| panic!("{check} ran"));
+    assert!(!passed, "{check}: {evidence}");
+    (evidence, run, out)
+}
+
 /// A pipeline stage stalled for 12 s, well past the scenario's 2 s bound:
 /// no send is acknowledged within the bound after the fault window, so
 /// `actors.no_silent_stall` fails naming the fault; the run exits 1 (the
@@ -194,10 +209,8 @@ fn every_actors_perf_scenario_runs_its_setup_and_counts_messages() {
 /// comes after it; a component seen stalled at the read-back is named by
 /// the checker's unit tests.)
 #[test]
-fn a_silent_stall_fails_the_stall_check_naming_the_component() {
-    actor_node();
-    let (o, out) = run_scenario(
-        &chaos_scenario("actors-panic.yaml"),
+fn a_silent_stall_fails_the_stall_check_naming_the_fault() {
+    let (evidence, run, _out) = failing_check(
         &[
             "workload.phases.warmup.duration=2s",
             "workload.phases.steady.duration=6s",
@@ -206,16 +219,9 @@ fn a_silent_stall_fails_the_stall_check_naming_the_component() {
             "readback.stall_within=2s",
             "stack.services.actors.stop_timeout=30s",
         ],
+        "actors.no_silent_stall",
     );
-    assert_exit(&o, 1, "");
-    let run = only_run_dir(out.path());
-    let checks = check_verdicts(&run);
-    let stall = checks
-        .iter()
-        .find(|c| c.0 == "actors.no_silent_stall")
-        .unwrap();
-    assert!(!stall.1, "{stall:?}");
-    assert!(stall.2.contains("fault `stall`"), "{}", stall.2);
+    assert!(evidence.contains("fault `stall`"), "{evidence}");
     let faults = parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
     assert_eq!(faults[0].kind, "actor.stall");
 }
@@ -224,25 +230,16 @@ fn a_silent_stall_fails_the_stall_check_naming_the_component() {
 /// panics is given up (`failed`): `actors.restarts_bounded` fails naming it.
 #[test]
 fn a_component_given_up_fails_the_restart_check() {
-    actor_node();
-    let (o, out) = run_scenario(
-        &chaos_scenario("actors-panic.yaml"),
+    let (evidence, _, _out) = failing_check(
         &[
             "workload.phases.warmup.duration=2s",
             "workload.phases.steady.duration=6s",
             "setup.actors.pipelines.0.stages.1.max_restarts=1",
             "faults=[{ name: panics, at: 3s, for: 2s, actor_panic: actors, component: orders-2, panic_after: 10, repeat: true }]",
         ],
+        "actors.restarts_bounded",
     );
-    assert_exit(&o, 1, "");
-    let run = only_run_dir(out.path());
-    let checks = check_verdicts(&run);
-    let restarts = checks
-        .iter()
-        .find(|c| c.0 == "actors.restarts_bounded")
-        .unwrap();
-    assert!(!restarts.1, "{restarts:?}");
-    assert!(restarts.2.contains("orders-2"), "{}", restarts.2);
+    assert!(evidence.contains("orders-2"), "{evidence}");
 }
 
 #[test]
