@@ -259,7 +259,17 @@ pub fn service_changes(kind: ServiceKind, base_tag: &str) -> Vec<String> {
             r#"LABEL org.gauntlet.image="{binary}" org.gauntlet.kind="{name}" org.gauntlet.base="{base_tag}" org.opencontainers.image.title="{binary}" org.opencontainers.image.description="Gauntlet's {name} service""#
         ),
         format!(r#"ENTRYPOINT ["/usr/local/bin/{binary}"]"#),
-        format!(r#"CMD ["--http-addr", "0.0.0.0:{port}", "--data-dir", "/data"]"#),
+        // The kind's own arguments (what the container stack passes too),
+        // so `docker run IMAGE` alone serves on the container port.
+        format!(
+            "CMD [{}]",
+            kinds::spec(kind)
+                .args
+                .iter()
+                .map(|a| format!("{:?}", kinds::substitute(a, "0.0.0.0", port, "/data")))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     ]
 }
 
@@ -809,7 +819,17 @@ Types: deb\n# a comment\nURIs: http://deb.example/debian\nSuites: bookworm bookw
         assert!(file.contains("USER gauntlet"));
         assert!(file.contains("HEALTHCHECK"));
         assert!(file.contains("/dev/tcp/127.0.0.1/8080"));
-        assert!(file.contains("0.0.0.0:8080"));
+        assert!(file.contains(r#"CMD ["--http-addr","0.0.0.0:8080","--data-dir","/data"]"#));
         assert!(BASE_TRIM.contains("useradd --system --uid 10001"));
+        // Each bundled kind's image runs its own arguments.
+        let actors = service_changes(ServiceKind::Actors, "gauntlet/base:abc").join("\n");
+        assert!(
+            actors.contains(r#"ENTRYPOINT ["/usr/local/bin/actor-node"]"#),
+            "{actors}"
+        );
+        assert!(
+            actors.contains(r#"CMD ["--bind","0.0.0.0","--http-port","8080","--metrics-port","8080","--data-dir","/data"]"#),
+            "{actors}"
+        );
     }
 }
