@@ -6,8 +6,9 @@
 //!
 //! Without a reachable Docker engine these tests FAIL and say so. They run
 //! one at a time (they share the engine and `clean` removes everything).
-//! The images are built from the release `fabric-node`; `ci/test.sh`
-//! builds it (`cargo build --release -p fabric --bin fabric-node`).
+//! The images are built from the release `fabric-node` and `actor-node`;
+//! `ci/test.sh` builds them (`cargo build --release -p fabric --bin
+//! fabric-node -p actors --bin actor-node`).
 
 mod common;
 
@@ -52,14 +53,16 @@ fn engine() -> MutexGuard<'static, ()> {
     guard
 }
 
-/// `target/release`, where the release fabric-node the images ship is.
+/// `target/release`, where the release fabric-node and actor-node the images ship are.
 fn release_dir() -> PathBuf {
     let dir = common::bin_dir().join("../release");
-    assert!(
-        dir.join("fabric-node").is_file(),
-        "{}/fabric-node is missing: build it with `cargo build --release -p fabric --bin fabric-node` (ci/test.sh does)",
-        dir.display()
-    );
+    for binary in ["fabric-node", "actor-node"] {
+        assert!(
+            dir.join(binary).is_file(),
+            "{}/{binary} is missing: build it with `cargo build --release -p fabric --bin fabric-node -p actors --bin actor-node` (ci/test.sh does)",
+            dir.display()
+        );
+    }
     dir
 }
 
@@ -726,6 +729,56 @@ fn a_chaos_scenario_with_checks_passes_in_containers() {
     assert_eq!(faults.len(), 1, "{faults:?}");
     assert_eq!(faults[0].kind, "container.kill");
     assert!(faults[0].end_s.is_some(), "{faults:?}");
+}
+
+/// The actor node in containers: a handler panic through the node's fault
+/// endpoint (reached on the container's mapped port), then a SIGKILL of
+/// its container and a start on a new host port; the node's counters are
+/// crash-safe on its volume, so the three actor checks pass.
+#[test]
+fn the_actor_chaos_scenarios_pass_in_containers() {
+    let _engine = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let panic = chaos_run_in_containers(
+        dir.path(),
+        "actors-panic.yaml",
+        &[
+            "workload.phases.warmup.duration=2s",
+            "workload.phases.steady.duration=8s",
+            "faults.0.at=3s",
+            "faults.0.count=2",
+            "faults.1.at=5s",
+        ],
+    );
+    let kill = chaos_run_in_containers(
+        dir.path(),
+        "actors-kill.yaml",
+        &[
+            "workload.phases.warmup.duration=2s",
+            "workload.phases.steady.duration=8s",
+            "faults.0.at=4s",
+        ],
+    );
+    let kinds = |run: &Path| -> Vec<String> {
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.kind)
+            .collect()
+    };
+    assert_eq!(kinds(&panic), ["actor.panic", "actor.panic", "actor.panic"]);
+    assert_eq!(kinds(&kill), ["container.kill"]);
+    for run in [&panic, &kill] {
+        let names: Vec<String> = check_verdicts(run).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            names,
+            [
+                "actors.no_acked_message_lost",
+                "actors.no_silent_stall",
+                "actors.restarts_bounded"
+            ]
+        );
+    }
 }
 
 /// The disk-full scenario in containers: the fabric's 64 MiB tmpfs volume
