@@ -27,7 +27,6 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use crate::error::{ApiError, Code};
 use crate::mailbox::{Envelope, Mailbox};
@@ -114,12 +113,8 @@ pub struct Status {
 
 impl Component {
     /// Builds a component and the receiver its task will run on.
-    pub fn new(
-        name: &str,
-        spec: ComponentSpec,
-        counter: Option<CounterData>,
-    ) -> (Arc<Component>, mpsc::UnboundedReceiver<Envelope>) {
-        let (mailbox, rx) = Mailbox::new(spec.runtime.message_queue_size);
+    pub fn new(name: &str, spec: ComponentSpec, counter: Option<CounterData>) -> Arc<Component> {
+        let mailbox = Mailbox::new(spec.runtime.message_queue_size);
         let counter =
             matches!(spec.behavior, Behavior::Counter).then(|| counter.unwrap_or_default());
         let handled = counter.as_ref().map_or(0, |c| c.total);
@@ -138,7 +133,7 @@ impl Component {
             fault_set: AtomicBool::new(false),
             capabilities,
         });
-        (c, rx)
+        c
     }
 
     pub fn state(&self) -> State {
@@ -192,7 +187,6 @@ impl Component {
 pub(crate) struct Runner {
     comp: Arc<Component>,
     shared: Arc<Shared>,
-    rx: mpsc::UnboundedReceiver<Envelope>,
     /// Restart instants inside the intensity window.
     window: VecDeque<Instant>,
     /// The armed fault: messages left before a panic.
@@ -219,15 +213,10 @@ enum Step {
 const GROUP: usize = 256;
 
 impl Runner {
-    pub(crate) fn new(
-        comp: Arc<Component>,
-        shared: Arc<Shared>,
-        rx: mpsc::UnboundedReceiver<Envelope>,
-    ) -> Runner {
+    pub(crate) fn new(comp: Arc<Component>, shared: Arc<Shared>) -> Runner {
         Runner {
             comp,
             shared,
-            rx,
             window: VecDeque::new(),
             panic_in: None,
             fault: Fault::default(),
@@ -239,14 +228,14 @@ impl Runner {
 
     pub(crate) async fn run(mut self) {
         let is_counter = self.comp.counter.is_some();
-        while let Some(env) = self.rx.recv().await {
+        while let Some(env) = self.comp.mailbox.recv().await {
             let mut stop = self.handle(env).await;
             if is_counter {
                 let mut n = 1;
                 while stop.is_none() && n < GROUP {
-                    match self.rx.try_recv() {
-                        Ok(env) => stop = self.handle(env).await,
-                        Err(_) => break,
+                    match self.comp.mailbox.try_recv() {
+                        Some(env) => stop = self.handle(env).await,
+                        None => break,
                     }
                     n += 1;
                 }
@@ -262,7 +251,7 @@ impl Runner {
                 return;
             }
         }
-        // Every sender is gone (the node dropped the component).
+        // Closed from outside.
         self.finish(State::Stopped).await;
     }
 
@@ -348,14 +337,34 @@ impl Runner {
         self.stall().await;
         let n = batch.len();
         let mut failed: Vec<usize> = Vec::new();
-        for i in 0..n {
+        // One unwind guard per run of messages, not per message: the loop
+        // stays tight, and after a panic it resumes past the message that
+        // panicked (which is failed) with the restarted behaviour.
+        let mut next = 0;
+        while next < n {
             if self.comp.state() == State::Failed {
-                failed.extend(i..n);
+                failed.extend(next..n);
                 break;
             }
-            if let Step::Panicked = self.guarded_step(&batch.messages[i]) {
-                failed.push(i);
-                self.on_panic();
+            let mut at = next;
+            // Without an armed fault or per-message state (a counter's
+            // keys), handling a message is counting it: no per-message call.
+            if self.panic_in.is_none() && self.comp.counter.is_none() {
+                break;
+            }
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                while at < n {
+                    self.step(&batch.messages[at]);
+                    at += 1;
+                }
+            }));
+            match run {
+                Ok(()) => next = n,
+                Err(_) => {
+                    failed.push(at);
+                    self.on_panic();
+                    next = at + 1;
+                }
             }
         }
         let ok = (n - failed.len()) as u64;
@@ -717,9 +726,9 @@ impl Runner {
     async fn finish(&mut self, state: State) {
         self.checkpoint().await;
         self.comp.set_state(state);
-        self.rx.close();
+        self.comp.mailbox.close();
         let error = closed_error(&self.comp);
-        while let Ok(env) = self.rx.try_recv() {
+        while let Some(env) = self.comp.mailbox.try_recv() {
             match env {
                 Envelope::Batch(b) => {
                     self.comp.mailbox.taken(b.len());

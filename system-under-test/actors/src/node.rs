@@ -190,7 +190,7 @@ impl Node {
         spec: ComponentSpec,
         counter: Option<CounterData>,
     ) -> Result<Arc<Component>, ApiError> {
-        let (comp, rx) = Component::new(name, spec, counter);
+        let comp = Component::new(name, spec, counter);
         {
             let mut reg = self.shared.registry.write();
             if let Some(existing) = reg.get(name) {
@@ -208,7 +208,7 @@ impl Node {
         if matches!(comp.spec.behavior, Behavior::Topic) {
             self.shared.topics.write().push(comp.clone());
         }
-        tokio::spawn(Runner::new(comp.clone(), self.shared.clone(), rx).run());
+        tokio::spawn(Runner::new(comp.clone(), self.shared.clone()).run());
         Ok(comp)
     }
 
