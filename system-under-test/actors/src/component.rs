@@ -119,7 +119,7 @@ impl Component {
             matches!(spec.behavior, Behavior::Counter).then(|| counter.unwrap_or_default());
         let handled = counter.as_ref().map_or(0, |c| c.total);
         let capabilities = spec.capabilities().unwrap_or_default();
-        let c = Arc::new(Component {
+        Arc::new(Component {
             name: name.into(),
             spec: Arc::new(spec),
             mailbox,
@@ -132,8 +132,7 @@ impl Component {
             fault: Mutex::new(Fault::default()),
             fault_set: AtomicBool::new(false),
             capabilities,
-        });
-        c
+        })
     }
 
     pub fn state(&self) -> State {
