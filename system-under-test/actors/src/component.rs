@@ -194,7 +194,7 @@ pub(crate) struct Runner {
     /// Batches a counter handled whose completions wait for its checkpoint.
     unsettled: Vec<(Arc<Completion>, u64, Instant)>,
     dirty: bool,
-    effect: Option<EffectSink>,
+    effect: Option<Box<EffectSink>>,
 }
 
 enum EffectSink {
@@ -238,20 +238,20 @@ impl Runner {
                     }
                     n += 1;
                 }
-                self.checkpoint().await;
+                Box::pin(self.checkpoint()).await;
             }
             if let Some(done) = stop {
-                self.finish(State::Stopped).await;
+                Box::pin(self.finish(State::Stopped)).await;
                 let _ = done.send(());
                 return;
             }
             if self.comp.state() == State::Failed {
-                self.finish(State::Failed).await;
+                Box::pin(self.finish(State::Failed)).await;
                 return;
             }
         }
         // Closed from outside.
-        self.finish(State::Stopped).await;
+        Box::pin(self.finish(State::Stopped)).await;
     }
 
     /// Handles one envelope; returns the stop reply if it was a stop.
@@ -264,7 +264,7 @@ impl Runner {
             }
             Envelope::Request(req) => {
                 let crate::mailbox::Request { message, reply } = *req;
-                let answer = self.request(message).await;
+                let answer = Box::pin(self.request(message)).await;
                 let _ = reply.send(answer);
                 None
             }
@@ -327,7 +327,7 @@ impl Runner {
     async fn stall(&mut self) {
         if let Some(ms) = self.fault.stall_ms.take() {
             tracing::warn!(component = %self.comp.name, stall_ms = ms, "test fault: stalling");
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Box::pin(tokio::time::sleep(Duration::from_millis(ms))).await;
         }
     }
 
@@ -393,16 +393,16 @@ impl Runner {
         match &self.comp.spec.behavior {
             Behavior::Forward { to } => {
                 let to = to.clone();
-                self.forward(out, &to).await;
+                Box::pin(self.forward(out, &to)).await;
             }
-            Behavior::Topic => self.publish(out).await,
+            Behavior::Topic => Box::pin(self.publish(out)).await,
             Behavior::FileWriter { path } => {
                 let path = path.clone();
-                self.effect_file(out, &path).await;
+                Box::pin(self.effect_file(out, &path)).await;
             }
             Behavior::Caller { address } => {
                 let address = address.clone();
-                self.effect_call(out, &address).await;
+                Box::pin(self.effect_call(out, &address)).await;
             }
             Behavior::Counter => {
                 if let Some(done) = out.done {
@@ -580,9 +580,9 @@ impl Runner {
                     .create(true)
                     .open(path)
                     .await?;
-                self.effect = Some(EffectSink::File(f));
+                self.effect = Some(Box::new(EffectSink::File(f)));
             }
-            let Some(EffectSink::File(f)) = &mut self.effect else {
+            let Some(EffectSink::File(f)) = self.effect.as_deref_mut() else {
                 unreachable!()
             };
             let mut buf = Vec::new();
@@ -617,9 +617,9 @@ impl Runner {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
                 s.set_nodelay(true)?;
-                self.effect = Some(EffectSink::Tcp(s));
+                self.effect = Some(Box::new(EffectSink::Tcp(s)));
             }
-            let Some(EffectSink::Tcp(s)) = &mut self.effect else {
+            let Some(EffectSink::Tcp(s)) = self.effect.as_deref_mut() else {
                 unreachable!()
             };
             let mut buf = Vec::new();
@@ -690,7 +690,7 @@ impl Runner {
         let result = match (&self.shared.store, &self.comp.counter) {
             (Some(store), Some(c)) => {
                 let bytes = serde_json::to_vec(&*c.lock()).expect("totals serialise");
-                store.save_counter(&self.comp.name, bytes).await
+                Box::pin(store.save_counter(&self.comp.name, bytes)).await
             }
             _ => Ok(()),
         };
@@ -780,5 +780,27 @@ mod tests {
         ] {
             assert_eq!(State::from_u8(s as u8), s);
         }
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[tokio::test]
+    async fn the_task_of_a_component_stays_small() {
+        let node = crate::node::Node::new(crate::node::NodeOptions::default());
+        let c = super::Component::new(
+            "x",
+            crate::spec::ComponentSpec::new(crate::spec::Behavior::Sink),
+            None,
+        );
+        let r = super::Runner::new(c, node.shared_for_tests());
+        let fut = r.run();
+        // A spawn allocates the task: keep it within malloc's per-thread
+        // cache (1 KiB), or spawning gets slower.
+        let size = std::mem::size_of_val(&fut);
+        assert!(
+            size <= 1024,
+            "the component task grew to {size} bytes: box the new rare path"
+        );
     }
 }

@@ -149,6 +149,11 @@ impl Node {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     pub fn name(&self) -> &str {
         &self.shared.node_name
     }
