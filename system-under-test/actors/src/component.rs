@@ -300,15 +300,23 @@ impl Runner {
         if let Some(counter) = &self.comp.counter {
             let mut c = counter.lock();
             c.total += 1;
-            let key = m
-                .key
-                .as_ref()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default();
-            let t = c.keys.entry(key).or_default();
+            let key: std::borrow::Cow<'_, str> = match &m.key {
+                Some(k) => String::from_utf8_lossy(k),
+                None => std::borrow::Cow::Borrowed(""),
+            };
+            // Look up before inserting: no allocation for a key already counted.
+            let t = match c.keys.get_mut(&*key) {
+                Some(t) => t,
+                None => c.keys.entry(key.into_owned()).or_default(),
+            };
             t.count += 1;
-            if let Some(v) = std::str::from_utf8(&m.payload)
-                .ok()
+            let numeric = m
+                .payload
+                .first()
+                .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'-' | b' '));
+            if let Some(v) = numeric
+                .then(|| std::str::from_utf8(&m.payload).ok())
+                .flatten()
                 .and_then(|s| s.trim().parse::<f64>().ok())
             {
                 t.sum += v;
