@@ -433,12 +433,9 @@ impl Node {
                 deliveries: 0,
             });
         }
-        let (done, rx) = match wait {
-            Wait::Handled => {
-                let (c, rx) = Completion::new(n);
-                (Some(c), Some(rx))
-            }
-            Wait::Queued => (None, None),
+        let done = match wait {
+            Wait::Handled => Some(Completion::new(n)),
+            Wait::Queued => None,
         };
         let batch = Batch {
             messages,
@@ -467,7 +464,7 @@ impl Node {
             });
         }
         m.messages_sent.fetch_add(n, Ordering::Relaxed);
-        let (Some(done), Some(rx)) = (done, rx) else {
+        let Some(done) = done else {
             return Ok(Sent {
                 messages: n,
                 deliveries: 0,
@@ -475,7 +472,7 @@ impl Node {
         };
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let _guard = InFlight(&self.shared.in_flight);
-        let _ = rx.await;
+        done.wait().await;
         let outcome = done.outcome();
         if outcome.failed > 0 {
             let mut e = outcome
