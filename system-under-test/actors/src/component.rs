@@ -27,7 +27,6 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use crate::error::{ApiError, Code};
 use crate::mailbox::{Envelope, Mailbox};
@@ -114,17 +113,13 @@ pub struct Status {
 
 impl Component {
     /// Builds a component and the receiver its task will run on.
-    pub fn new(
-        name: &str,
-        spec: ComponentSpec,
-        counter: Option<CounterData>,
-    ) -> (Arc<Component>, mpsc::UnboundedReceiver<Envelope>) {
-        let (mailbox, rx) = Mailbox::new(spec.runtime.message_queue_size);
+    pub fn new(name: &str, spec: ComponentSpec, counter: Option<CounterData>) -> Arc<Component> {
+        let mailbox = Mailbox::new(spec.runtime.message_queue_size);
         let counter =
             matches!(spec.behavior, Behavior::Counter).then(|| counter.unwrap_or_default());
         let handled = counter.as_ref().map_or(0, |c| c.total);
         let capabilities = spec.capabilities().unwrap_or_default();
-        let c = Arc::new(Component {
+        Arc::new(Component {
             name: name.into(),
             spec: Arc::new(spec),
             mailbox,
@@ -137,8 +132,7 @@ impl Component {
             fault: Mutex::new(Fault::default()),
             fault_set: AtomicBool::new(false),
             capabilities,
-        });
-        (c, rx)
+        })
     }
 
     pub fn state(&self) -> State {
@@ -192,7 +186,6 @@ impl Component {
 pub(crate) struct Runner {
     comp: Arc<Component>,
     shared: Arc<Shared>,
-    rx: mpsc::UnboundedReceiver<Envelope>,
     /// Restart instants inside the intensity window.
     window: VecDeque<Instant>,
     /// The armed fault: messages left before a panic.
@@ -201,7 +194,7 @@ pub(crate) struct Runner {
     /// Batches a counter handled whose completions wait for its checkpoint.
     unsettled: Vec<(Arc<Completion>, u64, Instant)>,
     dirty: bool,
-    effect: Option<EffectSink>,
+    effect: Option<Box<EffectSink>>,
 }
 
 enum EffectSink {
@@ -219,15 +212,10 @@ enum Step {
 const GROUP: usize = 256;
 
 impl Runner {
-    pub(crate) fn new(
-        comp: Arc<Component>,
-        shared: Arc<Shared>,
-        rx: mpsc::UnboundedReceiver<Envelope>,
-    ) -> Runner {
+    pub(crate) fn new(comp: Arc<Component>, shared: Arc<Shared>) -> Runner {
         Runner {
             comp,
             shared,
-            rx,
             window: VecDeque::new(),
             panic_in: None,
             fault: Fault::default(),
@@ -239,31 +227,31 @@ impl Runner {
 
     pub(crate) async fn run(mut self) {
         let is_counter = self.comp.counter.is_some();
-        while let Some(env) = self.rx.recv().await {
+        while let Some(env) = self.comp.mailbox.recv().await {
             let mut stop = self.handle(env).await;
             if is_counter {
                 let mut n = 1;
                 while stop.is_none() && n < GROUP {
-                    match self.rx.try_recv() {
-                        Ok(env) => stop = self.handle(env).await,
-                        Err(_) => break,
+                    match self.comp.mailbox.try_recv() {
+                        Some(env) => stop = self.handle(env).await,
+                        None => break,
                     }
                     n += 1;
                 }
-                self.checkpoint().await;
+                Box::pin(self.checkpoint()).await;
             }
             if let Some(done) = stop {
-                self.finish(State::Stopped).await;
+                Box::pin(self.finish(State::Stopped)).await;
                 let _ = done.send(());
                 return;
             }
             if self.comp.state() == State::Failed {
-                self.finish(State::Failed).await;
+                Box::pin(self.finish(State::Failed)).await;
                 return;
             }
         }
-        // Every sender is gone (the node dropped the component).
-        self.finish(State::Stopped).await;
+        // Closed from outside.
+        Box::pin(self.finish(State::Stopped)).await;
     }
 
     /// Handles one envelope; returns the stop reply if it was a stop.
@@ -276,7 +264,7 @@ impl Runner {
             }
             Envelope::Request(req) => {
                 let crate::mailbox::Request { message, reply } = *req;
-                let answer = self.request(message).await;
+                let answer = Box::pin(self.request(message)).await;
                 let _ = reply.send(answer);
                 None
             }
@@ -312,15 +300,23 @@ impl Runner {
         if let Some(counter) = &self.comp.counter {
             let mut c = counter.lock();
             c.total += 1;
-            let key = m
-                .key
-                .as_ref()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default();
-            let t = c.keys.entry(key).or_default();
+            let key: std::borrow::Cow<'_, str> = match &m.key {
+                Some(k) => String::from_utf8_lossy(k),
+                None => std::borrow::Cow::Borrowed(""),
+            };
+            // Look up before inserting: no allocation for a key already counted.
+            let t = match c.keys.get_mut(&*key) {
+                Some(t) => t,
+                None => c.keys.entry(key.into_owned()).or_default(),
+            };
             t.count += 1;
-            if let Some(v) = std::str::from_utf8(&m.payload)
-                .ok()
+            let numeric = m
+                .payload
+                .first()
+                .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'-' | b' '));
+            if let Some(v) = numeric
+                .then(|| std::str::from_utf8(&m.payload).ok())
+                .flatten()
                 .and_then(|s| s.trim().parse::<f64>().ok())
             {
                 t.sum += v;
@@ -339,7 +335,7 @@ impl Runner {
     async fn stall(&mut self) {
         if let Some(ms) = self.fault.stall_ms.take() {
             tracing::warn!(component = %self.comp.name, stall_ms = ms, "test fault: stalling");
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Box::pin(tokio::time::sleep(Duration::from_millis(ms))).await;
         }
     }
 
@@ -348,14 +344,34 @@ impl Runner {
         self.stall().await;
         let n = batch.len();
         let mut failed: Vec<usize> = Vec::new();
-        for i in 0..n {
+        // One unwind guard per run of messages, not per message: the loop
+        // stays tight, and after a panic it resumes past the message that
+        // panicked (which is failed) with the restarted behaviour.
+        let mut next = 0;
+        while next < n {
             if self.comp.state() == State::Failed {
-                failed.extend(i..n);
+                failed.extend(next..n);
                 break;
             }
-            if let Step::Panicked = self.guarded_step(&batch.messages[i]) {
-                failed.push(i);
-                self.on_panic();
+            let mut at = next;
+            // Without an armed fault or per-message state (a counter's
+            // keys), handling a message is counting it: no per-message call.
+            if self.panic_in.is_none() && self.comp.counter.is_none() {
+                break;
+            }
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                while at < n {
+                    self.step(&batch.messages[at]);
+                    at += 1;
+                }
+            }));
+            match run {
+                Ok(()) => next = n,
+                Err(_) => {
+                    failed.push(at);
+                    self.on_panic();
+                    next = at + 1;
+                }
             }
         }
         let ok = (n - failed.len()) as u64;
@@ -385,16 +401,16 @@ impl Runner {
         match &self.comp.spec.behavior {
             Behavior::Forward { to } => {
                 let to = to.clone();
-                self.forward(out, &to).await;
+                Box::pin(self.forward(out, &to)).await;
             }
-            Behavior::Topic => self.publish(out).await,
+            Behavior::Topic => Box::pin(self.publish(out)).await,
             Behavior::FileWriter { path } => {
                 let path = path.clone();
-                self.effect_file(out, &path).await;
+                Box::pin(self.effect_file(out, &path)).await;
             }
             Behavior::Caller { address } => {
                 let address = address.clone();
-                self.effect_call(out, &address).await;
+                Box::pin(self.effect_call(out, &address)).await;
             }
             Behavior::Counter => {
                 if let Some(done) = out.done {
@@ -572,9 +588,9 @@ impl Runner {
                     .create(true)
                     .open(path)
                     .await?;
-                self.effect = Some(EffectSink::File(f));
+                self.effect = Some(Box::new(EffectSink::File(f)));
             }
-            let Some(EffectSink::File(f)) = &mut self.effect else {
+            let Some(EffectSink::File(f)) = self.effect.as_deref_mut() else {
                 unreachable!()
             };
             let mut buf = Vec::new();
@@ -609,9 +625,9 @@ impl Runner {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
                 s.set_nodelay(true)?;
-                self.effect = Some(EffectSink::Tcp(s));
+                self.effect = Some(Box::new(EffectSink::Tcp(s)));
             }
-            let Some(EffectSink::Tcp(s)) = &mut self.effect else {
+            let Some(EffectSink::Tcp(s)) = self.effect.as_deref_mut() else {
                 unreachable!()
             };
             let mut buf = Vec::new();
@@ -682,7 +698,7 @@ impl Runner {
         let result = match (&self.shared.store, &self.comp.counter) {
             (Some(store), Some(c)) => {
                 let bytes = serde_json::to_vec(&*c.lock()).expect("totals serialise");
-                store.save_counter(&self.comp.name, bytes).await
+                Box::pin(store.save_counter(&self.comp.name, bytes)).await
             }
             _ => Ok(()),
         };
@@ -717,9 +733,9 @@ impl Runner {
     async fn finish(&mut self, state: State) {
         self.checkpoint().await;
         self.comp.set_state(state);
-        self.rx.close();
+        self.comp.mailbox.close();
         let error = closed_error(&self.comp);
-        while let Ok(env) = self.rx.try_recv() {
+        while let Some(env) = self.comp.mailbox.try_recv() {
             match env {
                 Envelope::Batch(b) => {
                     self.comp.mailbox.taken(b.len());
@@ -772,5 +788,27 @@ mod tests {
         ] {
             assert_eq!(State::from_u8(s as u8), s);
         }
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[tokio::test]
+    async fn the_task_of_a_component_stays_small() {
+        let node = crate::node::Node::new(crate::node::NodeOptions::default());
+        let c = super::Component::new(
+            "x",
+            crate::spec::ComponentSpec::new(crate::spec::Behavior::Sink),
+            None,
+        );
+        let r = super::Runner::new(c, node.shared_for_tests());
+        let fut = r.run();
+        // A spawn allocates the task: keep it within malloc's per-thread
+        // cache (1 KiB), or spawning gets slower.
+        let size = std::mem::size_of_val(&fut);
+        assert!(
+            size <= 1024,
+            "the component task grew to {size} bytes: box the new rare path"
+        );
     }
 }

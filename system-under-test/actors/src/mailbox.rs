@@ -8,9 +8,11 @@
 //! mailbox refuses). A batch larger than the whole mailbox is admitted into
 //! an empty one, so a stage can never wait forever.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{Notify, mpsc};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use crate::message::{Batch, Message};
 
@@ -29,11 +31,22 @@ pub struct Request {
     pub reply: tokio::sync::oneshot::Sender<Result<bytes::Bytes, crate::error::ApiError>>,
 }
 
+/// A mailbox: a queue under a short lock (it grows with use: an idle
+/// component costs a few bytes, not a channel block), a message count for
+/// the bound, and two wake-ups — the component's (`ready`, with a stored
+/// permit so a push before the wait is never lost) and the stages' waiting
+/// for room.
 pub struct Mailbox {
-    tx: mpsc::UnboundedSender<Envelope>,
+    queue: Mutex<Queue>,
     depth: AtomicUsize,
     capacity: usize,
+    ready: Notify,
     room: Notify,
+}
+
+struct Queue {
+    items: VecDeque<Envelope>,
+    closed: bool,
 }
 
 /// Why a batch was not admitted.
@@ -46,17 +59,17 @@ pub enum Refused {
 }
 
 impl Mailbox {
-    pub fn new(capacity: usize) -> (Mailbox, mpsc::UnboundedReceiver<Envelope>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Mailbox {
-                tx,
-                depth: AtomicUsize::new(0),
-                capacity,
-                room: Notify::new(),
-            },
-            rx,
-        )
+    pub fn new(capacity: usize) -> Mailbox {
+        Mailbox {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                closed: false,
+            }),
+            depth: AtomicUsize::new(0),
+            capacity,
+            ready: Notify::new(),
+            room: Notify::new(),
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -88,10 +101,17 @@ impl Mailbox {
     }
 
     fn push(&self, env: Envelope, n: usize) -> Result<(), (Refused, Envelope)> {
-        self.tx.send(env).map_err(|e| {
-            self.depth.fetch_sub(n, Ordering::AcqRel);
-            (Refused::Closed, e.0)
-        })
+        {
+            let mut q = self.queue.lock();
+            if q.closed {
+                drop(q);
+                self.depth.fetch_sub(n, Ordering::AcqRel);
+                return Err((Refused::Closed, env));
+            }
+            q.items.push_back(env);
+        }
+        self.ready.notify_one();
+        Ok(())
     }
 
     /// Admits the whole batch now or refuses it untouched.
@@ -113,7 +133,7 @@ impl Mailbox {
             if self.reserve(n, true) {
                 break;
             }
-            if self.tx.is_closed() {
+            if self.is_closed() {
                 return Err((Refused::Closed, batch));
             }
             notified.await;
@@ -123,7 +143,31 @@ impl Mailbox {
 
     /// Sends a request or a stop (not counted against the bound).
     pub fn send_control(&self, env: Envelope) -> Result<(), Envelope> {
-        self.tx.send(env).map_err(|e| e.0)
+        self.push(env, 0).map_err(|(_, e)| e)
+    }
+
+    /// The next envelope, waiting for one; `None` once closed and empty.
+    pub async fn recv(&self) -> Option<Envelope> {
+        loop {
+            if let Some(env) = self.try_recv() {
+                return Some(env);
+            }
+            if self.queue.lock().closed {
+                return None;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// The next envelope if one is queued.
+    pub fn try_recv(&self) -> Option<Envelope> {
+        self.queue.lock().items.pop_front()
+    }
+
+    /// Refuses everything from now on (what is queued stays, for `try_recv`).
+    pub fn close(&self) {
+        self.queue.lock().closed = true;
+        self.room.notify_waiters();
     }
 
     /// The component took `n` messages out of the mailbox.
@@ -138,7 +182,7 @@ impl Mailbox {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.queue.lock().closed
     }
 }
 
@@ -168,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_batch_that_does_not_fit_is_refused_whole() {
-        let (mb, mut rx) = Mailbox::new(10);
+        let mb = Mailbox::new(10);
         assert!(mb.try_admit(batch(6)).is_ok());
         let (why, b) = mb.try_admit(batch(5)).unwrap_err();
         assert_eq!(why, Refused::Full);
@@ -176,7 +220,7 @@ mod tests {
         assert_eq!(mb.depth(), 6);
         assert!(mb.try_admit(batch(4)).is_ok());
         assert_eq!(mb.depth(), 10);
-        let Ok(Envelope::Batch(b)) = rx.try_recv() else {
+        let Some(Envelope::Batch(b)) = mb.try_recv() else {
             panic!("expected a batch")
         };
         mb.taken(b.len());
@@ -187,14 +231,13 @@ mod tests {
 
     #[tokio::test]
     async fn admit_waits_for_room_and_takes_oversize_when_empty() {
-        let (mb, mut rx) = Mailbox::new(4);
-        let mb = Arc::new(mb);
+        let mb = Arc::new(Mailbox::new(4));
         mb.admit(batch(3)).await.map_err(|_| ()).unwrap();
         let mb2 = mb.clone();
         let waiter = tokio::spawn(async move { mb2.admit(batch(9)).await.is_ok() });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        let Some(Envelope::Batch(b)) = rx.recv().await else {
+        let Some(Envelope::Batch(b)) = mb.recv().await else {
             panic!()
         };
         mb.taken(b.len());
@@ -204,8 +247,8 @@ mod tests {
 
     #[test]
     fn a_closed_mailbox_refuses_and_releases_the_reservation() {
-        let (mb, rx) = Mailbox::new(4);
-        drop(rx);
+        let mb = Mailbox::new(4);
+        mb.close();
         assert_eq!(mb.try_admit(batch(2)).unwrap_err().0, Refused::Closed);
         assert_eq!(mb.depth(), 0);
     }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use crate::error::ApiError;
 
@@ -76,24 +76,39 @@ pub struct Completion {
     delivered: AtomicU64,
     failed: AtomicU64,
     error: Mutex<Option<ApiError>>,
-    waiter: Mutex<Option<oneshot::Sender<()>>>,
+    /// Set when nothing is owed any more; `notify` wakes the one waiter
+    /// (its stored permit covers a completion before the wait).
+    done: std::sync::atomic::AtomicBool,
+    notify: Notify,
 }
 
 impl Completion {
-    /// A completion owing `deliveries`, and the receiver its waiter awaits.
-    pub fn new(deliveries: u64) -> (Arc<Completion>, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
+    /// A completion owing `deliveries` (one allocation: no channel).
+    pub fn new(deliveries: u64) -> Arc<Completion> {
         let c = Arc::new(Completion {
             pending: AtomicU64::new(deliveries),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             error: Mutex::new(None),
-            waiter: Mutex::new(Some(tx)),
+            done: std::sync::atomic::AtomicBool::new(false),
+            notify: Notify::new(),
         });
         if deliveries == 0 {
             c.fire();
         }
-        (c, rx)
+        c
+    }
+
+    /// Whether every delivery settled.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Waits until every delivery settled (one waiter).
+    pub async fn wait(&self) {
+        while !self.is_done() {
+            self.notify.notified().await;
+        }
     }
 
     /// More deliveries are owed (a topic fans a batch out to k subscribers:
@@ -141,9 +156,8 @@ impl Completion {
     }
 
     fn fire(&self) {
-        if let Some(tx) = self.waiter.lock().take() {
-            let _ = tx.send(());
-        }
+        self.done.store(true, Ordering::Release);
+        self.notify.notify_one();
     }
 
     /// The outcome (meaningful once the receiver fired).
@@ -162,14 +176,14 @@ mod tests {
 
     #[test]
     fn completion_fires_once_every_delivery_settled() {
-        let (c, mut rx) = Completion::new(3);
+        let c = Completion::new(3);
         c.delivered(1);
-        assert!(rx.try_recv().is_err());
+        assert!(!c.is_done());
         c.owe(2);
         c.delivered(2);
-        assert!(rx.try_recv().is_err());
+        assert!(!c.is_done());
         c.failed(2, &ApiError::invalid("x"));
-        assert!(rx.try_recv().is_ok());
+        assert!(c.is_done());
         let o = c.outcome();
         assert_eq!((o.delivered, o.failed), (3, 2));
         assert!(o.error.is_some());
@@ -177,7 +191,7 @@ mod tests {
 
     #[test]
     fn empty_completion_fires_at_once() {
-        let (_c, mut rx) = Completion::new(0);
-        assert!(rx.try_recv().is_ok());
+        let c = Completion::new(0);
+        assert!(c.is_done());
     }
 }

@@ -149,6 +149,11 @@ impl Node {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     pub fn name(&self) -> &str {
         &self.shared.node_name
     }
@@ -190,7 +195,7 @@ impl Node {
         spec: ComponentSpec,
         counter: Option<CounterData>,
     ) -> Result<Arc<Component>, ApiError> {
-        let (comp, rx) = Component::new(name, spec, counter);
+        let comp = Component::new(name, spec, counter);
         {
             let mut reg = self.shared.registry.write();
             if let Some(existing) = reg.get(name) {
@@ -208,7 +213,7 @@ impl Node {
         if matches!(comp.spec.behavior, Behavior::Topic) {
             self.shared.topics.write().push(comp.clone());
         }
-        tokio::spawn(Runner::new(comp.clone(), self.shared.clone(), rx).run());
+        tokio::spawn(Runner::new(comp.clone(), self.shared.clone()).run());
         Ok(comp)
     }
 
@@ -428,12 +433,9 @@ impl Node {
                 deliveries: 0,
             });
         }
-        let (done, rx) = match wait {
-            Wait::Handled => {
-                let (c, rx) = Completion::new(n);
-                (Some(c), Some(rx))
-            }
-            Wait::Queued => (None, None),
+        let done = match wait {
+            Wait::Handled => Some(Completion::new(n)),
+            Wait::Queued => None,
         };
         let batch = Batch {
             messages,
@@ -462,7 +464,7 @@ impl Node {
             });
         }
         m.messages_sent.fetch_add(n, Ordering::Relaxed);
-        let (Some(done), Some(rx)) = (done, rx) else {
+        let Some(done) = done else {
             return Ok(Sent {
                 messages: n,
                 deliveries: 0,
@@ -470,7 +472,7 @@ impl Node {
         };
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let _guard = InFlight(&self.shared.in_flight);
-        let _ = rx.await;
+        done.wait().await;
         let outcome = done.outcome();
         if outcome.failed > 0 {
             let mut e = outcome

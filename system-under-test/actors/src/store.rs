@@ -8,14 +8,17 @@
 //!   at a torn last line (it was never acknowledged); a bad line anywhere
 //!   else is corruption and refuses to start. At open the log is compacted
 //!   (temp → fsync → rename → fsync dir).
-//! - `state/<name>.json`: a counter's totals, written temp → fsync →
-//!   rename → fsync dir after each group of batches and before any of them
-//!   is acknowledged.
+//! - `state/<name>.log`: a counter's totals, one JSON line per group of
+//!   batches, appended and fdatasynced (one sync) before any of them is
+//!   acknowledged; the last whole line is the state (a torn tail was never
+//!   acknowledged). Past 1 MiB the file is rewritten with its last line
+//!   (temp → fsync → rename → fsync dir).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use serde::{Deserialize, Serialize};
@@ -59,7 +62,17 @@ type Job = (Vec<Record>, oneshot::Sender<io::Result<()>>);
 pub struct Store {
     dir: PathBuf,
     jobs: std_mpsc::Sender<Job>,
+    counters: parking_lot::Mutex<HashMap<String, Arc<parking_lot::Mutex<CounterFile>>>>,
 }
+
+/// An open counter log.
+struct CounterFile {
+    file: Option<File>,
+    bytes: u64,
+}
+
+/// A counter log is compacted past this size.
+const COUNTER_LOG_MAX: u64 = 1 << 20;
 
 impl Store {
     /// Opens (creating) the data directory, replays and compacts the registry.
@@ -85,6 +98,7 @@ impl Store {
             Store {
                 dir: dir.to_path_buf(),
                 jobs: tx,
+                counters: parking_lot::Mutex::new(HashMap::new()),
             },
             restored,
         ))
@@ -100,19 +114,76 @@ impl Store {
             .map_err(|_| io::Error::other("the registry writer stopped"))?
     }
 
-    /// Writes a counter's totals durably.
+    /// Appends a counter's totals (one JSON line) durably.
     pub async fn save_counter(&self, name: &str, data: Vec<u8>) -> io::Result<()> {
+        let slot = self
+            .counters
+            .lock()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(parking_lot::Mutex::new(CounterFile {
+                    file: None,
+                    bytes: 0,
+                }))
+            })
+            .clone();
         let dir = self.dir.join("state");
-        let name = format!("{name}.json");
-        tokio::task::spawn_blocking(move || write_atomic(&dir, &name, &data))
+        let file_name = format!("{name}.log");
+        tokio::task::spawn_blocking(move || append_counter(&dir, &file_name, &slot, &data))
             .await
             .map_err(io::Error::other)?
     }
 
     /// Removes a stopped counter's state.
     pub fn remove_counter(&self, name: &str) {
-        let _ = fs::remove_file(self.dir.join("state").join(format!("{name}.json")));
+        self.counters.lock().remove(name);
+        let _ = fs::remove_file(self.dir.join("state").join(format!("{name}.log")));
     }
+}
+
+fn append_counter(
+    dir: &Path,
+    name: &str,
+    slot: &parking_lot::Mutex<CounterFile>,
+    data: &[u8],
+) -> io::Result<()> {
+    let mut cf = slot.lock();
+    let mut line = Vec::with_capacity(data.len() + 1);
+    line.extend_from_slice(data);
+    line.push(b'\n');
+    if cf.file.is_none() || cf.bytes + line.len() as u64 > COUNTER_LOG_MAX {
+        // A new or compacted log: the line alone, published atomically.
+        cf.file = None;
+        write_atomic(dir, name, &line)?;
+        let file = OpenOptions::new().append(true).open(dir.join(name))?;
+        cf.bytes = line.len() as u64;
+        cf.file = Some(file);
+        return Ok(());
+    }
+    let file = cf.file.as_mut().expect("opened above");
+    let written = file.write_all(&line).and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        // Unknown state on disk: the next save rewrites the log whole.
+        cf.file = None;
+        return Err(e);
+    }
+    cf.bytes += line.len() as u64;
+    Ok(())
+}
+
+/// The last whole line of a counter log.
+fn last_counter_state(path: &Path) -> anyhow::Result<Option<CounterData>> {
+    let text = fs::read(path)?;
+    let mut last = None;
+    for line in text.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        if let Ok(d) = serde_json::from_slice::<CounterData>(line) {
+            last = Some(d);
+        }
+    }
+    Ok(last)
 }
 
 fn writer(mut file: File, rx: std_mpsc::Receiver<Job>) {
@@ -183,7 +254,7 @@ fn replay(log: &Path, state_dir: &Path) -> anyhow::Result<Restored> {
     for entry in fs::read_dir(state_dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
-        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".log")) else {
             // A temp file of an interrupted write.
             let _ = fs::remove_file(entry.path());
             continue;
@@ -192,10 +263,15 @@ fn replay(log: &Path, state_dir: &Path) -> anyhow::Result<Restored> {
             let _ = fs::remove_file(entry.path());
             continue;
         }
-        let data: CounterData = serde_json::from_slice(&fs::read(entry.path())?).map_err(|e| {
-            anyhow::anyhow!("counter state {} is corrupt: {e}", entry.path().display())
-        })?;
-        counters.insert(name.to_string(), data);
+        match last_counter_state(&entry.path())? {
+            Some(data) => {
+                counters.insert(name.to_string(), data);
+            }
+            None => anyhow::bail!(
+                "counter state {} holds no whole record",
+                entry.path().display()
+            ),
+        }
     }
     Ok(Restored {
         components: order
@@ -289,7 +365,20 @@ mod tests {
                 )
                 .await
                 .unwrap();
+            store
+                .save_counter(
+                    "c",
+                    br#"{"total":5,"keys":{"k":{"count":5,"sum":9.0}}}"#.to_vec(),
+                )
+                .await
+                .unwrap();
         }
+        // Torn tails: the counter's last whole line and the registry's whole lines count.
+        let mut c = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("state/c.log"))
+            .unwrap();
+        c.write_all(b"{\"total\":7,\"ke").unwrap();
         let mut f = OpenOptions::new()
             .append(true)
             .open(dir.path().join("registry.log"))
@@ -303,7 +392,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["t", "c"]);
         assert_eq!(restored.subscriptions, [("t".to_string(), "c".to_string())]);
-        assert_eq!(restored.counters["c"].total, 3);
+        assert_eq!(restored.counters["c"].total, 5);
     }
 
     #[test]
