@@ -318,8 +318,14 @@ impl Runner {
                 .then(|| std::str::from_utf8(&m.payload).ok())
                 .flatten()
                 .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite())
             {
-                t.sum += v;
+                // A sum that would overflow stays where it was: totals are
+                // always finite (JSON, and so the counter's log, has no inf).
+                let sum = t.sum + v;
+                if sum.is_finite() {
+                    t.sum = sum;
+                }
             }
             self.dirty = true;
         }
@@ -397,6 +403,7 @@ impl Runner {
             messages,
             done: batch.done,
             enqueued: batch.enqueued,
+            hops: batch.hops.saturating_add(1),
         };
         match &self.comp.spec.behavior {
             Behavior::Forward { to } => {
@@ -477,14 +484,25 @@ impl Runner {
             return;
         }
         self.window.push_back(now);
-        self.comp.set_state(State::Restarting);
+        let _ = self.comp.state.compare_exchange(
+            State::Running as u8,
+            State::Restarting as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         self.comp.restarts.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.restarts.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.event("restarted");
         // The behaviour's state is re-initialised from what it keeps
         // (a counter's totals); the mailbox is untouched.
         self.effect = None;
-        self.comp.set_state(State::Running);
+        // A stop that arrived meanwhile wins.
+        let _ = self.comp.state.compare_exchange(
+            State::Restarting as u8,
+            State::Running as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         tracing::warn!(component = %self.comp.name, restarts = self.comp.restarts(), "component restarted");
         self.shared.audit(
             &self.comp.name,
@@ -514,6 +532,15 @@ impl Runner {
 
     /// Admits a batch into the next component, waiting for room.
     async fn hand_on(&self, next: &Component, out: Batch) {
+        if out.hops >= crate::message::MAX_HOPS {
+            let n = out.len() as u64;
+            let e = ApiError::invalid(format!(
+                "the batch passed through {} components at `{}`: a forwarding loop",
+                out.hops, self.comp.name
+            ));
+            self.fail(&out, n, &e);
+            return;
+        }
         if !next.accepts() {
             let n = out.len() as u64;
             self.fail(&out, n, &closed_error(next));
@@ -544,6 +571,7 @@ impl Runner {
                 messages: out.messages.clone(),
                 done: out.done.clone(),
                 enqueued: out.enqueued,
+                hops: out.hops,
             };
             match self.shared.lookup(s) {
                 Some(c) => self.hand_on(&c, copy).await,
@@ -581,7 +609,7 @@ impl Runner {
         if !self.comp.capabilities.iter().any(|c| c.allows_write(path)) {
             return self.denied(&out, "file_write", path);
         }
-        let result = async {
+        let result = bounded(async {
             if self.effect.is_none() {
                 let f = tokio::fs::OpenOptions::new()
                     .append(true)
@@ -600,7 +628,7 @@ impl Runner {
             }
             f.write_all(&buf).await?;
             f.flush().await
-        }
+        })
         .await;
         self.settle_effect(out, result, "file_write", path);
     }
@@ -614,7 +642,7 @@ impl Runner {
         {
             return self.denied(&out, "network_outbound", address);
         }
-        let result = async {
+        let result = bounded(async {
             if self.effect.is_none() {
                 let s = tokio::time::timeout(
                     Duration::from_secs(2),
@@ -636,7 +664,7 @@ impl Runner {
                 buf.push(b'\n');
             }
             s.write_all(&buf).await
-        }
+        })
         .await;
         self.settle_effect(out, result, "network_outbound", address);
     }
@@ -705,7 +733,11 @@ impl Runner {
         match result {
             Ok(()) => self.settle_unsettled(None),
             Err(e) => {
-                tracing::error!(component = %self.comp.name, error = %e, "cannot checkpoint the counter");
+                // Its totals now hold messages answered as failed: it stops
+                // taking messages (a restart of the node brings back the
+                // last durable totals) rather than count a retry twice.
+                tracing::error!(component = %self.comp.name, error = %e, "cannot checkpoint the counter: it takes no more messages");
+                self.comp.set_state(State::Failed);
                 self.settle_unsettled(Some(ApiError::unavailable(format!(
                     "the counter's checkpoint failed: {e}"
                 ))));
@@ -756,6 +788,22 @@ impl Runner {
         }
         self.comp.mailbox.wake_all();
     }
+}
+
+/// How long one effect (open and write a file, connect and write to a
+/// peer) may take before its messages fail: a peer that stops reading must
+/// not stall the component and everything upstream of it.
+const EFFECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bounded(f: impl std::future::Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    tokio::time::timeout(EFFECT_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no progress within {} s", EFFECT_TIMEOUT.as_secs()),
+            ))
+        })
 }
 
 /// The error for a component that no longer takes messages.

@@ -207,6 +207,7 @@ mod tests {
                 .into(),
             done: None,
             enqueued: Instant::now(),
+            hops: 0,
         }
     }
 

@@ -48,7 +48,12 @@ pub struct Batch {
     pub done: Option<Arc<Completion>>,
     /// When the batch entered the first mailbox (for `message_latency_seconds`).
     pub enqueued: Instant,
+    /// Components the batch passed through (a backstop against loops).
+    pub hops: u8,
 }
+
+/// The most components one batch may pass through.
+pub const MAX_HOPS: u8 = 64;
 
 impl Batch {
     pub fn len(&self) -> usize {

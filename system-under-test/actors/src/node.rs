@@ -255,6 +255,12 @@ impl Node {
         self.admission()?;
         spec.validate(name)?;
         if let Some(existing) = self.shared.lookup(name) {
+            if matches!(existing.state(), State::Stopping | State::Stopped) {
+                return Err(ApiError::invalid(format!(
+                    "`{name}` is being stopped; spawn it again once DELETE answered"
+                ))
+                .with_status(409));
+            }
             if *existing.spec == spec {
                 return Ok(Spawned {
                     micros: 0,
@@ -266,6 +272,7 @@ impl Node {
             ))
             .with_status(409));
         }
+        self.check_loop(name, &spec)?;
         self.check_capacity(1)?;
         let record = self.shared.store.as_ref().map(|_| Record::Put {
             name: name.to_string(),
@@ -329,6 +336,7 @@ impl Node {
         let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
         for n in &names {
             template.validate(n)?;
+            self.check_loop(n, template)?;
             if self.shared.lookup(n).is_some() {
                 return Err(ApiError::invalid(format!(
                     "a component named `{n}` already runs; choose another prefix"
@@ -417,14 +425,7 @@ impl Node {
         wait: Wait,
     ) -> Result<Sent, ApiError> {
         if !comp.accepts() {
-            return Err(match comp.state() {
-                State::Failed => ApiError::unavailable(format!(
-                    "component `{}` failed after {} restarts and takes no messages",
-                    comp.name,
-                    comp.restarts()
-                )),
-                _ => closed_error(comp),
-            });
+            return Err(refusal(comp));
         }
         let n = messages.len() as u64;
         if n == 0 {
@@ -441,6 +442,7 @@ impl Node {
             messages,
             done: done.clone(),
             enqueued: Instant::now(),
+            hops: 0,
         };
         let m = &self.shared.metrics;
         if let Err((why, _)) = comp.mailbox.try_admit(batch) {
@@ -459,7 +461,7 @@ impl Node {
                 }
                 Refused::Closed => {
                     m.dropped_unavailable.fetch_add(n, Ordering::Relaxed);
-                    closed_error(comp)
+                    refusal(comp)
                 }
             });
         }
@@ -528,6 +530,11 @@ impl Node {
         if self.shared.lookup(component).is_none() {
             return Err(ApiError::unknown(component));
         }
+        if component == topic || self.reaches(component, topic) {
+            return Err(ApiError::invalid(format!(
+                "subscribing `{component}` to `{topic}` would close a loop (messages would go round forever)"
+            )));
+        }
         if t.subscribers.read().iter().any(|s| &**s == component) {
             return Ok(false);
         }
@@ -545,6 +552,10 @@ impl Node {
         let mut subs = t.subscribers.write();
         if subs.iter().any(|s| &**s == component) {
             return Ok(false);
+        }
+        // Stopped while the record was written: do not leave a dead subscriber.
+        if !self.shared.lookup(component).is_some_and(|c| c.accepts()) {
+            return Err(ApiError::unknown(component));
         }
         subs.push(component.into());
         Ok(true)
@@ -615,32 +626,86 @@ impl Node {
             .shared
             .lookup(name)
             .ok_or_else(|| ApiError::new(Code::NotFound, format!("no component named `{name}`")))?;
-        self.stop_component(&comp, Duration::from_secs(5)).await;
-        self.forget(name);
+        if !self.stop_component(&comp, Duration::from_secs(5)).await {
+            // Still handling (a stall, a slow effect): it stays registered
+            // and stops when done; a later DELETE finishes the job.
+            return Err(ApiError::unavailable(format!(
+                "`{name}` did not finish its queued messages within 5 s; it is stopping — DELETE again later"
+            )));
+        }
+        let topics = self.shared.topics.read().clone();
         let mut records = vec![Record::Delete {
             name: name.to_string(),
         }];
-        let topics = self.shared.topics.read().clone();
-        for t in topics {
-            let mut subs = t.subscribers.write();
-            if let Some(i) = subs.iter().position(|s| &**s == name) {
-                subs.remove(i);
+        for t in &topics {
+            if t.subscribers.read().iter().any(|s| &**s == name) {
                 records.push(Record::Unsubscribe {
                     topic: t.name.to_string(),
                     component: name.to_string(),
                 });
             }
         }
+        // Durable before the name is free: a spawn of the same name can
+        // only follow the Delete in the log.
         if let Some(store) = &self.shared.store {
             store.append(records).await.map_err(|e| {
                 ApiError::unavailable(format!("cannot write the registry log: {e}"))
             })?;
             store.remove_counter(name);
         }
+        for t in &topics {
+            t.subscribers.write().retain(|s| &**s != name);
+        }
+        self.forget(name);
         self.shared.metrics.event("stopped");
         self.shared
             .audit(name, "stopped", json!({"handled": comp.handled()}));
         Ok(comp.handled())
+    }
+
+    /// The local component a forward spec sends to (`node/name` on this node included).
+    fn local_target<'a>(&self, spec: &'a ComponentSpec) -> Option<&'a str> {
+        match &spec.behavior {
+            Behavior::Forward { to } => match crate::spec::split_target(to) {
+                (Some(node), _) if node != self.shared.node_name => None,
+                (_, name) => Some(name),
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether following forwards and topic subscriptions from `from`
+    /// reaches `target` (a new edge `target → from` would close a loop).
+    fn reaches(&self, from: &str, target: &str) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![from.to_string()];
+        while let Some(n) = stack.pop() {
+            if n == target {
+                return true;
+            }
+            if !seen.insert(n.clone()) || seen.len() > 100_000 {
+                continue;
+            }
+            if let Some(c) = self.shared.lookup(&n) {
+                if let Some(to) = self.local_target(&c.spec) {
+                    stack.push(to.to_string());
+                }
+                stack.extend(c.subscribers.read().iter().map(|s| s.to_string()));
+            }
+        }
+        false
+    }
+
+    /// Refuses a forward that would send a batch round in a loop.
+    fn check_loop(&self, name: &str, spec: &ComponentSpec) -> Result<(), ApiError> {
+        if let Some(to) = self.local_target(spec)
+            && (to == name || self.reaches(to, name))
+        {
+            return Err(ApiError::invalid(format!(
+                "`{name}` forwarding to `{to}` would close a loop (batches would go round forever)"
+            )));
+        }
+        Ok(())
     }
 
     /// Removes a name from the registry (and the topic list).
@@ -723,6 +788,20 @@ impl Node {
         d.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         d.truncate(top);
         d
+    }
+}
+
+/// Why a component takes no new message: 503 `unavailable` whether it
+/// failed or was stopped (what was queued when it failed is answered
+/// `handler_failed` by the component itself).
+fn refusal(comp: &Component) -> ApiError {
+    match comp.state() {
+        State::Failed => ApiError::unavailable(format!(
+            "component `{}` failed after {} restarts and takes no messages",
+            comp.name,
+            comp.restarts()
+        )),
+        _ => ApiError::unavailable(format!("component `{}` is stopped", comp.name)),
     }
 }
 

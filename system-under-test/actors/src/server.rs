@@ -86,6 +86,18 @@ async fn boot_components(node: &Node, dir: &Path) -> anyhow::Result<usize> {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let spec = ComponentSpec::parse(&text, true, &name)
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+        if let Some(running) = node.lookup(&name)
+            && *running.spec != spec
+        {
+            // The data directory's spec (what clients last set) wins over
+            // an edited file; say so rather than refuse to start.
+            tracing::warn!(
+                file = %path.display(),
+                component = %name,
+                "a boot component differs from the one restored from the data directory; keeping the restored one (DELETE it to take the file's)"
+            );
+            continue;
+        }
         node.spawn(&name, spec)
             .await
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;

@@ -253,6 +253,15 @@ impl Capability {
     }
 }
 
+fn finite(v: &toml::Value) -> bool {
+    match v {
+        toml::Value::Float(f) => f.is_finite(),
+        toml::Value::Array(a) => a.iter().all(finite),
+        toml::Value::Table(t) => t.values().all(finite),
+        _ => true,
+    }
+}
+
 fn under(path: &str, prefix: &str) -> bool {
     path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
@@ -350,6 +359,13 @@ impl ComponentSpec {
             ));
         }
         self.capabilities()?;
+        if let Some(m) = &self.monitoring
+            && !finite(&toml::Value::Table(m.clone()))
+        {
+            return Err(ApiError::invalid(
+                "[monitoring] holds nan or inf, which the registry cannot store",
+            ));
+        }
         match &self.behavior {
             Behavior::Forward { to } => {
                 let (node, target) = split_target(to);
@@ -481,6 +497,11 @@ kind = "counter"
             ),
             (
                 "[component]\nname = \"b\"\n[behavior]\nkind = \"echo\"",
+                true,
+                "a",
+            ),
+            (
+                "[monitoring]\nx = nan\n[behavior]\nkind = \"echo\"",
                 true,
                 "a",
             ),

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -187,7 +187,14 @@ fn last_counter_state(path: &Path) -> anyhow::Result<Option<CounterData>> {
 }
 
 fn writer(mut file: File, rx: std_mpsc::Receiver<Job>) {
+    let mut broken = false;
     while let Ok(first) = rx.recv() {
+        if broken {
+            let _ = first.1.send(Err(io::Error::other(
+                "the registry log is damaged; restart the node",
+            )));
+            continue;
+        }
         let mut jobs = vec![first];
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
@@ -199,7 +206,20 @@ fn writer(mut file: File, rx: std_mpsc::Receiver<Job>) {
                 buf.push(b'\n');
             }
         }
-        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        let before = file.metadata().map(|m| m.len());
+        let mut result = file.write_all(&buf).and_then(|()| file.sync_data());
+        if result.is_err() {
+            // Never leave a partial record in the middle of the log: cut
+            // back to where this group began (nothing of it was answered).
+            let cut = before.and_then(|len| file.set_len(len).and_then(|()| file.sync_data()));
+            if let Err(e) = cut {
+                tracing::error!(error = %e, "cannot cut a failed registry write back; later appends are refused");
+                result = Err(io::Error::other(
+                    "the registry log is damaged; restart the node",
+                ));
+                broken = true;
+            }
+        }
         for (_, reply) in jobs {
             let _ = reply.send(match &result {
                 Ok(()) => Ok(()),
@@ -214,14 +234,15 @@ fn replay(log: &Path, state_dir: &Path) -> anyhow::Result<Restored> {
     let mut specs: HashMap<String, ComponentSpec> = HashMap::new();
     let mut subs: Vec<(String, String)> = Vec::new();
     if log.exists() {
-        let file = File::open(log)?;
-        let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>()?;
+        // Bytes, not lines of text: a torn tail may end inside a character.
+        let bytes = fs::read(log)?;
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
         let last = lines.len();
         for (i, line) in lines.iter().enumerate() {
             if line.is_empty() {
                 continue;
             }
-            let record: Record = match serde_json::from_str(line) {
+            let record: Record = match serde_json::from_slice(line) {
                 Ok(r) => r,
                 // A torn tail: written but never fsynced, so never acknowledged.
                 Err(_) if i + 1 == last => break,

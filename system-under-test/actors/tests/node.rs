@@ -785,3 +785,104 @@ async fn boot_components_metrics_and_health() {
         assert!(m.contains(name), "metrics lack {name}:\n{m}");
     }
 }
+
+#[tokio::test]
+async fn forwarding_loops_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Node::start(dir.path(), &[], &[]);
+    n.ready().await;
+    // Itself, named through this node.
+    let (s, v) = n.put("a", &spec("forward", "to = \"node-1/a\"")).await;
+    assert_eq!((s, err_code(&v)), (400, "invalid_request"), "{v}");
+    // A → B → A.
+    assert_eq!(n.put("a", &spec("forward", "to = \"b\"")).await.0, 201);
+    let (s, v) = n.put("b", &spec("forward", "to = \"a\"")).await;
+    assert_eq!((s, err_code(&v)), (400, "invalid_request"), "{v}");
+    // A topic subscribed to itself, or to a forward leading back to it.
+    assert_eq!(n.put("t", &spec("topic", "")).await.0, 201);
+    assert_eq!(
+        n.post("/api/v1/topics/t/subscribers", json!({"component": "t"}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(n.put("back", &spec("forward", "to = \"t\"")).await.0, 201);
+    let (s, v) = n
+        .post("/api/v1/topics/t/subscribers", json!({"component": "back"}))
+        .await;
+    assert_eq!((s, err_code(&v)), (400, "invalid_request"), "{v}");
+    assert_eq!(
+        n.get("/api/v1/components/b").await.0,
+        404,
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn counter_sums_stay_finite_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = Node::start(dir.path(), &[], &[]);
+    n.ready().await;
+    assert_eq!(n.put("c", &spec("counter", "")).await.0, 201);
+    let (s, v) = n
+        .post(
+            "/api/v1/components/c/messages",
+            json!({"messages": [{"key": "k", "payload": 2}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let r = n
+        .http
+        .post(n.url("/api/v1/components/c/messages"))
+        .header("content-type", "application/json")
+        .body(r#"{"messages":[{"key":"k","payload":1e400},{"key":"k","payload":1e308},{"key":"k","payload":1e308}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    n.kill9();
+    let n = Node::start(dir.path(), &[], &[]);
+    n.ready().await;
+    let (_, st) = n.get("/api/v1/components/c").await;
+    assert_eq!(st["keys"]["k"]["count"], 4, "{st}");
+    assert!(
+        st["keys"]["k"]["sum"].as_f64().is_some_and(f64::is_finite),
+        "{st}"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_whose_peer_stops_reading_fails_its_messages_and_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // A peer that accepts and never reads.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _held = std::thread::spawn(move || {
+        let conns: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(conns);
+    });
+    let n = Node::start(dir.path(), &[], &[]);
+    n.ready().await;
+    let caller = format!(
+        "[security]\ncapabilities = [\"network:outbound:{addr}\"]\n{}",
+        spec("caller", &format!("address = \"{addr}\""))
+    );
+    assert_eq!(n.put("call", &caller).await.0, 201);
+    let big = "x".repeat(60_000);
+    let messages: Vec<Value> = (0..200).map(|_| json!({"payload": big})).collect();
+    let (s, v) = n
+        .post(
+            "/api/v1/components/call/messages",
+            json!({"messages": messages}),
+        )
+        .await;
+    assert_eq!(
+        (s, err_code(&v)),
+        (503, "unavailable"),
+        "a stuck peer fails the batch: {v}"
+    );
+    // The component is not stuck: it answers the next batch (failed or not).
+    let (s, _) = n.send("call", &["k"]).await;
+    assert!(s == 200 || s == 503, "{s}");
+}
