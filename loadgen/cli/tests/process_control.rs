@@ -1,8 +1,8 @@
 //! The process stack's control surface against the real fabric process:
 //! pause (SIGSTOP to the process group) and unpause, SIGKILL then start
 //! again on the same port with the same data, restart, the `Unsupported`
-//! answer for network partitions, and a `redis` service run from this
-//! machine's `redis-server`.
+//! answer for network partitions, a `redis` service run from this
+//! machine's `redis-server`, and a `postgres` service from its PostgreSQL 15.
 
 mod common;
 
@@ -183,9 +183,41 @@ workload:
     assert!(reports.iter().all(|r| r.graceful), "{reports:?}");
 }
 
-#[tokio::test]
-async fn postgres_in_process_mode_says_container_mode_is_needed() {
-    let text = r#"
+/// The processes of a run: those whose working directory (PostgreSQL's
+/// backends sit in their cluster) or command line is under `dir`.
+fn processes_under(dir: &std::path::Path) -> Vec<u32> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cwd.starts_with(&dir)
+                || String::from_utf8_lossy(&cmdline).contains(dir.to_str().unwrap())
+        })
+        .collect()
+}
+
+/// Polls (bounded) until no process of the run is left.
+fn none_left(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes of the run remain: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+const POSTGRES: &str = r#"
 name: db
 stack:
   services:
@@ -197,14 +229,119 @@ workload:
   operations:
     - { name: append, fabric.stream.append: { stream: test/db/events } }
 "#;
-    let scenario = gauntlet_scenario::load("db.yaml", text, &[]).unwrap();
+
+/// PostgreSQL in process mode: `initdb` into the run directory, ready on
+/// its loopback port with its socket in the run directory; pause stops
+/// every process of the cluster, SIGKILL leaves none, a start recovers on
+/// the same data directory and port, and the stop is `pg_ctl`'s.
+#[tokio::test]
+async fn postgres_runs_from_the_local_cluster_in_process_mode() {
+    let scenario = gauntlet_scenario::load("db.yaml", POSTGRES, &[]).unwrap();
     let run_dir = tempfile::tempdir().unwrap();
-    let err = match ProcessStack::boot(&scenario, run_dir.path(), &locator(), true).await {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("postgres must not boot in process mode"),
-    };
-    assert!(err.contains("need container mode"), "{err}");
-    assert!(err.contains("--runtime containers"), "{err}");
+    let stack = ProcessStack::boot(&scenario, run_dir.path(), &locator(), true)
+        .await
+        .expect("postgresql-15 must be installed (ci/setup.sh installs it)");
+    let data = stack.data_dir("db").unwrap();
+    assert!(data.join("pgdata/PG_VERSION").is_file(), "initdb ran");
+    let endpoint = stack.endpoint("db").unwrap();
+    let port = endpoint.port;
+    assert_eq!(endpoint.host, "127.0.0.1");
+    assert!(
+        data.join(format!("socket/.s.PGSQL.{port}")).exists(),
+        "the unix socket is in the run directory"
+    );
+    let addr = endpoint.addr();
+    let ready = || gauntlet_stack::probe::postgres_ready(&addr, "postgres", "postgres");
+    assert!(ready().await);
+    let cluster = processes_under(&data);
+    assert!(
+        cluster.len() > 1,
+        "the postmaster and its children: {cluster:?}"
+    );
+
+    // Pause: every process of the cluster stops (the backends too).
+    stack.pause("db").await.unwrap();
+    assert!(!ready().await, "a paused PostgreSQL does not answer");
+    stack.unpause("db").await.unwrap();
+    assert!(ready().await);
+
+    // SIGKILL: the postmaster and every child are gone; a start recovers.
+    stack.kill("db", Signal::Kill).await.unwrap();
+    assert_eq!(stack.state("db").unwrap(), ServiceState::Stopped);
+    none_left(&data);
+    stack.start("db").await.unwrap();
+    assert_eq!(stack.endpoint("db").unwrap().port, port);
+    assert!(ready().await);
+    let log = std::fs::read_to_string(run_dir.path().join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("not properly shut down"),
+        "recovery ran:\n{log}"
+    );
+
+    let reports = stack.shutdown().await;
+    assert_eq!(reports.len(), 2);
+    assert!(reports.iter().all(|r| r.graceful), "{reports:?}");
+    let log = std::fs::read_to_string(run_dir.path().join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("fast shutdown request"),
+        "pg_ctl stop -m fast:\n{log}"
+    );
+    none_left(run_dir.path());
+}
+
+/// A whole run in process mode: PostgreSQL killed with SIGKILL by a fault
+/// and started again by it (`restart_after`); after the run no process of
+/// the run remains.
+#[test]
+fn a_kill_fault_restarts_postgres_and_the_run_leaves_no_process() {
+    common::fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("s.yaml");
+    let text = POSTGRES.replace("duration: 1s", "duration: 4s")
+        + "faults:\n  - { at: 1s, kill: db, signal: KILL, restart_after: 1s }\n";
+    std::fs::write(&scenario, text).unwrap();
+    let o = common::loadgen(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--runtime",
+            "process",
+            "--quiet",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        out.path(),
+    );
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        common::text(&o.stdout),
+        common::text(&o.stderr)
+    );
+    let run = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && !p.ends_with("latest"))
+        .expect("a run directory");
+    let faults =
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].kind, "process.kill");
+    assert_eq!(faults[0].target, "db");
+    assert!(
+        faults[0].end_s.is_some(),
+        "the kill's window ends when PostgreSQL is back: {faults:?}"
+    );
+    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("not properly shut down"),
+        "recovery ran:\n{log}"
+    );
+    assert!(
+        log.contains("fast shutdown request"),
+        "stopped by pg_ctl:\n{log}"
+    );
+    none_left(&run);
 }
 
 fn fs_type(path: &std::path::Path) -> i64 {
