@@ -424,3 +424,47 @@ async fn a_disk_of_its_own_fills_up_and_keeps_its_data_across_restarts() {
     assert!(!data.exists(), "{}", data.display());
     assert_eq!(mounts_on(&host_dir), Vec::<String>::new());
 }
+
+/// loadgen SIGKILLed while PostgreSQL runs: the postmaster gets SIGKILL
+/// with it (`PR_SET_PDEATHSIG`, set after the switch of user), and its
+/// children exit when it is gone.
+#[test]
+fn a_killed_loadgen_leaves_no_postgres_process() {
+    common::fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("s.yaml");
+    std::fs::write(&scenario, POSTGRES.replace("duration: 1s", "duration: 60s")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out.path())
+        .current_dir(out.path())
+        .env("GAUNTLET_BIN_DIR", common::bin_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until PostgreSQL is up with its children.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let run = loop {
+        let run = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir() && !p.ends_with("latest"));
+        if let Some(run) = run
+            && std::fs::read_to_string(run.join("logs/db.log"))
+                .is_ok_and(|l| l.contains("ready to accept connections"))
+            && processes_under(&run.join("data/db")).len() > 1
+        {
+            break run;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "loadgen exited early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    none_left(&run);
+}
