@@ -928,9 +928,13 @@ impl ProcService {
             Err(_) => {
                 let _ = self.signal_group(libc::SIGKILL);
                 let _ = child.kill().await;
+                let how = match &self.launch.stop {
+                    Some((program, args)) => format!("`{}`", Launch::describe(program, args)),
+                    None => "SIGTERM".to_owned(),
+                };
                 done(
                     false,
-                    format!("did not stop within {timeout:?} after SIGTERM; killed"),
+                    format!("did not stop within {timeout:?} after {how}; killed"),
                 )
             }
         }
