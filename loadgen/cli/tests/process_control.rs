@@ -297,7 +297,7 @@ fn a_kill_fault_restarts_postgres_and_the_run_leaves_no_process() {
     common::fabric_node();
     let out = tempfile::tempdir().unwrap();
     let scenario = out.path().join("s.yaml");
-    let text = POSTGRES.replace("duration: 1s", "duration: 4s")
+    let text = POSTGRES.replace("duration: 1s", "duration: 8s")
         + "faults:\n  - { at: 1s, kill: db, signal: KILL, restart_after: 1s }\n";
     std::fs::write(&scenario, text).unwrap();
     let o = common::loadgen(
@@ -328,11 +328,12 @@ fn a_kill_fault_restarts_postgres_and_the_run_leaves_no_process() {
     assert_eq!(faults.len(), 1, "{faults:?}");
     assert_eq!(faults[0].kind, "process.kill");
     assert_eq!(faults[0].target, "db");
+    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
     assert!(
         faults[0].end_s.is_some(),
-        "the kill's window ends when PostgreSQL is back: {faults:?}"
+        "the kill's window ends when PostgreSQL is back: {faults:?}\n{}\n{log}",
+        common::text(&o.stderr)
     );
-    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
     assert!(
         log.contains("not properly shut down"),
         "recovery ran:\n{log}"
@@ -425,11 +426,9 @@ async fn a_disk_of_its_own_fills_up_and_keeps_its_data_across_restarts() {
     assert_eq!(mounts_on(&host_dir), Vec::<String>::new());
 }
 
-/// loadgen SIGKILLed while PostgreSQL runs: the postmaster gets SIGKILL
-/// with it (`PR_SET_PDEATHSIG`, set after the switch of user), and its
-/// children exit when it is gone.
-#[test]
-fn a_killed_loadgen_leaves_no_postgres_process() {
+/// `loadgen run` of the PostgreSQL scenario lasting 60 s, once PostgreSQL
+/// is up with its children and the load runs: the run's directory, and loadgen.
+fn start_postgres_run() -> (tempfile::TempDir, std::process::Child, std::path::PathBuf) {
     common::fabric_node();
     let out = tempfile::tempdir().unwrap();
     let scenario = out.path().join("s.yaml");
@@ -454,6 +453,8 @@ fn a_killed_loadgen_leaves_no_postgres_process() {
             && std::fs::read_to_string(run.join("logs/db.log"))
                 .is_ok_and(|l| l.contains("ready to accept connections"))
             && processes_under(&run.join("data/db")).len() > 1
+            // The load runs: the stack is booted.
+            && run.join("results.json").is_file()
         {
             break run;
         }
@@ -464,7 +465,65 @@ fn a_killed_loadgen_leaves_no_postgres_process() {
         assert!(child.try_wait().unwrap().is_none(), "loadgen exited early");
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
+    (out, child, run)
+}
+
+/// loadgen SIGKILLed while PostgreSQL runs: the postmaster gets SIGKILL
+/// with it (`PR_SET_PDEATHSIG`, set after the switch of user), and its
+/// children exit when it is gone.
+#[test]
+fn a_killed_loadgen_leaves_no_postgres_process() {
+    let (_out, mut child, run) = start_postgres_run();
     child.kill().unwrap();
     child.wait().unwrap();
+    none_left(&run);
+}
+
+/// Ctrl-C while PostgreSQL runs: loadgen stops it with `pg_ctl` and
+/// nothing of the run remains.
+#[test]
+fn ctrl_c_stops_postgres_with_pg_ctl() {
+    let (_out, child, run) = start_postgres_run();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "an interrupted run exits 3");
+    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("fast shutdown request"),
+        "stopped by pg_ctl:\n{log}"
+    );
+    none_left(&run);
+}
+
+/// A panic in a stage: the guard stops PostgreSQL with `pg_ctl` too.
+#[test]
+fn a_panic_in_a_stage_stops_postgres_with_pg_ctl() {
+    common::fabric_node();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.yaml");
+    std::fs::write(&scenario, POSTGRES).unwrap();
+    let out = common::loadgen_with_env(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            "runs",
+            "--quiet",
+        ],
+        dir.path(),
+        &[("GAUNTLET_TEST_PANIC", "drive_load")],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", common::text(&out.stderr));
+    let run = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && !p.ends_with("latest"))
+        .expect("a run directory");
+    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("fast shutdown request"),
+        "stopped by pg_ctl:\n{log}"
+    );
     none_left(&run);
 }

@@ -792,7 +792,17 @@ impl ProcService {
                 status,
                 log: self.h.log.display().to_string(),
                 tail: log_tail(&self.h.log, 20),
-            })
+            })?;
+        // The init wrote without syncing (`initdb --no-sync`, fast): one
+        // syncfs makes it durable now, or the first crash recovery would
+        // pay for it (PostgreSQL fsyncs its whole data directory then,
+        // seconds on a busy disk).
+        let dir_file = File::open(&dir)?;
+        // SAFETY: syncfs(2) on a descriptor we own.
+        if unsafe { libc::syncfs(dir_file.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
     }
 
     /// Runs one of the service's helper commands (init, stop) as the
