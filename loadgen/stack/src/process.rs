@@ -643,9 +643,11 @@ impl ProcessStack {
 }
 
 /// `signal` to the process group `pid` leads and to every descendant of
-/// `pid`, collected first (a killed parent's children are re-parented).
+/// `pid`: those found before (a killed parent's children are re-parented)
+/// and after the group got it (a child forked in between; a stopped
+/// parent forks no more).
 fn signal_tree(pid: u32, signal: i32) -> Result<(), String> {
-    let tree = descendants(pid);
+    let mut tree = descendants(pid);
     // SAFETY: kill(2) on the process group of our own child (its pid
     // is the group id: it was spawned with process_group(0)).
     let rc = unsafe { libc::kill(-(pid as libc::pid_t), signal) };
@@ -654,6 +656,11 @@ fn signal_tree(pid: u32, signal: i32) -> Result<(), String> {
     } else {
         Err(std::io::Error::last_os_error().to_string())
     };
+    for late in descendants(pid) {
+        if !tree.contains(&late) {
+            tree.push(late);
+        }
+    }
     for child in tree {
         // SAFETY: kill(2) on a descendant of our own child.
         unsafe {
