@@ -1,7 +1,7 @@
 //! The process stack: every service of the scenario as a child process on a
 //! free loopback port, with its own data directory and log file in the run
 //! directory, ready when its readiness probe passes (`GET ready_path` answers
-//! 200; Redis: `PING`). It implements the [`Stack`] control surface: signals
+//! 200; Redis: `PING`; PostgreSQL: the startup exchange). It implements the [`Stack`] control surface: signals
 //! go to the child's process group, pause is SIGSTOP, and a stopped service
 //! starts again on the same port with the same data directory.
 //!
