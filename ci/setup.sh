@@ -20,6 +20,10 @@ declare -A packages=(
   [chromium]="chromium fonts-liberation"  # loads the HTML report in reports/tests/browser.rs
   [debootstrap]=debootstrap       # makes the base image's root filesystem (loadgen images build)
   [redis-server]=redis-server     # `kind: redis` in process mode (loadgen/cli/tests/process_control.rs)
+  # `kind: postgres` in process mode: initdb, pg_ctl and postgres live off
+  # PATH; the package also creates the `postgres` user a root harness
+  # runs them as (loadgen/stack/src/process.rs)
+  [/usr/lib/postgresql/15/bin/postgres]=postgresql-15
   [docker]=docker.io              # the docker command: images are built with docker import/build
 )
 

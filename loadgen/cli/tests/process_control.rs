@@ -1,8 +1,8 @@
 //! The process stack's control surface against the real fabric process:
 //! pause (SIGSTOP to the process group) and unpause, SIGKILL then start
 //! again on the same port with the same data, restart, the `Unsupported`
-//! answer for network partitions, and a `redis` service run from this
-//! machine's `redis-server`.
+//! answer for network partitions, a `redis` service run from this
+//! machine's `redis-server`, and a `postgres` service from its PostgreSQL 15.
 
 mod common;
 
@@ -183,9 +183,41 @@ workload:
     assert!(reports.iter().all(|r| r.graceful), "{reports:?}");
 }
 
-#[tokio::test]
-async fn postgres_in_process_mode_says_container_mode_is_needed() {
-    let text = r#"
+/// The processes of a run: those whose working directory (PostgreSQL's
+/// backends sit in their cluster) or command line is under `dir`.
+fn processes_under(dir: &std::path::Path) -> Vec<u32> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cwd.starts_with(&dir)
+                || String::from_utf8_lossy(&cmdline).contains(dir.to_str().unwrap())
+        })
+        .collect()
+}
+
+/// Polls (bounded) until no process of the run is left.
+fn none_left(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes of the run remain: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+const POSTGRES: &str = r#"
 name: db
 stack:
   services:
@@ -197,14 +229,120 @@ workload:
   operations:
     - { name: append, fabric.stream.append: { stream: test/db/events } }
 "#;
-    let scenario = gauntlet_scenario::load("db.yaml", text, &[]).unwrap();
+
+/// PostgreSQL in process mode: `initdb` into the run directory, ready on
+/// its loopback port with its socket in the run directory; pause stops
+/// every process of the cluster, SIGKILL leaves none, a start recovers on
+/// the same data directory and port, and the stop is `pg_ctl`'s.
+#[tokio::test]
+async fn postgres_runs_from_the_local_cluster_in_process_mode() {
+    let scenario = gauntlet_scenario::load("db.yaml", POSTGRES, &[]).unwrap();
     let run_dir = tempfile::tempdir().unwrap();
-    let err = match ProcessStack::boot(&scenario, run_dir.path(), &locator(), true).await {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("postgres must not boot in process mode"),
-    };
-    assert!(err.contains("need container mode"), "{err}");
-    assert!(err.contains("--runtime containers"), "{err}");
+    let stack = ProcessStack::boot(&scenario, run_dir.path(), &locator(), true)
+        .await
+        .expect("postgresql-15 must be installed (ci/setup.sh installs it)");
+    let data = stack.data_dir("db").unwrap();
+    assert!(data.join("pgdata/PG_VERSION").is_file(), "initdb ran");
+    let endpoint = stack.endpoint("db").unwrap();
+    let port = endpoint.port;
+    assert_eq!(endpoint.host, "127.0.0.1");
+    assert!(
+        data.join(format!("socket/.s.PGSQL.{port}")).exists(),
+        "the unix socket is in the run directory"
+    );
+    let addr = endpoint.addr();
+    let ready = || gauntlet_stack::probe::postgres_ready(&addr, "postgres", "postgres");
+    assert!(ready().await);
+    let cluster = processes_under(&data);
+    assert!(
+        cluster.len() > 1,
+        "the postmaster and its children: {cluster:?}"
+    );
+
+    // Pause: every process of the cluster stops (the backends too).
+    stack.pause("db").await.unwrap();
+    assert!(!ready().await, "a paused PostgreSQL does not answer");
+    stack.unpause("db").await.unwrap();
+    assert!(ready().await);
+
+    // SIGKILL: the postmaster and every child are gone; a start recovers.
+    stack.kill("db", Signal::Kill).await.unwrap();
+    assert_eq!(stack.state("db").unwrap(), ServiceState::Stopped);
+    none_left(&data);
+    stack.start("db").await.unwrap();
+    assert_eq!(stack.endpoint("db").unwrap().port, port);
+    assert!(ready().await);
+    let log = std::fs::read_to_string(run_dir.path().join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("not properly shut down"),
+        "recovery ran:\n{log}"
+    );
+
+    let reports = stack.shutdown().await;
+    assert_eq!(reports.len(), 2);
+    assert!(reports.iter().all(|r| r.graceful), "{reports:?}");
+    let log = std::fs::read_to_string(run_dir.path().join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("fast shutdown request"),
+        "pg_ctl stop -m fast:\n{log}"
+    );
+    none_left(run_dir.path());
+}
+
+/// A whole run in process mode: PostgreSQL killed with SIGKILL by a fault
+/// and started again by it (`restart_after`); after the run no process of
+/// the run remains.
+#[test]
+fn a_kill_fault_restarts_postgres_and_the_run_leaves_no_process() {
+    common::fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("s.yaml");
+    let text = POSTGRES.replace("duration: 1s", "duration: 8s")
+        + "faults:\n  - { at: 1s, kill: db, signal: KILL, restart_after: 1s }\n";
+    std::fs::write(&scenario, text).unwrap();
+    let o = common::loadgen(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--runtime",
+            "process",
+            "--quiet",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        out.path(),
+    );
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        common::text(&o.stdout),
+        common::text(&o.stderr)
+    );
+    let run = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && !p.ends_with("latest"))
+        .expect("a run directory");
+    let faults =
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].kind, "process.kill");
+    assert_eq!(faults[0].target, "db");
+    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
+    assert!(
+        faults[0].end_s.is_some(),
+        "the kill's window ends when PostgreSQL is back: {faults:?}\n{}\n{log}",
+        common::text(&o.stderr)
+    );
+    assert!(
+        log.contains("not properly shut down"),
+        "recovery ran:\n{log}"
+    );
+    assert!(
+        log.contains("fast shutdown request"),
+        "stopped by pg_ctl:\n{log}"
+    );
+    none_left(&run);
 }
 
 fn fs_type(path: &std::path::Path) -> i64 {
@@ -286,4 +424,106 @@ async fn a_disk_of_its_own_fills_up_and_keeps_its_data_across_restarts() {
     // The holder is gone, and the tmpfs with its namespace.
     assert!(!data.exists(), "{}", data.display());
     assert_eq!(mounts_on(&host_dir), Vec::<String>::new());
+}
+
+/// `loadgen run` of the PostgreSQL scenario lasting 60 s, once PostgreSQL
+/// is up with its children and the load runs: the run's directory, and loadgen.
+fn start_postgres_run() -> (tempfile::TempDir, std::process::Child, std::path::PathBuf) {
+    common::fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = out.path().join("s.yaml");
+    std::fs::write(&scenario, POSTGRES.replace("duration: 1s", "duration: 60s")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out.path())
+        .current_dir(out.path())
+        .env("GAUNTLET_BIN_DIR", common::bin_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until PostgreSQL is up with its children.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let run = loop {
+        let run = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir() && !p.ends_with("latest"));
+        if let Some(run) = run
+            && std::fs::read_to_string(run.join("logs/db.log"))
+                .is_ok_and(|l| l.contains("ready to accept connections"))
+            && processes_under(&run.join("data/db")).len() > 1
+            // The load runs: the stack is booted.
+            && run.join("results.json").is_file()
+        {
+            break run;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "loadgen exited early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    (out, child, run)
+}
+
+/// loadgen SIGKILLed while PostgreSQL runs: the postmaster gets SIGKILL
+/// with it (`PR_SET_PDEATHSIG`, set after the switch of user), and its
+/// children exit when it is gone.
+#[test]
+fn a_killed_loadgen_leaves_no_postgres_process() {
+    let (_out, mut child, run) = start_postgres_run();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    none_left(&run);
+}
+
+/// Ctrl-C while PostgreSQL runs: loadgen stops it with `pg_ctl` and
+/// nothing of the run remains.
+#[test]
+fn ctrl_c_stops_postgres_with_pg_ctl() {
+    let (_out, child, run) = start_postgres_run();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "an interrupted run exits 3");
+    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("fast shutdown request"),
+        "stopped by pg_ctl:\n{log}"
+    );
+    none_left(&run);
+}
+
+/// A panic in a stage: the guard stops PostgreSQL with `pg_ctl` too.
+#[test]
+fn a_panic_in_a_stage_stops_postgres_with_pg_ctl() {
+    common::fabric_node();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.yaml");
+    std::fs::write(&scenario, POSTGRES).unwrap();
+    let out = common::loadgen_with_env(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            "runs",
+            "--quiet",
+        ],
+        dir.path(),
+        &[("GAUNTLET_TEST_PANIC", "drive_load")],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", common::text(&out.stderr));
+    let run = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && !p.ends_with("latest"))
+        .expect("a run directory");
+    let log = std::fs::read_to_string(run.join("logs/db.log")).unwrap();
+    assert!(
+        log.contains("fast shutdown request"),
+        "stopped by pg_ctl:\n{log}"
+    );
+    none_left(&run);
 }

@@ -102,7 +102,8 @@ impl fmt::Display for Runtime {
 pub struct Service {
     /// A service Gauntlet ships: `fabric`, `actors` (the actor node),
     /// `postgres` (PostgreSQL 15) or `redis` (Redis 7); the last two come
-    /// from the base image (`postgres` needs container mode).
+    /// from Debian (this machine's packages in process mode, the base image
+    /// in containers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<ServiceKind>,
     /// Instead of `kind`: the program and its arguments. `{port}`, `{addr}` and
@@ -226,7 +227,8 @@ pub enum ServiceKind {
     Fabric,
     /// The actor node (`actor-node`): components, pipelines, topics.
     Actors,
-    /// PostgreSQL 15, from the base image (container mode).
+    /// PostgreSQL 15, from the base image (container mode), or this
+    /// machine's `postgresql-15` (process mode).
     Postgres,
     /// Redis 7, from the base image (container mode), or `redis-server`
     /// on this machine (process mode).

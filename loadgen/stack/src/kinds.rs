@@ -49,7 +49,8 @@ impl Program {
 pub enum Probe {
     /// `GET path` answers 2xx (a scenario's `ready_path` overrides the path).
     Http(&'static str),
-    /// `pg_isready` in the container.
+    /// PostgreSQL accepts connections (`pg_isready` in a container, the
+    /// protocol's startup exchange in process mode).
     Postgres,
     /// Redis `PING` answers `PONG`.
     Redis,
@@ -81,7 +82,60 @@ pub struct KindSpec {
     /// Process mode: why this kind cannot run as a local process, with a
     /// hint (`None`: it can).
     pub process_unavailable: Option<&'static str>,
+    /// Process mode: what it needs besides its program and arguments.
+    pub process: ProcessSetup,
 }
+
+/// Process mode: the set-up of a kind that needs more than its program
+/// started with its arguments. Every command here is a program and its
+/// arguments (templates, see the module documentation), looked up like the
+/// kind's program, and runs as the same user as the service.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessSetup {
+    /// Directories searched for the programs after `PATH` (Debian installs
+    /// PostgreSQL's server programs off `PATH`).
+    pub program_dirs: &'static [&'static str],
+    /// The unprivileged user it runs as when the harness runs as root
+    /// (`None`: as the harness's user). Its data directory is chowned to
+    /// it; see [`crate::process`] for how it reaches the run directory.
+    pub user_when_root: Option<&'static str>,
+    /// Directories made in the data directory before the first start.
+    pub dirs: &'static [&'static str],
+    /// Run once per data directory before the first start, skipped when
+    /// the data directory holds [`Init::done_when`] (a restart keeps its data).
+    pub init: Option<Init>,
+    /// The graceful stop, instead of SIGTERM to the process; SIGKILL to
+    /// the whole process tree still follows when the stop timeout passes.
+    pub stop: Option<&'static [&'static str]>,
+}
+
+/// A one-time initialisation of a service's data directory.
+#[derive(Debug, Clone, Copy)]
+pub struct Init {
+    pub command: &'static [&'static str],
+    /// A file, relative to the data directory, that exists once it ran.
+    pub done_when: &'static str,
+}
+
+impl ProcessSetup {
+    /// Nothing beyond the program: started with its arguments, SIGTERM to stop.
+    pub const PLAIN: ProcessSetup = ProcessSetup {
+        program_dirs: &[],
+        user_when_root: None,
+        dirs: &[],
+        init: None,
+        stop: None,
+    };
+}
+
+/// Where Debian's `postgresql-15` puts `initdb`, `pg_ctl` and `postgres`.
+pub const POSTGRES_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// How a client connects to a `postgres` service, in both runtimes: this
+/// user and database, trusted (no password) from loopback in process mode
+/// and from the run's network in a container.
+pub const POSTGRES_USER: &str = "postgres";
+pub const POSTGRES_DATABASE: &str = "postgres";
 
 /// PostgreSQL in a container: a cluster initialised on the data volume at
 /// the first start, then the server in the foreground.
@@ -110,6 +164,7 @@ pub const KINDS: &[KindSpec] = &[
         container_user: None,
         container_script: None,
         process_unavailable: None,
+        process: ProcessSetup::PLAIN,
     },
     KindSpec {
         kind: ServiceKind::Actors,
@@ -137,6 +192,7 @@ pub const KINDS: &[KindSpec] = &[
         container_user: None,
         container_script: None,
         process_unavailable: None,
+        process: ProcessSetup::PLAIN,
     },
     KindSpec {
         kind: ServiceKind::Postgres,
@@ -144,18 +200,62 @@ pub const KINDS: &[KindSpec] = &[
             package: "postgresql-15",
             binary: "postgres",
         },
-        args: &[],
+        // Process mode (a container runs POSTGRES_START instead): the
+        // cluster `initdb` made, on loopback only (trusted there).
+        args: &[
+            "-D",
+            "{data_dir}/pgdata",
+            "-c",
+            "listen_addresses={host}",
+            "-p",
+            "{port}",
+            "-k",
+            "../socket",
+        ],
         container_port: 5432,
         port_var: Some("PGPORT"),
         data_dir_var: None,
-        default_env: &[],
+        // What a client needs besides host and port (libpq's names).
+        default_env: &[("PGUSER", POSTGRES_USER), ("PGDATABASE", POSTGRES_DATABASE)],
         probe: Probe::Postgres,
         metrics: false,
         container_user: Some("postgres"),
         container_script: Some(POSTGRES_START),
-        process_unavailable: Some(
-            "`postgres` services need container mode (PostgreSQL will not run as a child of the harness: it refuses root and needs its own cluster set-up) (hint: set `stack.runtime: containers` or run with `--runtime containers`)",
-        ),
+        process_unavailable: None,
+        process: ProcessSetup {
+            program_dirs: &[POSTGRES_BIN_DIR],
+            // PostgreSQL refuses to run as root; the Debian package
+            // creates this user.
+            user_when_root: Some("postgres"),
+            // The unix socket's directory (`-k ../socket`, relative to the
+            // cluster: the run directory's path may be longer than a
+            // socket path may be).
+            dirs: &["socket"],
+            init: Some(Init {
+                command: &[
+                    "initdb",
+                    "-D",
+                    "{data_dir}/pgdata",
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-locale",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                done_when: "pgdata/PG_VERSION",
+            }),
+            stop: Some(&[
+                "pg_ctl",
+                "stop",
+                "-D",
+                "{data_dir}/pgdata",
+                "-m",
+                "fast",
+                "-w",
+            ]),
+        },
     },
     KindSpec {
         kind: ServiceKind::Redis,
@@ -184,6 +284,7 @@ pub const KINDS: &[KindSpec] = &[
         container_user: Some("redis"),
         container_script: None,
         process_unavailable: None,
+        process: ProcessSetup::PLAIN,
     },
 ];
 

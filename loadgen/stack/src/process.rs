@@ -1,7 +1,7 @@
 //! The process stack: every service of the scenario as a child process on a
 //! free loopback port, with its own data directory and log file in the run
 //! directory, ready when its readiness probe passes (`GET ready_path` answers
-//! 200; Redis: `PING`). It implements the [`Stack`] control surface: signals
+//! 200; Redis: `PING`; PostgreSQL: the startup exchange). It implements the [`Stack`] control surface: signals
 //! go to the child's process group, pause is SIGSTOP, and a stopped service
 //! starts again on the same port with the same data directory.
 //!
@@ -18,6 +18,20 @@
 //! `/proc/<holder>/root/…` (what [`Stack::data_dir`] returns). The
 //! namespace, and the tmpfs with it, dies with the holder and the service:
 //! at shutdown, or by `PR_SET_PDEATHSIG` when loadgen is killed.
+//!
+//! A kind may need more ([`kinds::ProcessSetup`]; PostgreSQL): a command
+//! run once per data directory before the first start (`initdb`), a
+//! graceful stop command instead of SIGTERM (`pg_ctl stop -m fast`), and a
+//! user of its own. Run as root, such a kind's processes (the service, its
+//! init and stop commands) switch to that unprivileged user before they
+//! exec, keeping one capability, CAP_DAC_READ_SEARCH, as an ambient
+//! capability: the run directory may sit under directories only root may
+//! traverse (a test's `tempfile` directory is 0700), and this lets the
+//! service reach its data directory (chowned to it) without the harness
+//! changing the permissions of anything outside the run. Signals (kill
+//! faults, pause, the last-resort SIGKILL) go to the service's whole
+//! process tree: its process group and every descendant, since
+//! PostgreSQL's backends each lead a session of their own.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -83,6 +97,16 @@ pub enum StackError {
         size: gauntlet_scenario::Size,
         error: std::io::Error,
     },
+    #[error(
+        "service `{service}`: `{command}` failed ({status}) preparing its data directory; last lines of {log}:\n{tail}"
+    )]
+    Init {
+        service: String,
+        command: String,
+        status: String,
+        log: String,
+        tail: String,
+    },
     #[error("run directory: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -93,6 +117,138 @@ struct Launch {
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run once before the first start unless the data directory holds
+    /// `init_done` (the kind's [`kinds::Init`]).
+    init: Option<(PathBuf, Vec<String>)>,
+    init_done: Option<PathBuf>,
+    /// The graceful stop command, instead of SIGTERM.
+    stop: Option<(PathBuf, Vec<String>)>,
+    /// Directories made in the data directory before the first start.
+    dirs: Vec<PathBuf>,
+    /// The user every process of the service runs as, when not the harness's.
+    run_as: Option<RunAs>,
+}
+
+impl Launch {
+    fn describe(program: &Path, args: &[String]) -> String {
+        std::iter::once(program.display().to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// An unprivileged user to switch to before exec (the harness runs as root).
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+}
+
+/// `CAP_DAC_READ_SEARCH` (linux/capability.h).
+const CAP_DAC_READ_SEARCH: u32 = 2;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+impl RunAs {
+    /// `user`'s ids when the harness runs as root (`None` otherwise).
+    fn when_root(service: &str, user: &str) -> Result<Option<RunAs>, StackError> {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(None);
+        }
+        let name = CString::new(user).map_err(std::io::Error::other)?;
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwnam_r writes into `pw` and `buf`, both alive here.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc != 0 || found.is_null() {
+            return Err(StackError::Unavailable {
+                service: service.to_owned(),
+                message: format!(
+                    "it refuses to run as root and the user `{user}` it runs as instead does not exist (hint: the Debian package creates it — `apt-get install` it, as ci/setup.sh does — or run loadgen as a non-root user)"
+                ),
+            });
+        }
+        Ok(Some(RunAs {
+            uid: pw.pw_uid,
+            gid: pw.pw_gid,
+        }))
+    }
+
+    /// Between fork and exec: become the user, keeping CAP_DAC_READ_SEARCH
+    /// as an ambient capability (see the module documentation).
+    ///
+    /// # Safety
+    /// Only async-signal-safe system calls; call in `pre_exec` only.
+    unsafe fn become_user(self) -> std::io::Result<()> {
+        let check = |rc: libc::c_long| {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        unsafe {
+            check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).into())?;
+            check(libc::setgroups(0, std::ptr::null()).into())?;
+            check(libc::setgid(self.gid).into())?;
+            check(libc::setuid(self.uid).into())?;
+            let bit = 1u32 << CAP_DAC_READ_SEARCH;
+            let header = CapHeader {
+                version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+                pid: 0,
+            };
+            let data = [
+                CapData {
+                    effective: bit,
+                    permitted: bit,
+                    inheritable: bit,
+                },
+                CapData {
+                    effective: 0,
+                    permitted: 0,
+                    inheritable: 0,
+                },
+            ];
+            check(libc::syscall(
+                libc::SYS_capset,
+                &header as *const CapHeader,
+                data.as_ptr(),
+            ))?;
+            check(
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    CAP_DAC_READ_SEARCH as libc::c_ulong,
+                    0,
+                    0,
+                )
+                .into(),
+            )
+        }
+    }
 }
 
 /// One service of the stack.
@@ -194,6 +350,21 @@ impl Holder {
     }
 }
 
+/// The last resort (a panic, an early return): the whole tree gets SIGKILL,
+/// not only the child its handle kills.
+impl Drop for ProcService {
+    fn drop(&mut self) {
+        let running = self
+            .child
+            .get_mut()
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if running && let Some(pid) = self.h.pid() {
+            let _ = signal_tree(pid, libc::SIGKILL);
+        }
+    }
+}
+
 impl HasHandle for ProcService {
     fn handle(&self) -> &ServiceHandle {
         &self.h
@@ -237,6 +408,7 @@ fn launch_for(
 ) -> Result<Launch, StackError> {
     let dir = data_dir.display().to_string();
     let sub = |text: &str| kinds::substitute(text, "127.0.0.1", port, &dir);
+    let mut setup = kinds::ProcessSetup::PLAIN;
     let (program, args): (PathBuf, Vec<String>) = match (svc.kind, &svc.command) {
         (Some(kind), _) => {
             let spec = kinds::spec(kind);
@@ -246,6 +418,7 @@ fn launch_for(
                     message: why.to_owned(),
                 });
             }
+            setup = spec.process;
             let program = match spec.program {
                 kinds::Program::Bundled { .. } => {
                     bins::locate(kind, bins).map_err(|source| StackError::Binary {
@@ -254,12 +427,7 @@ fn launch_for(
                     })?
                 }
                 kinds::Program::Debian { package, binary } => {
-                    which(binary).ok_or_else(|| StackError::Unavailable {
-                        service: name.to_owned(),
-                        message: format!(
-                            "`{binary}` is not installed on this machine (hint: `apt-get install {package}` — ci/setup.sh does — or run with `--runtime containers`)"
-                        ),
-                    })?
+                    debian_program(name, package, binary, setup.program_dirs)?
                 }
             };
             (program, spec.args.iter().map(|a| sub(a)).collect())
@@ -277,15 +445,90 @@ fn launch_for(
         }
     };
     let env = kinds::environment(svc, "127.0.0.1", port, &dir);
-    Ok(Launch { program, args, env })
+    let package = svc.kind.map_or("", |k| kinds::spec(k).program.package());
+    let command = |parts: &[&str]| -> Result<(PathBuf, Vec<String>), StackError> {
+        let program = debian_program(name, package, parts[0], setup.program_dirs)?;
+        Ok((program, parts[1..].iter().map(|a| sub(a)).collect()))
+    };
+    let init = setup.init.map(|i| command(i.command)).transpose()?;
+    let stop = setup.stop.map(command).transpose()?;
+    let run_as = match setup.user_when_root {
+        Some(user) => RunAs::when_root(name, user)?,
+        None => None,
+    };
+    Ok(Launch {
+        program,
+        args,
+        env,
+        init,
+        init_done: setup.init.map(|i| PathBuf::from(i.done_when)),
+        stop,
+        dirs: setup.dirs.iter().map(PathBuf::from).collect(),
+        run_as,
+    })
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// A Debian package's program: on `PATH`, or in one of `dirs`.
+fn debian_program(
+    service: &str,
+    package: &str,
+    binary: &str,
+    dirs: &[&str],
+) -> Result<PathBuf, StackError> {
+    which(binary, dirs).ok_or_else(|| StackError::Unavailable {
+        service: service.to_owned(),
+        message: format!(
+            "`{binary}` is not installed on this machine (looked in PATH{}) (hint: `apt-get install {package}` — ci/setup.sh does — or run with `--runtime containers`)",
+            dirs.iter().map(|d| format!(" and {d}")).collect::<String>()
+        ),
+    })
+}
+
+fn which(program: &str, dirs: &[&str]) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(dirs.iter().map(PathBuf::from))
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// Every descendant of `pid` (children, theirs, …), from `/proc`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((child, ppid));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(child, ppid) in &parent_of {
+            if ppid == p && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
 }
 
 /// Settings only the container runtime applies, named for the warning.
@@ -371,6 +614,7 @@ impl ProcessStack {
                 child: tokio::sync::Mutex::new(None),
                 holder: Mutex::new(holder),
             });
+            service.prepare().await?;
             service.start().await?;
         }
         Ok(())
@@ -398,6 +642,34 @@ impl ProcessStack {
     }
 }
 
+/// `signal` to the process group `pid` leads and to every descendant of
+/// `pid`: those found before (a killed parent's children are re-parented)
+/// and after the group got it (a child forked in between; a stopped
+/// parent forks no more).
+fn signal_tree(pid: u32, signal: i32) -> Result<(), String> {
+    let mut tree = descendants(pid);
+    // SAFETY: kill(2) on the process group of our own child (its pid
+    // is the group id: it was spawned with process_group(0)).
+    let rc = unsafe { libc::kill(-(pid as libc::pid_t), signal) };
+    let group = if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    };
+    for late in descendants(pid) {
+        if !tree.contains(&late) {
+            tree.push(late);
+        }
+    }
+    for child in tree {
+        // SAFETY: kill(2) on a descendant of our own child.
+        unsafe {
+            libc::kill(child as libc::pid_t, signal);
+        }
+    }
+    group
+}
+
 fn failed(service: &str, action: &'static str, message: impl Into<String>) -> ControlError {
     ControlError::Failed {
         service: service.to_owned(),
@@ -415,8 +687,25 @@ impl ProcService {
         {
             return Ok(());
         }
-        let mut command = Command::new(&self.launch.program);
-        command.args(&self.launch.args);
+        let mut command = self.command(&self.launch.program, &self.launch.args)?;
+        // Kept open until the spawn: the child joins it.
+        let namespace = self.before_exec(&mut command)?;
+        let child = command.spawn().map_err(|error| StackError::Spawn {
+            service: self.h.name.clone(),
+            program: self.launch.program.display().to_string(),
+            error,
+        })?;
+        drop(namespace);
+        self.h.started(child.id().unwrap_or(0));
+        let child = slot.insert(child);
+        self.wait_ready(child).await
+    }
+
+    /// `program` with the service's environment, its output appended to
+    /// the service's log, in a process group of its own, killed on drop.
+    fn command(&self, program: &Path, args: &[String]) -> Result<Command, StackError> {
+        let mut command = Command::new(program);
+        command.args(args);
         for (k, v) in &self.launch.env {
             command.env(k, v);
         }
@@ -431,17 +720,23 @@ impl ProcService {
             .stderr(err)
             .process_group(0)
             .kill_on_drop(true);
-        // With a `disk:`, the service joins its holder's mount namespace
-        // (and returns to the working directory, which setns resets).
+        Ok(command)
+    }
+
+    /// What every process of the service does before it execs: join the
+    /// holder's mount namespace (with a `disk:`; and return to the working
+    /// directory, which setns resets), become the service's user, and ask
+    /// for SIGKILL when the harness dies (last: a change of user clears
+    /// it). Returns the namespace, to keep open until the spawn.
+    fn before_exec(&self, command: &mut Command) -> Result<Option<(File, CString)>, StackError> {
         let namespace = self.holder_namespace()?;
         let ns_fd = namespace.as_ref().map(|(f, _)| f.as_raw_fd());
         let cwd = namespace.as_ref().map(|(_, c)| c.clone());
-        // SAFETY: prctl, setns and chdir are async-signal-safe and use only
-        // what was prepared before the fork; prctl asks the kernel to
-        // SIGKILL this child when the harness dies.
+        let run_as = self.launch.run_as;
+        // SAFETY: setns, chdir, the calls of `become_user` and prctl are
+        // async-signal-safe and use only what was prepared before the fork.
         unsafe {
             command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if let (Some(fd), Some(cwd)) = (ns_fd, &cwd) {
                     if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
                         return Err(std::io::Error::last_os_error());
@@ -450,18 +745,96 @@ impl ProcService {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
+                if let Some(user) = run_as {
+                    user.become_user()?;
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|error| StackError::Spawn {
-            service: self.h.name.clone(),
-            program: self.launch.program.display().to_string(),
-            error,
-        })?;
+        Ok(namespace)
+    }
+
+    /// The data directory as the harness reaches it (through the holder
+    /// with a `disk:`).
+    fn visible_data_dir(&self) -> PathBuf {
+        let holder = self.holder.lock().unwrap_or_else(|p| p.into_inner());
+        match holder.as_ref() {
+            Some(holder) => holder.view(&self.data_dir),
+            None => self.data_dir.clone(),
+        }
+    }
+
+    /// Before the first start: the kind's directories, the data directory
+    /// handed to the service's user, and its init command unless it ran.
+    async fn prepare(&self) -> Result<(), StackError> {
+        let dir = self.visible_data_dir();
+        for sub in &self.launch.dirs {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        if let Some(user) = self.launch.run_as {
+            for path in
+                std::iter::once(dir.clone()).chain(self.launch.dirs.iter().map(|d| dir.join(d)))
+            {
+                std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))?;
+            }
+        }
+        let Some((program, args)) = &self.launch.init else {
+            return Ok(());
+        };
+        if self
+            .launch
+            .init_done
+            .as_ref()
+            .is_some_and(|done| dir.join(done).exists())
+        {
+            return Ok(());
+        }
+        let deadline = self.h.ready_timeout;
+        self.run_helper(program, args, deadline)
+            .await
+            .map_err(|status| StackError::Init {
+                service: self.h.name.clone(),
+                command: Launch::describe(program, args),
+                status,
+                log: self.h.log.display().to_string(),
+                tail: log_tail(&self.h.log, 20),
+            })?;
+        // The init wrote without syncing (`initdb --no-sync`, fast): one
+        // syncfs makes it durable now, or the first crash recovery would
+        // pay for it (PostgreSQL fsyncs its whole data directory then,
+        // seconds on a busy disk).
+        let dir_file = File::open(&dir)?;
+        // SAFETY: syncfs(2) on a descriptor we own.
+        if unsafe { libc::syncfs(dir_file.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+
+    /// Runs one of the service's helper commands (init, stop) as the
+    /// service would run, bounded by `timeout`; `Err` says how it ended.
+    async fn run_helper(
+        &self,
+        program: &Path,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut command = self.command(program, args).map_err(|e| e.to_string())?;
+        let namespace = self.before_exec(&mut command).map_err(|e| e.to_string())?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start it: {e}"))?;
         drop(namespace);
-        self.h.started(child.id().unwrap_or(0));
-        let child = slot.insert(child);
-        self.wait_ready(child).await
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(status.to_string()),
+            Ok(Err(e)) => Err(format!("wait failed: {e}")),
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(format!("still running after {timeout:?}; killed"))
+            }
+        }
     }
 
     /// The holder's mount namespace and the current directory, when the
@@ -489,7 +862,7 @@ impl ProcService {
         let probe_text = match &self.h.readiness {
             Readiness::Http(path) => format!("GET http://{addr}{path} never answered 200"),
             Readiness::Redis => format!("PING to {addr} never answered +PONG"),
-            Readiness::Postgres => "PostgreSQL never accepted connections".to_owned(),
+            Readiness::Postgres => format!("PostgreSQL on {addr} never accepted connections"),
         };
         let deadline = Instant::now() + self.h.ready_timeout;
         loop {
@@ -505,7 +878,10 @@ impl ProcService {
             let ready = match &self.h.readiness {
                 Readiness::Http(path) => probe::http_ok(&addr, path).await,
                 Readiness::Redis => probe::redis_pong(&addr).await,
-                Readiness::Postgres => false,
+                Readiness::Postgres => {
+                    probe::postgres_ready(&addr, kinds::POSTGRES_USER, kinds::POSTGRES_DATABASE)
+                        .await
+                }
             };
             if ready {
                 return Ok(());
@@ -523,18 +899,13 @@ impl ProcService {
         }
     }
 
+    /// `signal` to the service's process group and every descendant (which
+    /// may have left the group: PostgreSQL's backends each call setsid).
     fn signal_group(&self, signal: i32) -> Result<(), String> {
         let Some(pid) = self.h.pid() else {
             return Err("the service is not running".to_owned());
         };
-        // SAFETY: kill(2) on the process group of our own child (its pid
-        // is the group id: it was spawned with process_group(0)).
-        let rc = unsafe { libc::kill(-(pid as libc::pid_t), signal) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error().to_string())
-        }
+        signal_tree(pid, signal)
     }
 
     /// SIGTERM, then SIGKILL after `timeout`.
@@ -556,21 +927,31 @@ impl ProcService {
         }
         // A paused process cannot handle SIGTERM: continue it first.
         let _ = self.signal_group(libc::SIGCONT);
-        if let Some(pid) = child.id() {
+        // The kind's stop command (pg_ctl), else (or when it fails) SIGTERM.
+        let stopped_by_command = match &self.launch.stop {
+            Some((program, args)) => self.run_helper(program, args, timeout).await.is_ok(),
+            None => false,
+        };
+        if !stopped_by_command && let Some(pid) = child.id() {
             // SAFETY: plain kill(2) on our own child's pid.
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGTERM);
             }
         }
-        match tokio::time::timeout(timeout, child.wait()).await {
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, child.wait()).await {
             Ok(Ok(status)) => done(status.success(), status.to_string()),
             Ok(Err(e)) => done(false, format!("wait failed: {e}")),
             Err(_) => {
                 let _ = self.signal_group(libc::SIGKILL);
                 let _ = child.kill().await;
+                let how = match &self.launch.stop {
+                    Some((program, args)) => format!("`{}`", Launch::describe(program, args)),
+                    None => "SIGTERM".to_owned(),
+                };
                 done(
                     false,
-                    format!("did not stop within {timeout:?} after SIGTERM; killed"),
+                    format!("did not stop within {timeout:?} after {how}; killed"),
                 )
             }
         }
@@ -623,12 +1004,7 @@ impl Stack for ProcessStack {
     crate::stack_accessors!(services);
 
     fn data_dir(&self, service: &str) -> Option<PathBuf> {
-        let svc = self.find(service).ok()?;
-        let holder = svc.holder.lock().unwrap_or_else(|p| p.into_inner());
-        Some(match holder.as_ref() {
-            Some(holder) => holder.view(&svc.data_dir),
-            None => svc.data_dir.clone(),
-        })
+        Some(self.find(service).ok()?.visible_data_dir())
     }
 
     fn stop<'a>(
