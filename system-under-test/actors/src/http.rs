@@ -80,10 +80,13 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/components/{name}",
             put(spawn).get(status).delete(stop),
         )
-        .route("/api/v1/components/{name}/messages", post(messages))
+        .route(
+            "/api/v1/components/{name}/messages",
+            post(messages::<false>),
+        )
         .route("/api/v1/components/{name}/request", post(request))
         .route("/api/v1/components/{name}/faults", post(faults))
-        .route("/api/v1/topics/{name}/messages", post(publish))
+        .route("/api/v1/topics/{name}/messages", post(messages::<true>))
         .route("/api/v1/topics/{name}/subscribers", post(subscribe))
         .route("/api/v1/registry/{name}", get(lookup))
         .route("/health", get(health))
@@ -360,7 +363,9 @@ async fn send(
     ok(StatusCode::OK, out)
 }
 
-async fn messages(
+/// `POST …/components/{name}/messages` (`TOPIC = false`) and
+/// `POST …/topics/{name}/messages` (`TOPIC = true`, the name must be a topic).
+async fn messages<const TOPIC: bool>(
     State(s): State<AppState>,
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
@@ -369,19 +374,7 @@ async fn messages(
 ) -> Answer {
     let name = name_of(name)?;
     let Query(q) = q.map_err(|e| ApiError::invalid(format!("bad query: {e}")))?;
-    send(&s, &name, false, q, &headers, &body_of(body)?).await
-}
-
-async fn publish(
-    State(s): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    let name = name_of(name)?;
-    let Query(q) = q.map_err(|e| ApiError::invalid(format!("bad query: {e}")))?;
-    send(&s, &name, true, q, &headers, &body_of(body)?).await
+    send(&s, &name, TOPIC, q, &headers, &body_of(body)?).await
 }
 
 #[derive(Deserialize)]

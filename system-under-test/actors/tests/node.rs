@@ -156,6 +156,15 @@ fn spec(kind: &str, extra: &str) -> String {
     format!("[behavior]\nkind = \"{kind}\"\n{extra}")
 }
 
+/// `head` forwarding to the counter `count`.
+async fn head_to_counter(n: &Node) {
+    assert_eq!(
+        n.put("head", &spec("forward", "to = \"count\"")).await.0,
+        201
+    );
+    assert_eq!(n.put("count", &spec("counter", "")).await.0, 201);
+}
+
 fn err_code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("")
 }
@@ -600,11 +609,7 @@ async fn kill_9_loses_no_component_and_no_acknowledged_count() {
     let dir = tempfile::tempdir().unwrap();
     let mut n = Node::start(dir.path(), &[], &[]);
     n.ready().await;
-    assert_eq!(
-        n.put("head", &spec("forward", "to = \"count\"")).await.0,
-        201
-    );
-    assert_eq!(n.put("count", &spec("counter", "")).await.0, 201);
+    head_to_counter(&n).await;
     assert_eq!(n.put("t", &spec("topic", "")).await.0, 201);
     assert_eq!(
         n.post(
@@ -662,11 +667,7 @@ async fn sigterm_drains_stops_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let mut n = Node::start(dir.path(), &[], &[]);
     n.ready().await;
-    assert_eq!(
-        n.put("head", &spec("forward", "to = \"count\"")).await.0,
-        201
-    );
-    assert_eq!(n.put("count", &spec("counter", "")).await.0, 201);
+    head_to_counter(&n).await;
     assert_eq!(
         n.post("/api/v1/components/count/faults", json!({"stall_ms": 500}))
             .await
