@@ -488,8 +488,8 @@ async fn write_loop(
         binary: bool,
         subscription: Option<bool>,
     }
-    let mut ordered: FuturesOrdered<Pin<Box<dyn Future<Output = (Meta, Answer)> + Send>>> =
-        FuturesOrdered::new();
+    type Answering = Pin<Box<dyn Future<Output = (Meta, Answer)> + Send>>;
+    let mut ordered: FuturesOrdered<Answering> = FuturesOrdered::new();
     let mut open = true;
     let mut subscribes_ahead = 0usize;
     let mut notify_binary = false;
