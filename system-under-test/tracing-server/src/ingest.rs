@@ -270,10 +270,11 @@ impl Batcher {
                 .publish(envelope(&self.redis.origin, &notices))
                 .await;
         }
+        let n = notices.len() as u64;
         if self.hub.try_send(notices).is_err() {
             self.metrics
                 .notifications_dropped
-                .fetch_add(1, Ordering::Relaxed);
+                .fetch_add(n, Ordering::Relaxed);
         }
     }
 
