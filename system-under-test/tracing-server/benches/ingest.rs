@@ -121,13 +121,27 @@ async fn copy_rows(c: &mut tokio_postgres::Client, rows: &[Ev]) -> Duration {
         .unwrap();
     let writer = BinaryCopyInWriter::new(
         sink,
-        &[Type::UUID, Type::UUID, Type::TIMESTAMPTZ, Type::TEXT, Type::TEXT, Type::JSONB],
+        &[
+            Type::UUID,
+            Type::UUID,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::TEXT,
+            Type::JSONB,
+        ],
     );
     pin_mut!(writer);
     for r in rows {
         writer
             .as_mut()
-            .write(&[&r.event_id, &r.trace_id, &r.ts, &"MessageSent", &r.actor, &RawJson(&r.payload)])
+            .write(&[
+                &r.event_id,
+                &r.trace_id,
+                &r.ts,
+                &"MessageSent",
+                &r.actor,
+                &RawJson(&r.payload),
+            ])
             .await
             .unwrap();
     }
@@ -162,19 +176,30 @@ async fn copy_temp_batches(c: &mut tokio_postgres::Client, rows: &[Ev], batch: u
     let t0 = Instant::now();
     for chunk in rows.chunks(batch) {
         let tx = c.transaction().await.unwrap();
-        let sink = tx
-            .copy_in("COPY incoming FROM STDIN BINARY")
-            .await
-            .unwrap();
+        let sink = tx.copy_in("COPY incoming FROM STDIN BINARY").await.unwrap();
         let writer = BinaryCopyInWriter::new(
             sink,
-            &[Type::UUID, Type::UUID, Type::TIMESTAMPTZ, Type::TEXT, Type::TEXT, Type::JSONB],
+            &[
+                Type::UUID,
+                Type::UUID,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+                Type::TEXT,
+                Type::JSONB,
+            ],
         );
         pin_mut!(writer);
         for r in chunk {
             writer
                 .as_mut()
-                .write(&[&r.event_id, &r.trace_id, &r.ts, &"MessageSent", &r.actor, &RawJson(&r.payload)])
+                .write(&[
+                    &r.event_id,
+                    &r.trace_id,
+                    &r.ts,
+                    &"MessageSent",
+                    &r.actor,
+                    &RawJson(&r.payload),
+                ])
                 .await
                 .unwrap();
         }
@@ -202,9 +227,19 @@ async fn per_row(c: &tokio_postgres::Client, rows: &[Ev]) -> Vec<Duration> {
     let mut lat = Vec::with_capacity(rows.len());
     for r in rows {
         let t = Instant::now();
-        c.execute(&st, &[&r.event_id, &r.trace_id, &r.ts, &"MessageSent", &r.actor, &RawJson(&r.payload)])
-            .await
-            .unwrap();
+        c.execute(
+            &st,
+            &[
+                &r.event_id,
+                &r.trace_id,
+                &r.ts,
+                &"MessageSent",
+                &r.actor,
+                &RawJson(&r.payload),
+            ],
+        )
+        .await
+        .unwrap();
         lat.push(t.elapsed());
     }
     lat
@@ -222,7 +257,12 @@ fn frame(trace: Uuid, e: &TraceEvent) -> Message {
 }
 
 /// Closed loop: C connections, each with `window` requests in flight.
-async fn ws_throughput(url: &str, rows: Arc<Vec<Ev>>, conns: usize, window: usize) -> (Duration, usize) {
+async fn ws_throughput(
+    url: &str,
+    rows: Arc<Vec<Ev>>,
+    conns: usize,
+    window: usize,
+) -> (Duration, usize) {
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for k in 0..conns {
@@ -276,7 +316,13 @@ async fn ws_throughput(url: &str, rows: Arc<Vec<Ev>>, conns: usize, window: usiz
 }
 
 /// Open loop at `rate` events/s over C connections for `secs`: latencies.
-async fn ws_latency(url: &str, traces: Vec<Uuid>, conns: usize, rate: f64, secs: f64) -> Vec<Duration> {
+async fn ws_latency(
+    url: &str,
+    traces: Vec<Uuid>,
+    conns: usize,
+    rate: f64,
+    secs: f64,
+) -> Vec<Duration> {
     let per_conn = rate / conns as f64;
     let interval = Duration::from_secs_f64(1.0 / per_conn);
     let count = (per_conn * secs) as usize;
@@ -293,7 +339,12 @@ async fn ws_latency(url: &str, traces: Vec<Uuid>, conns: usize, rate: f64, secs:
                 let start = tokio::time::Instant::now() + interval.mul_f64(k as f64 / conns as f64);
                 for i in 0..count {
                     tokio::time::sleep_until(start + interval * i as u32).await;
-                    let e = TraceEvent::message_sent(format!("actor-{k}"), "out".into(), "P".into(), 256);
+                    let e = TraceEvent::message_sent(
+                        format!("actor-{k}"),
+                        "out".into(),
+                        "P".into(),
+                        256,
+                    );
                     let _ = sent_tx.send(Instant::now());
                     tx.send(frame(trace, &e)).await.unwrap();
                 }
@@ -304,7 +355,10 @@ async fn ws_latency(url: &str, traces: Vec<Uuid>, conns: usize, rate: f64, secs:
                     Some(Ok(Message::Text(t))) => {
                         let sent = sent_rx.recv().await.unwrap();
                         let r: TracingResponse = serde_json::from_str(&t).unwrap();
-                        assert!(matches!(r, TracingResponse::EventRecorded { success: true, .. }), "{r:?}");
+                        assert!(
+                            matches!(r, TracingResponse::EventRecorded { success: true, .. }),
+                            "{r:?}"
+                        );
                         lat.push(sent.elapsed());
                     }
                     other => panic!("{other:?}"),
@@ -406,13 +460,25 @@ async fn run() {
 
     let copy = copy_rows(&mut pg, &events(n, &traces)).await;
     let copy_rate = rate(n, copy);
-    table.push(("binary COPY, one transaction".into(), copy_rate, format!("{n} rows")));
+    table.push((
+        "binary COPY, one transaction".into(),
+        copy_rate,
+        format!("{n} rows"),
+    ));
 
     for b in [100, 1000] {
         let d = unnest_batches(&pg, &events(n, &traces), b).await;
-        table.push((format!("server statement (unnest), batches of {b}"), rate(n, d), "one transaction per batch".into()));
+        table.push((
+            format!("server statement (unnest), batches of {b}"),
+            rate(n, d),
+            "one transaction per batch".into(),
+        ));
         let d = copy_temp_batches(&mut pg, &events(n, &traces), b).await;
-        table.push((format!("COPY to temp + INSERT SELECT, batches of {b}"), rate(n, d), "one transaction per batch".into()));
+        table.push((
+            format!("COPY to temp + INSERT SELECT, batches of {b}"),
+            rate(n, d),
+            "one transaction per batch".into(),
+        ));
     }
 
     let rows = events(n_row, &traces);
@@ -463,7 +529,10 @@ async fn run() {
     table.push((
         format!("tracing-server, acked over WebSocket, {conns} connections × 256 in flight"),
         ws_rate,
-        format!("batch_size {batch}; {:.0} % of COPY", 100.0 * ws_rate / copy_rate),
+        format!(
+            "batch_size {batch}; {:.0} % of COPY",
+            100.0 * ws_rate / copy_rate
+        ),
     ));
     let half = ws_rate / 2.0;
     let lat = ws_latency(&url, traces.clone(), conns, half, 5.0).await;
@@ -474,7 +543,12 @@ async fn run() {
         .await
         .unwrap()
         .get(0);
-    println!("\ntracing-server ingest benchmark ({} cores; PostgreSQL 15 fsync on; all rows into tracing.events)\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "\ntracing-server ingest benchmark ({} cores; PostgreSQL 15 fsync on; all rows into tracing.events)\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     println!("| method | rows/s | notes |\n|---|---:|---|");
     for (m, r, note) in &table {
         println!("| {m} | {r:.0} | {note} |");
