@@ -150,8 +150,8 @@ async fn copy_rows(c: &mut tokio_postgres::Client, rows: &[Ev]) -> Duration {
     t0.elapsed()
 }
 
-async fn unnest_batches(c: &tokio_postgres::Client, rows: &[Ev], batch: usize) -> Duration {
-    let st = c.prepare(tracing_server::db::WRITE_BATCH).await.unwrap();
+async fn unnest_batches(c: &tokio_postgres::Client, rows: &[Ev], batch: usize, sql: &str) -> Duration {
+    let st = c.prepare(sql).await.unwrap();
     let t0 = Instant::now();
     for chunk in rows.chunks(batch) {
         let ids: Vec<Uuid> = chunk.iter().map(|r| r.event_id).collect();
@@ -160,7 +160,7 @@ async fn unnest_batches(c: &tokio_postgres::Client, rows: &[Ev], batch: usize) -
         let types: Vec<&str> = chunk.iter().map(|_| "MessageSent").collect();
         let actors: Vec<&str> = chunk.iter().map(|r| r.actor.as_str()).collect();
         let payloads: Vec<&str> = chunk.iter().map(|r| r.payload.as_str()).collect();
-        c.query_one(&st, &[&ids, &traces, &ts, &types, &actors, &payloads])
+        c.query(&st, &[&ids, &traces, &ts, &types, &actors, &payloads])
             .await
             .unwrap();
     }
@@ -376,6 +376,59 @@ async fn ws_latency(
     all
 }
 
+/// CPU seconds (user + system) a process used so far.
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf(3) has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// CPU of a process and all its descendants (PostgreSQL: postmaster, backends, WAL writer, …).
+fn cpu_of_tree(root: u32) -> f64 {
+    let mut parent = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        if let Some(pp) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+            parent.insert(pid, pp);
+        }
+    }
+    let in_tree = |mut pid: u32| {
+        for _ in 0..64 {
+            if pid == root {
+                return true;
+            }
+            match parent.get(&pid) {
+                Some(&pp) if pp != 0 => pid = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    parent.keys().filter(|p| in_tree(**p)).map(|p| cpu_of(*p)).sum()
+}
+
+struct Cpu {
+    server: f64,
+    postgres: f64,
+    bench: f64,
+}
+
+fn cpu_now(server: u32, postgres: u32) -> Cpu {
+    Cpu {
+        server: cpu_of(server),
+        postgres: cpu_of_tree(postgres),
+        bench: cpu_of(std::process::id()),
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -436,10 +489,10 @@ async fn run() {
     // Ready: the schema exists.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut pg = connect(&db_url).await;
-    while pg
+    while !pg
         .query_one("SELECT count(*) FROM tracing.schema_migrations", &[])
         .await
-        .is_err()
+        .is_ok_and(|r| r.get::<_, i64>(0) >= 1)
     {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -523,7 +576,34 @@ async fn run() {
 
     // The server: warm-up, then the measured run.
     ws_throughput(&url, Arc::new(events(2000, &traces)), conns, 64).await;
-    let (d, ok) = ws_throughput(&url, Arc::new(events(n, &traces)), conns, 256).await;
+    let pg_pid = stack.pid("db").expect("postgres runs");
+    let rows = Arc::new(events(n, &traces));
+    // BENCH_PERF=FILE: `perf record -g` of the server during the run.
+    let perf = std::env::var("BENCH_PERF").ok().map(|file| {
+        std::process::Command::new("perf")
+            .args(["record", "-F", "499", "-g", "-o", &file, "-p", &server.id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perf is installed")
+    });
+    let before = cpu_now(server.id(), pg_pid);
+    let (d, ok) = ws_throughput(&url, rows, conns, 256).await;
+    let after = cpu_now(server.id(), pg_pid);
+    if let Some(p) = perf {
+        unsafe {
+            libc::kill(p.id() as i32, libc::SIGINT);
+        }
+        let _ = p.wait_with_output();
+    }
+    let per_event = |a: f64, b: f64| (a - b) * 1e6 / n as f64;
+    let cpu_note = format!(
+        "CPU per acked event: server {:.0} µs, PostgreSQL {:.0} µs, load generator {:.0} µs ({:.1} s wall)",
+        per_event(after.server, before.server),
+        per_event(after.postgres, before.postgres),
+        per_event(after.bench, before.bench),
+        d.as_secs_f64()
+    );
     assert_eq!(ok, n, "every event acknowledged");
     let ws_rate = rate(n, d);
     table.push((
@@ -563,6 +643,23 @@ async fn run() {
         rec_p99,
         pct(&lat, 0.999),
     );
+    println!("\n{cpu_note}");
+    let (_, metrics) = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        ((), buf)
+    };
+    for l in metrics.lines().filter(|l| {
+        l.starts_with("tracing_batch_events_sum")
+            || l.starts_with("tracing_batch_events_count")
+            || l.starts_with("tracing_db_commit_duration_seconds_sum")
+            || l.starts_with("tracing_db_commit_duration_seconds_count")
+    }) {
+        println!("server {l}");
+    }
     println!(
         "\ntargets: acked/COPY = {:.0} % (≥ 50 %); p99 record_event / p99 commit = {:.2} (≤ 2)\nrows in tracing.events: {stored}",
         100.0 * ws_rate / copy_rate,

@@ -81,7 +81,7 @@ fn ok(r: &TracingResponse) -> Answer {
 fn storage(e: DbError) -> Answer {
     match e {
         DbError::Unavailable(m) => error(ErrorCode::StorageError, format!("unavailable: {m}")),
-        DbError::Rejected(m) => error(ErrorCode::StorageError, m),
+        DbError::Rejected(m) | DbError::Duplicate(m) => error(ErrorCode::StorageError, m),
     }
 }
 
