@@ -11,7 +11,8 @@
 //!   pipelining connections, then `record_event` latency at half that rate.
 //!
 //! `cargo bench -p tracing-server --bench ingest` (env: BENCH_EVENTS,
-//! BENCH_CONNECTIONS, BENCH_BATCH_SIZE).
+//! BENCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_COMMIT_PARALLELISM;
+//! BENCH_PERF=FILE records the server with `perf record -g` meanwhile).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,7 +151,12 @@ async fn copy_rows(c: &mut tokio_postgres::Client, rows: &[Ev]) -> Duration {
     t0.elapsed()
 }
 
-async fn unnest_batches(c: &tokio_postgres::Client, rows: &[Ev], batch: usize, sql: &str) -> Duration {
+async fn unnest_batches(
+    c: &tokio_postgres::Client,
+    rows: &[Ev],
+    batch: usize,
+    sql: &str,
+) -> Duration {
     let st = c.prepare(sql).await.unwrap();
     let t0 = Instant::now();
     for chunk in rows.chunks(batch) {
@@ -391,12 +397,20 @@ fn cpu_of(pid: u32) -> f64 {
 fn cpu_of_tree(root: u32) -> f64 {
     let mut parent = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        if let Some(pp) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+        if let Some(pp) = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
             parent.insert(pid, pp);
         }
     }
@@ -412,7 +426,11 @@ fn cpu_of_tree(root: u32) -> f64 {
         }
         false
     };
-    parent.keys().filter(|p| in_tree(**p)).map(|p| cpu_of(*p)).sum()
+    parent
+        .keys()
+        .filter(|p| in_tree(**p))
+        .map(|p| cpu_of(*p))
+        .sum()
 }
 
 struct Cpu {
@@ -469,6 +487,10 @@ async fn run() {
         .env("TRACING_DATABASE_URL", &db_url)
         .env("TRACING_REDIS_URL", &redis_url)
         .env("TRACING_BATCH_SIZE", batch.to_string())
+        .env(
+            "TRACING_COMMIT_PARALLELISM",
+            std::env::var("BENCH_COMMIT_PARALLELISM").unwrap_or_else(|_| "2".into()),
+        )
         .env("RUST_LOG", "warn")
         .current_dir(dir.path())
         .stdout(log.try_clone().unwrap())
@@ -520,9 +542,21 @@ async fn run() {
     ));
 
     for b in [100, 1000] {
-        let d = unnest_batches(&pg, &events(n, &traces), b).await;
+        let d = unnest_batches(&pg, &events(n, &traces), b, tracing_server::db::WRITE_BATCH).await;
         table.push((
-            format!("server statement (unnest), batches of {b}"),
+            format!("server full statement (unnest, creates traces, ON CONFLICT), batches of {b}"),
+            rate(n, d),
+            "one transaction per batch".into(),
+        ));
+        let d = unnest_batches(
+            &pg,
+            &events(n, &traces),
+            b,
+            tracing_server::db::WRITE_EVENTS,
+        )
+        .await;
+        table.push((
+            format!("server fast statement (unnest, traces known, plain INSERT), batches of {b}"),
             rate(n, d),
             "one transaction per batch".into(),
         ));
@@ -581,7 +615,16 @@ async fn run() {
     // BENCH_PERF=FILE: `perf record -g` of the server during the run.
     let perf = std::env::var("BENCH_PERF").ok().map(|file| {
         std::process::Command::new("perf")
-            .args(["record", "-F", "499", "-g", "-o", &file, "-p", &server.id().to_string()])
+            .args([
+                "record",
+                "-F",
+                "499",
+                "-g",
+                "-o",
+                &file,
+                "-p",
+                &server.id().to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -610,7 +653,8 @@ async fn run() {
         format!("tracing-server, acked over WebSocket, {conns} connections × 256 in flight"),
         ws_rate,
         format!(
-            "batch_size {batch}; {:.0} % of COPY",
+            "batch_size {batch}, commit_parallelism {}; {:.0} % of COPY",
+            std::env::var("BENCH_COMMIT_PARALLELISM").unwrap_or_else(|_| "2".into()),
             100.0 * ws_rate / copy_rate
         ),
     ));
@@ -647,7 +691,9 @@ async fn run() {
     let (_, metrics) = {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.unwrap();
         ((), buf)

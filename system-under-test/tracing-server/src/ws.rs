@@ -377,8 +377,8 @@ pub async fn serve(socket: WebSocket, app: Arc<App>) {
             }
             Some(Ok(Message::Close(_))) => break Ending::Peer,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Text(t))) => (Ok(t.to_string()), false),
-            Some(Ok(Message::Binary(b))) => (decode_binary(&app, &b), true),
+            Some(Ok(Message::Text(t))) => (Ok(Frame::Text(t)), false),
+            Some(Ok(Message::Binary(b))) => (decode_binary(&app, &b).map(Frame::Owned), true),
         };
         let text = match text {
             Ok(t) => t,
@@ -400,7 +400,7 @@ pub async fn serve(socket: WebSocket, app: Arc<App>) {
                 break Ending::TooBig;
             }
         };
-        let (kind, answer, subscription) = match decode(&text) {
+        let (kind, answer, subscription) = match decode(text.as_str()) {
             Ok(req) => {
                 let kind = type_index(request_kind(&req));
                 let (answer, subscription) = conn.start(req).await;
@@ -423,6 +423,21 @@ pub async fn serve(socket: WebSocket, app: Arc<App>) {
     let _ = end_tx.send(ending);
     let _ = writer.await;
     app.hub.unsubscribe(conn.id);
+}
+
+/// A frame's JSON text: a text frame's own bytes, or a decoded binary frame.
+enum Frame {
+    Text(axum::extract::ws::Utf8Bytes),
+    Owned(String),
+}
+
+impl Frame {
+    fn as_str(&self) -> &str {
+        match self {
+            Frame::Text(t) => t.as_str(),
+            Frame::Owned(s) => s,
+        }
+    }
 }
 
 /// A binary frame's JSON: zstd-decompressed (bounded to 16 MiB) when
