@@ -464,14 +464,26 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run());
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // binary without it: a small smoke run of every phase.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    rt.block_on(run(smoke));
 }
 
-async fn run() {
-    let n = env_usize("BENCH_EVENTS", 50_000);
-    let conns = env_usize("BENCH_CONNECTIONS", 16);
+async fn run(smoke: bool) {
+    let n = if smoke {
+        300
+    } else {
+        env_usize("BENCH_EVENTS", 50_000)
+    };
+    let conns = if smoke {
+        4
+    } else {
+        env_usize("BENCH_CONNECTIONS", 16)
+    };
     let batch = env_usize("BENCH_BATCH_SIZE", 1000);
-    let n_row = (n / 25).max(500);
+    let n_row = if smoke { 40 } else { (n / 25).max(500) };
+    let warm = if smoke { 50 } else { 2000 };
     let scenario = gauntlet_scenario::load("bench.yaml", SCENARIO, &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stack = ProcessStack::boot(&scenario, dir.path(), &Locator::default(), true)
@@ -531,7 +543,7 @@ async fn run() {
     let rate = |rows: usize, d: Duration| rows as f64 / d.as_secs_f64();
 
     // Warm PostgreSQL's caches once (not measured).
-    copy_rows(&mut pg, &events(2000, &traces)).await;
+    copy_rows(&mut pg, &events(warm, &traces)).await;
 
     let copy = copy_rows(&mut pg, &events(n, &traces)).await;
     let copy_rate = rate(n, copy);
@@ -609,7 +621,7 @@ async fn run() {
     ));
 
     // The server: warm-up, then the measured run.
-    ws_throughput(&url, Arc::new(events(2000, &traces)), conns, 64).await;
+    ws_throughput(&url, Arc::new(events(warm, &traces)), conns, 64).await;
     let pg_pid = stack.pid("db").expect("postgres runs");
     let rows = Arc::new(events(n, &traces));
     // BENCH_PERF=FILE: `perf record -g` of the server during the run.
@@ -659,7 +671,8 @@ async fn run() {
         ),
     ));
     let half = ws_rate / 2.0;
-    let lat = ws_latency(&url, traces.clone(), conns, half, 5.0).await;
+    let secs = if smoke { 0.5 } else { 5.0 };
+    let lat = ws_latency(&url, traces.clone(), conns, half, secs).await;
     let rec_p99 = pct(&lat, 0.99);
 
     let stored: i64 = pg
