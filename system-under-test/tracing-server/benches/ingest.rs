@@ -680,6 +680,11 @@ async fn run(smoke: bool) {
         .await
         .unwrap()
         .get(0);
+    if smoke {
+        println!(
+            "\nSMOKE RUN (cargo test without --bench): tiny sizes, debug build; the figures mean nothing"
+        );
+    }
     println!(
         "\ntracing-server ingest benchmark ({} cores; PostgreSQL 15 fsync on; all rows into tracing.events)\n",
         std::thread::available_parallelism()
