@@ -233,14 +233,21 @@ pub enum ServiceKind {
     /// Redis 7, from the base image (container mode), or `redis-server`
     /// on this machine (process mode).
     Redis,
+    /// The tracing server (`tracing-server`, seed 003) on PostgreSQL and Redis.
+    Tracing,
+    /// nginx (Debian's `nginx-light`) in front of HTTP services (`upstreams`),
+    /// its configuration generated per run.
+    Nginx,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 4] = [
+    pub const ALL: [ServiceKind; 6] = [
         ServiceKind::Fabric,
         ServiceKind::Actors,
         ServiceKind::Postgres,
         ServiceKind::Redis,
+        ServiceKind::Tracing,
+        ServiceKind::Nginx,
     ];
 
     pub fn name(self) -> &'static str {
@@ -249,6 +256,8 @@ impl ServiceKind {
             ServiceKind::Actors => "actors",
             ServiceKind::Postgres => "postgres",
             ServiceKind::Redis => "redis",
+            ServiceKind::Tracing => "tracing",
+            ServiceKind::Nginx => "nginx",
         }
     }
 }

@@ -286,6 +286,57 @@ pub const KINDS: &[KindSpec] = &[
         process_unavailable: None,
         process: ProcessSetup::PLAIN,
     },
+    KindSpec {
+        kind: ServiceKind::Tracing,
+        program: Program::Bundled {
+            package: "tracing-server",
+            binary: "tracing-server",
+        },
+        args: &[],
+        container_port: 8080,
+        port_var: None,
+        data_dir_var: None,
+        default_env: &[("TRACING_BIND_ADDRESS", "{addr}")],
+        probe: Probe::Http("/ready"),
+        metrics: true,
+        container_user: None,
+        container_script: None,
+        process_unavailable: None,
+        process: ProcessSetup::PLAIN,
+    },
+    KindSpec {
+        kind: ServiceKind::Nginx,
+        program: Program::Debian {
+            package: "nginx-light",
+            binary: "nginx",
+        },
+        // The configuration is generated per run into the data directory
+        // (see `crate::nginx`); `-p` makes its relative paths land there.
+        args: &[
+            "-p",
+            "{data_dir}/",
+            "-c",
+            "{data_dir}/nginx.conf",
+            "-e",
+            "{data_dir}/logs/error.log",
+        ],
+        container_port: 8080,
+        port_var: None,
+        data_dir_var: None,
+        default_env: &[],
+        probe: Probe::Http("/ready"),
+        metrics: false,
+        container_user: None,
+        container_script: None,
+        process_unavailable: None,
+        process: ProcessSetup {
+            program_dirs: &["/usr/sbin"],
+            user_when_root: None,
+            dirs: &["logs", "temp"],
+            init: None,
+            stop: None,
+        },
+    },
 ];
 
 /// The table's entry of `kind`.
