@@ -582,6 +582,42 @@ mod tests {
     }
 
     #[test]
+    fn references_and_the_nginx_configuration_use_the_peers() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "kind": "nginx",
+            "upstreams": ["a", "b"],
+            "env": { "X": "http://{addr:a}/{port}" }
+        }))
+        .unwrap();
+        let peers = Peers::from([
+            ("a".to_owned(), ("10.0.0.1".to_owned(), 81)),
+            ("b".to_owned(), ("b".to_owned(), 8080)),
+        ]);
+        let env = environment(&svc, "0.0.0.0", 8080, "/data", &peers);
+        assert!(env.contains(&("X".to_owned(), "http://10.0.0.1:81/8080".to_owned())));
+        let (path, conf) = config(&svc, "0.0.0.0:8080", &peers).unwrap();
+        assert_eq!(path, "nginx.conf");
+        for line in [
+            "daemon off;",
+            "server 10.0.0.1:81;",
+            "server b:8080;",
+            "keepalive 32;",
+            "listen 0.0.0.0:8080;",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Upgrade $http_upgrade;",
+            "proxy_set_header Connection $connection_upgrade;",
+            "proxy_set_header X-Real-IP $remote_addr;",
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "client_body_temp_path temp/client_body;",
+        ] {
+            assert!(conf.contains(line), "{line} in\n{conf}");
+        }
+        assert!(!conf.contains("ssl"), "{conf}");
+        let fabric: Service = serde_json::from_value(serde_json::json!({ "kind": "fabric" })).unwrap();
+        assert!(config(&fabric, "x:1", &peers).is_none());
+    }
+
+    #[test]
     fn placeholders_are_replaced() {
         assert_eq!(
             substitute(
