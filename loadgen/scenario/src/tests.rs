@@ -1331,3 +1331,18 @@ fn service_links_need_a_reference_and_process_mode() {
         "{e}"
     );
 }
+
+#[test]
+fn an_operation_may_target_nginx_in_front_of_its_kind() {
+    let text = catalog(
+        "  services:\n    f1: { kind: fabric }\n    f2: { kind: fabric }\n    lb: { kind: nginx, upstreams: [f1, f2] }",
+        "    - { name: append, fabric.stream.append: { stream: t/n/s, service: lb } }\n",
+    );
+    load("s.yaml", &text, &[]).unwrap();
+    let mixed = text.replace("f2: { kind: fabric }", "f2: { kind: actors }");
+    let e = one_error(&mixed);
+    assert!(
+        e.message.contains("service `lb` is not a fabric service"),
+        "{e}"
+    );
+}
