@@ -11,7 +11,8 @@
 //!   pipelining connections, then `record_event` latency at half that rate.
 //!
 //! `cargo bench -p tracing-server --bench ingest` (env: BENCH_EVENTS,
-//! BENCH_CONNECTIONS, BENCH_BATCH_SIZE).
+//! BENCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_COMMIT_PARALLELISM;
+//! BENCH_PERF=FILE records the server with `perf record -g` meanwhile).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,7 +151,12 @@ async fn copy_rows(c: &mut tokio_postgres::Client, rows: &[Ev]) -> Duration {
     t0.elapsed()
 }
 
-async fn unnest_batches(c: &tokio_postgres::Client, rows: &[Ev], batch: usize, sql: &str) -> Duration {
+async fn unnest_batches(
+    c: &tokio_postgres::Client,
+    rows: &[Ev],
+    batch: usize,
+    sql: &str,
+) -> Duration {
     let st = c.prepare(sql).await.unwrap();
     let t0 = Instant::now();
     for chunk in rows.chunks(batch) {
@@ -391,12 +397,20 @@ fn cpu_of(pid: u32) -> f64 {
 fn cpu_of_tree(root: u32) -> f64 {
     let mut parent = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        if let Some(pp) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+        if let Some(pp) = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
             parent.insert(pid, pp);
         }
     }
@@ -412,7 +426,11 @@ fn cpu_of_tree(root: u32) -> f64 {
         }
         false
     };
-    parent.keys().filter(|p| in_tree(**p)).map(|p| cpu_of(*p)).sum()
+    parent
+        .keys()
+        .filter(|p| in_tree(**p))
+        .map(|p| cpu_of(*p))
+        .sum()
 }
 
 struct Cpu {
@@ -446,14 +464,26 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run());
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // binary without it: a small smoke run of every phase.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    rt.block_on(run(smoke));
 }
 
-async fn run() {
-    let n = env_usize("BENCH_EVENTS", 50_000);
-    let conns = env_usize("BENCH_CONNECTIONS", 16);
+async fn run(smoke: bool) {
+    let n = if smoke {
+        300
+    } else {
+        env_usize("BENCH_EVENTS", 50_000)
+    };
+    let conns = if smoke {
+        4
+    } else {
+        env_usize("BENCH_CONNECTIONS", 16)
+    };
     let batch = env_usize("BENCH_BATCH_SIZE", 1000);
-    let n_row = (n / 25).max(500);
+    let n_row = if smoke { 40 } else { (n / 25).max(500) };
+    let warm = if smoke { 50 } else { 2000 };
     let scenario = gauntlet_scenario::load("bench.yaml", SCENARIO, &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stack = ProcessStack::boot(&scenario, dir.path(), &Locator::default(), true)
@@ -469,6 +499,10 @@ async fn run() {
         .env("TRACING_DATABASE_URL", &db_url)
         .env("TRACING_REDIS_URL", &redis_url)
         .env("TRACING_BATCH_SIZE", batch.to_string())
+        .env(
+            "TRACING_COMMIT_PARALLELISM",
+            std::env::var("BENCH_COMMIT_PARALLELISM").unwrap_or_else(|_| "2".into()),
+        )
         .env("RUST_LOG", "warn")
         .current_dir(dir.path())
         .stdout(log.try_clone().unwrap())
@@ -509,7 +543,7 @@ async fn run() {
     let rate = |rows: usize, d: Duration| rows as f64 / d.as_secs_f64();
 
     // Warm PostgreSQL's caches once (not measured).
-    copy_rows(&mut pg, &events(2000, &traces)).await;
+    copy_rows(&mut pg, &events(warm, &traces)).await;
 
     let copy = copy_rows(&mut pg, &events(n, &traces)).await;
     let copy_rate = rate(n, copy);
@@ -520,9 +554,21 @@ async fn run() {
     ));
 
     for b in [100, 1000] {
-        let d = unnest_batches(&pg, &events(n, &traces), b).await;
+        let d = unnest_batches(&pg, &events(n, &traces), b, tracing_server::db::WRITE_BATCH).await;
         table.push((
-            format!("server statement (unnest), batches of {b}"),
+            format!("server full statement (unnest, creates traces, ON CONFLICT), batches of {b}"),
+            rate(n, d),
+            "one transaction per batch".into(),
+        ));
+        let d = unnest_batches(
+            &pg,
+            &events(n, &traces),
+            b,
+            tracing_server::db::WRITE_EVENTS,
+        )
+        .await;
+        table.push((
+            format!("server fast statement (unnest, traces known, plain INSERT), batches of {b}"),
             rate(n, d),
             "one transaction per batch".into(),
         ));
@@ -575,13 +621,22 @@ async fn run() {
     ));
 
     // The server: warm-up, then the measured run.
-    ws_throughput(&url, Arc::new(events(2000, &traces)), conns, 64).await;
+    ws_throughput(&url, Arc::new(events(warm, &traces)), conns, 64).await;
     let pg_pid = stack.pid("db").expect("postgres runs");
     let rows = Arc::new(events(n, &traces));
     // BENCH_PERF=FILE: `perf record -g` of the server during the run.
     let perf = std::env::var("BENCH_PERF").ok().map(|file| {
         std::process::Command::new("perf")
-            .args(["record", "-F", "499", "-g", "-o", &file, "-p", &server.id().to_string()])
+            .args([
+                "record",
+                "-F",
+                "499",
+                "-g",
+                "-o",
+                &file,
+                "-p",
+                &server.id().to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -610,12 +665,14 @@ async fn run() {
         format!("tracing-server, acked over WebSocket, {conns} connections × 256 in flight"),
         ws_rate,
         format!(
-            "batch_size {batch}; {:.0} % of COPY",
+            "batch_size {batch}, commit_parallelism {}; {:.0} % of COPY",
+            std::env::var("BENCH_COMMIT_PARALLELISM").unwrap_or_else(|_| "2".into()),
             100.0 * ws_rate / copy_rate
         ),
     ));
     let half = ws_rate / 2.0;
-    let lat = ws_latency(&url, traces.clone(), conns, half, 5.0).await;
+    let secs = if smoke { 0.5 } else { 5.0 };
+    let lat = ws_latency(&url, traces.clone(), conns, half, secs).await;
     let rec_p99 = pct(&lat, 0.99);
 
     let stored: i64 = pg
@@ -623,6 +680,11 @@ async fn run() {
         .await
         .unwrap()
         .get(0);
+    if smoke {
+        println!(
+            "\nSMOKE RUN (cargo test without --bench): tiny sizes, debug build; the figures mean nothing"
+        );
+    }
     println!(
         "\ntracing-server ingest benchmark ({} cores; PostgreSQL 15 fsync on; all rows into tracing.events)\n",
         std::thread::available_parallelism()
@@ -647,7 +709,9 @@ async fn run() {
     let (_, metrics) = {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.unwrap();
         ((), buf)

@@ -130,7 +130,8 @@ pub const WRITE_BATCH: &str = "WITH input AS (
 /// The fast path when every trace of the batch is known to exist: a plain
 /// insert (a re-sent event id makes it fail with unique_violation, and the
 /// batch is written again with [`WRITE_BATCH`]).
-pub const WRITE_EVENTS: &str = "INSERT INTO tracing.events (event_id, trace_id, ts, event_type, actor_id, payload)
+pub const WRITE_EVENTS: &str =
+    "INSERT INTO tracing.events (event_id, trace_id, ts, event_type, actor_id, payload)
     SELECT event_id, trace_id, ts, event_type, actor_id, payload::jsonb
     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
         AS u(event_id, trace_id, ts, event_type, actor_id, payload)";
@@ -341,8 +342,11 @@ impl Db {
             let fast = self
                 .with("batch write", async |c| {
                     let st = c.prepare_cached(WRITE_EVENTS).await?;
-                    c.execute(&st, &[&event_ids, &trace_ids, &ts, &types, &actors, &payloads])
-                        .await
+                    c.execute(
+                        &st,
+                        &[&event_ids, &trace_ids, &ts, &types, &actors, &payloads],
+                    )
+                    .await
                 })
                 .await;
             match fast {
