@@ -221,6 +221,7 @@ pub fn check(s: &Scenario, base: &std::path::Path) -> Vec<Problem> {
     let phases: Vec<&str> = s.workload.phases.iter().map(|p| p.name.as_str()).collect();
     check_criteria(&s.slo, s.gate.as_ref(), Some((&ops, &phases)), &mut out);
     crate::faults::check(s, &mut out);
+    crate::wiring::check(&s.stack, &mut out);
     let mut problem = |path: Vec<Seg>, key: Option<&str>, message: String, hint: Option<&str>| {
         out.push(Problem {
             path,
@@ -888,15 +889,21 @@ fn check_target(
                     Some(&hint),
                 );
             }
-            Some(svc) if needs.is_some_and(|n| svc.kind.is_some_and(|k| k != n)) => problem(
-                [action_path.to_vec(), vec![k("service")]].concat(),
-                None,
-                format!(
-                    "service `{name}` is not a {} service",
-                    needs.map(ServiceKind::name).unwrap_or_default()
-                ),
-                None,
-            ),
+            Some(_)
+                if needs.is_some_and(|n| {
+                    crate::wiring::serves_as(&s.stack, name).is_some_and(|k| k != n)
+                }) =>
+            {
+                problem(
+                    [action_path.to_vec(), vec![k("service")]].concat(),
+                    None,
+                    format!(
+                        "service `{name}` is not a {} service",
+                        needs.map(ServiceKind::name).unwrap_or_default()
+                    ),
+                    None,
+                )
+            }
             Some(_) => {}
         },
         None => {
@@ -925,7 +932,11 @@ fn candidates(s: &Scenario, needs: Option<ServiceKind>) -> Vec<&str> {
         .stack
         .services
         .iter()
-        .filter(|(_, svc)| needs.is_none() || svc.command.is_some() || svc.kind == needs)
+        .filter(|(name, svc)| {
+            needs.is_none()
+                || svc.command.is_some()
+                || crate::wiring::serves_as(&s.stack, name) == needs
+        })
         .map(|(n, _)| n.as_str())
         .collect();
     if needs.is_some() && !booted.is_empty() {
