@@ -5,6 +5,7 @@
 mod actors;
 mod fabric;
 mod http;
+mod tracing;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -751,7 +752,7 @@ pub fn check(s: &Scenario, base: &std::path::Path) -> Vec<Problem> {
             &action_path,
             &mut problem,
         );
-        check_action(&op.action, None, base, &action_path, &mut problem);
+        check_action(s, &op.action, None, base, &action_path, &mut problem);
         let mut step_names = HashSet::new();
         let mut previous = &op.action;
         for (j, step) in op.then.iter().enumerate() {
@@ -798,12 +799,22 @@ pub fn check(s: &Scenario, base: &std::path::Path) -> Vec<Problem> {
                     &mut problem,
                 );
             }
-            check_action(&step.action, Some(previous), base, &step_path, &mut problem);
+            check_action(
+                s,
+                &step.action,
+                Some(previous),
+                base,
+                &step_path,
+                &mut problem,
+            );
             previous = &step.action;
         }
     }
     if let Some(setup) = &s.setup.actors {
         actors::check_setup(s, setup, base, &mut problem);
+    }
+    if let Some(setup) = &s.setup.postgres {
+        tracing::check_setup(s, setup, &mut problem);
     }
     out
 }
@@ -813,6 +824,7 @@ pub(super) type Report<'a> = dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&s
 
 /// The rules of one action, by system; `previous` is the step before it in a chain.
 fn check_action(
+    s: &Scenario,
     action: &Action,
     previous: Option<&Action>,
     base: &std::path::Path,
@@ -820,6 +832,16 @@ fn check_action(
     problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
 ) {
     match action {
+        Action::Tracing(a) => tracing::check(
+            s,
+            a,
+            previous.and_then(Action::tracing),
+            previous.is_some(),
+            path,
+            problem,
+        ),
+        Action::Postgres(q) => tracing::check_postgres(q, path, problem),
+        Action::Redis(c) => tracing::check_redis(c, path, problem),
         Action::Fabric(a) => fabric::check(a, previous.and_then(Action::fabric), path, problem),
         Action::Actors(a) => {
             actors::check(a, previous.and_then(Action::actors), base, path, problem)
@@ -888,15 +910,23 @@ fn check_target(
                     Some(&hint),
                 );
             }
-            Some(svc) if needs.is_some_and(|n| svc.kind.is_some_and(|k| k != n)) => problem(
-                [action_path.to_vec(), vec![k("service")]].concat(),
-                None,
-                format!(
-                    "service `{name}` is not a {} service",
-                    needs.map(ServiceKind::name).unwrap_or_default()
-                ),
-                None,
-            ),
+            // An nginx in front of replicas serves what they serve.
+            Some(svc)
+                if needs.is_some_and(|n| {
+                    svc.kind
+                        .is_some_and(|k| k != n && !(k == ServiceKind::Nginx && speaks_http(n)))
+                }) =>
+            {
+                problem(
+                    [action_path.to_vec(), vec![k("service")]].concat(),
+                    None,
+                    format!(
+                        "service `{name}` is not a {} service",
+                        needs.map(ServiceKind::name).unwrap_or_default()
+                    ),
+                    None,
+                )
+            }
             Some(_) => {}
         },
         None => {
@@ -915,6 +945,12 @@ fn check_target(
             }
         }
     }
+}
+
+/// Whether a kind's service speaks HTTP (and so may sit behind an
+/// `nginx`): everything but PostgreSQL and Redis.
+fn speaks_http(kind: ServiceKind) -> bool {
+    !matches!(kind, ServiceKind::Postgres | ServiceKind::Redis)
 }
 
 /// Services an action may target when it names none: booted services of
