@@ -292,7 +292,7 @@ mod tests {
             assert_eq!(x.type_name, y.type_name);
             assert_ne!(x.event_id, y.event_id, "ids are the run's own");
             let len = serde_json::to_vec(&x.event).unwrap().len();
-            assert!((512..=520).contains(&len), "{len}");
+            assert!((1024..=1032).contains(&len), "{len}");
             assert!(x.actor_id.starts_with("actor-"));
         }
     }
