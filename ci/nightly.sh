@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-cargo build --release -p loadgen -p fabric -p actors
+cargo build --release -p loadgen -p fabric -p actors -p tracing-server
 loadgen=target/release/loadgen
 mkdir -p "$out"
 summary="$out/summary.md"

@@ -24,6 +24,7 @@ declare -A packages=(
   # PATH; the package also creates the `postgres` user a root harness
   # runs them as (loadgen/stack/src/process.rs)
   [/usr/lib/postgresql/15/bin/postgres]=postgresql-15
+  [nginx]=nginx-light             # `kind: nginx` in process mode (loadgen/cli/tests/wiring.rs)
   [docker]=docker.io              # the docker command: images are built with docker import/build
 )
 

@@ -251,11 +251,14 @@ impl FaultScheduler {
         self.run_start.elapsed().as_secs_f64()
     }
 
+    /// The proxied links to `service` and, between services, from it.
     fn links_to(&self, service: &str) -> Vec<&Arc<Proxy>> {
-        let suffix = format!("->{service}");
         self.proxies
             .iter()
-            .filter(|(link, _)| link.ends_with(&suffix))
+            .filter(|(link, _)| {
+                link.split_once("->")
+                    .is_some_and(|(from, to)| to == service || from == service)
+            })
             .map(|(_, p)| p)
             .collect()
     }

@@ -12,16 +12,21 @@ use gauntlet_stack::{ProcessStack, bins};
 /// `--runtime` overrides): the process stack, or the container stack with
 /// its images built first when missing or stale. The rest of the run only
 /// sees the [`Stack`].
+///
+/// In process mode `routes` says how a service reaches each service it
+/// references (through a fault proxy when a link fault names the link);
+/// containers reach each other on the run's network.
 pub async fn boot(
     scenario: &Scenario,
     run_dir: &Path,
     bins: &bins::Locator,
     quiet: bool,
+    routes: &dyn gauntlet_stack::Routes,
 ) -> Result<std::sync::Arc<dyn Stack>, String> {
     use gauntlet_scenario::Runtime;
     match scenario.stack.runtime {
         Runtime::Process => Ok(std::sync::Arc::new(
-            ProcessStack::boot(scenario, run_dir, bins, quiet)
+            ProcessStack::boot_with(scenario, run_dir, bins, quiet, routes)
                 .await
                 .map_err(|e| e.to_string())?,
         )),

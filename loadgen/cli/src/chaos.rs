@@ -1,11 +1,18 @@
 //! The run's fault injection: proxies on the links the faults name, the
 //! fault scheduler next to the engine, and recovery times at the end.
 //!
-//! Link faults (`loadgen->SERVICE`) and process-mode partitions go through
-//! the proxies; service faults (kill, stop, pause, restart, cpu, disk_full)
-//! through the stack's control surface (`gauntlet_control::Stack`), the
-//! same code for processes and containers. A proxy follows its service's
-//! endpoint when a container restart maps a new port.
+//! Link faults (`loadgen->SERVICE`, and `FROM->TO` between two services in
+//! process mode) and process-mode partitions go through the proxies;
+//! service faults (kill, stop, pause, restart, cpu, disk_full) through the
+//! stack's control surface (`gauntlet_control::Stack`), the same code for
+//! processes and containers. A proxy follows its service's endpoint when a
+//! container restart maps a new port.
+//!
+//! A link between two services is proxied from the boot on: the process
+//! stack asks [`ServiceRoutes`] where `FROM` reaches `TO` before it starts
+//! `FROM`, and gets the proxy's address, which `{addr:TO}` in `FROM`'s
+//! environment then names. Those proxies live as long as the stack (a
+//! healed link is a transparent proxy), not only as long as the faults.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,8 +25,8 @@ use gauntlet_proxy::Proxy;
 use gauntlet_recorder::RunResults;
 use gauntlet_recorder::faults::Fault;
 use gauntlet_recorder::recovery::{FaultRecovery, recoveries};
-use gauntlet_scenario::Scenario;
 use gauntlet_scenario::faults::{FaultAction, FaultWindow, expand};
+use gauntlet_scenario::{Runtime, Scenario};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -31,27 +38,110 @@ pub fn plan(scenario: &Scenario) -> Result<Vec<FaultWindow>, String> {
 }
 
 /// The links the windows act on: link faults' targets, and every link to
-/// a partitioned service.
-fn links(windows: &[FaultWindow]) -> BTreeSet<String> {
-    windows
-        .iter()
-        .filter_map(|w| match w.action {
-            FaultAction::Partition => Some(format!("loadgen->{}", w.target)),
-            _ if w.action.is_link() => Some(w.target.clone()),
-            _ => None,
+/// a partitioned service (in process mode also every link between it and
+/// the services it references or that reference it).
+fn links(windows: &[FaultWindow], scenario: &Scenario) -> BTreeSet<String> {
+    let process = scenario.stack.runtime == Runtime::Process;
+    let service_links = if process {
+        gauntlet_scenario::wiring::service_links(&scenario.stack)
+    } else {
+        Vec::new()
+    };
+    let mut out = BTreeSet::new();
+    for w in windows {
+        match w.action {
+            FaultAction::Partition => {
+                out.insert(format!("loadgen->{}", w.target));
+                for link in &service_links {
+                    if link.split_once("->").is_some_and(|(from, to)| {
+                        from == w.target.as_str() || to == w.target.as_str()
+                    }) {
+                        out.insert(link.clone());
+                    }
+                }
+            }
+            _ if w.action.is_link() => {
+                out.insert(w.target.clone());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The links between two services that the windows need proxied: started
+/// while the stack boots (see the module documentation).
+pub struct ServiceRoutes {
+    wanted: BTreeSet<String>,
+    seed: u64,
+    started: std::sync::Mutex<BTreeMap<String, Arc<Proxy>>>,
+}
+
+impl ServiceRoutes {
+    pub fn new(windows: &[FaultWindow], scenario: &Scenario, seed: u64) -> Self {
+        ServiceRoutes {
+            wanted: links(windows, scenario)
+                .into_iter()
+                .filter(|l| gauntlet_scenario::faults::is_service_link(l))
+                .collect(),
+            seed,
+            started: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The proxies started so far, by link.
+    pub fn proxies(&self) -> BTreeMap<String, Arc<Proxy>> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl gauntlet_stack::Routes for ServiceRoutes {
+    fn route(&self, from: &str, to: &str, target: &Endpoint) -> Result<Endpoint, String> {
+        let link = format!("{from}->{to}");
+        if !self.wanted.contains(&link) {
+            return Ok(target.clone());
+        }
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        let proxy = match started.get(&link) {
+            Some(p) => p.clone(),
+            None => {
+                let upstream: SocketAddr = target
+                    .addr()
+                    .parse()
+                    .map_err(|e| format!("address `{}`: {e}", target.addr()))?;
+                let listen: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
+                let proxy = Proxy::start(link.clone(), listen, upstream, self.seed)
+                    .map_err(|e| e.to_string())?;
+                eprintln!("fault proxy on {link}: {} -> {upstream}", proxy.addr());
+                let proxy = Arc::new(proxy);
+                started.insert(link, proxy.clone());
+                proxy
+            }
+        };
+        Ok(Endpoint {
+            host: proxy.addr().ip().to_string(),
+            port: proxy.addr().port(),
         })
-        .collect()
+    }
 }
 
 /// Starts a proxy on each link the windows need and points the link's
 /// endpoint (`endpoints`: base URLs by service) at it.
+/// The links between two services are left to [`ServiceRoutes`].
 pub fn start_proxies(
     windows: &[FaultWindow],
+    scenario: &Scenario,
     endpoints: &mut BTreeMap<String, watch::Receiver<Endpoint>>,
     seed: u64,
 ) -> Result<BTreeMap<String, Arc<Proxy>>, String> {
     let mut proxies = BTreeMap::new();
-    for link in links(windows) {
+    for link in links(windows, scenario) {
+        if gauntlet_scenario::faults::is_service_link(&link) {
+            continue;
+        }
         let service = link
             .strip_prefix("loadgen->")
             .ok_or_else(|| format!("link `{link}` is not a loadgen link"))?;

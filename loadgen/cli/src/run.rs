@@ -136,13 +136,17 @@ fn harness<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RunError + '_ 
 /// [`Resources::release`] releases what is still held, in order: the fault
 /// timeline (every fault healed), the proxies, the collectors, the
 /// recorder, the stack (gracefully: SIGTERM then SIGKILL, or containers
-/// stopped and removed). Stages that end a resource early (the faults
+/// stopped and removed), then the proxies on links between services
+/// (which the services use until they stop). Stages that end a resource early (the faults
 /// healed before the checks) take it out of the guard themselves.
 #[derive(Default)]
 pub struct Resources {
     stack: Option<Arc<dyn Stack>>,
     /// Proxies started but not yet handed to the fault timeline.
     proxies: BTreeMap<String, Arc<Proxy>>,
+    /// Proxies on links between services (which the services' own
+    /// configuration names): released after the stack.
+    service_proxies: BTreeMap<String, Arc<Proxy>>,
     chaos: Option<crate::chaos::Running>,
     collectors: Option<(CancellationToken, JoinHandle<Collected>)>,
     recording: Option<(CancellationToken, JoinHandle<Recorded>)>,
@@ -199,6 +203,7 @@ impl Resources {
         if let Some(stack) = self.stack.take() {
             released.stops = stack.shutdown().await;
         }
+        self.service_proxies.clear();
     }
 }
 
@@ -219,6 +224,7 @@ impl Drop for Resources {
         self.chaos.take();
         self.proxies.clear();
         self.stack.take();
+        self.service_proxies.clear();
     }
 }
 
@@ -315,11 +321,18 @@ async fn drive(
         windows,
         run_dir,
     } = planned;
-    boot_stack(plan, run_dir, opts, cancel, res).await?;
+    let routes = crate::chaos::ServiceRoutes::new(windows, &plan.scenario, plan.seed);
+    let booted = boot_stack(plan, run_dir, opts, cancel, res, &routes).await;
+    // Proxies between services live as long as the stack (even when the boot failed part-way).
+    res.service_proxies = routes.proxies();
+    booted?;
     let stack = res.stack()?.clone();
     let mut endpoints = connect(plan, &*stack)?;
-    res.proxies = crate::chaos::start_proxies(windows, &mut endpoints.watch, plan.seed)
-        .map_err(RunError::Harness)?;
+    res.proxies = res.service_proxies.clone();
+    res.proxies.extend(
+        crate::chaos::start_proxies(windows, &plan.scenario, &mut endpoints.watch, plan.seed)
+            .map_err(RunError::Harness)?,
+    );
     let (prepared, tap) = prepare_operations(plan, &endpoints, run_dir).await?;
     let run = start_recording(plan, run_dir, opts, res)?;
     if let Some(tap) = &tap {
@@ -394,13 +407,14 @@ async fn boot_stack(
     opts: &RunOptions,
     cancel: &CancellationToken,
     res: &mut Resources,
+    routes: &crate::chaos::ServiceRoutes,
 ) -> Result<(), RunError> {
     let bins = crate::bins::Locator {
         dir: opts.bin_dir.clone(),
         quiet: opts.quiet,
     };
     let stack = tokio::select! {
-        stack = crate::boot::boot(&plan.scenario, run_dir, &bins, opts.quiet) => stack.map_err(RunError::Harness)?,
+        stack = crate::boot::boot(&plan.scenario, run_dir, &bins, opts.quiet, routes) => stack.map_err(RunError::Harness)?,
         _ = cancel.cancelled() => return Err(RunError::Harness("interrupted while the stack was starting".to_owned())),
     };
     for name in stack.services() {

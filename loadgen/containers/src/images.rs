@@ -29,9 +29,10 @@ use gauntlet_stack::kinds;
 use sha2::{Digest, Sha256};
 
 /// Debian packages in the base image, beyond minbase.
-pub const BASE_PACKAGES: [&str; 7] = [
+pub const BASE_PACKAGES: [&str; 8] = [
     "postgresql-15",
     "redis-server",
+    "nginx-light",
     "redis-tools",
     "iproute2",
     "ca-certificates",

@@ -119,8 +119,8 @@ pub struct BootSpec<'a> {
     pub quiet: bool,
 }
 
-fn substitute(text: &str, port: u16) -> String {
-    kinds::substitute(text, "0.0.0.0", port, DATA_PATH)
+fn substitute(text: &str, port: u16, peers: &kinds::Peers) -> String {
+    kinds::substitute_with(text, "0.0.0.0", port, DATA_PATH, peers)
 }
 
 /// Image, user and command of a service's container.
@@ -133,12 +133,18 @@ struct Launch {
 /// The container of `svc`: its kind's entry of the kind table (a bundled
 /// image whose entrypoint is the program, or the base image running a
 /// Debian program or the kind's start script), or its own `image`.
-fn launch(name: &str, svc: &Service, images: &ImageSet) -> Result<Launch, ContainerError> {
+fn launch(
+    name: &str,
+    svc: &Service,
+    images: &ImageSet,
+    peers: &kinds::Peers,
+) -> Result<Launch, ContainerError> {
     let port = kinds::container_port(svc);
-    let command = svc
-        .command
-        .as_ref()
-        .map(|c| c.iter().map(|a| substitute(a, port)).collect::<Vec<_>>());
+    let command = svc.command.as_ref().map(|c| {
+        c.iter()
+            .map(|a| substitute(a, port, peers))
+            .collect::<Vec<_>>()
+    });
     match (svc.kind, &svc.image) {
         (Some(kind), _) => {
             let spec = kinds::spec(kind);
@@ -146,9 +152,9 @@ fn launch(name: &str, svc: &Service, images: &ImageSet) -> Result<Launch, Contai
                 service: name.to_owned(),
                 message: format!("no image was built for `{}`", kind.name()),
             })?;
-            let args = spec.args.iter().map(|a| substitute(a, port));
+            let args = spec.args.iter().map(|a| substitute(a, port, peers));
             let cmd: Vec<String> = match (spec.container_script, spec.program) {
-                (Some(script), _) => vec!["bash".into(), "-c".into(), substitute(script, port)],
+                (Some(script), _) => vec!["bash".into(), "-c".into(), substitute(script, port, peers)],
                 // The bundled image's entrypoint is the program.
                 (None, kinds::Program::Bundled { .. }) => args.collect(),
                 (None, kinds::Program::Debian { binary, .. }) => {
@@ -263,7 +269,18 @@ impl ContainerStack {
             )))?;
         let logs = spec.run_dir.join("logs");
         let _ = std::fs::create_dir_all(&logs);
-        for (name, svc) in &spec.scenario.stack.services {
+        let services = &spec.scenario.stack.services;
+        for name in gauntlet_scenario::wiring::boot_order(&spec.scenario.stack) {
+            let (name, svc) = (&name, &services[&name]);
+            // The services it references, by their name on the run's
+            // network and their container port.
+            let peers: kinds::Peers = gauntlet_scenario::wiring::dependencies(svc)
+                .into_iter()
+                .filter_map(|to| {
+                    let port = kinds::container_port(services.get(&to)?);
+                    Some((to.clone(), (to, port)))
+                })
+                .collect();
             let container = format!("gauntlet-{}-{name}", self.run_id);
             let mut svc_labels = labels.clone();
             svc_labels.insert(LABEL_SERVICE.to_owned(), name.clone());
@@ -309,13 +326,14 @@ impl ContainerStack {
                 }
                 binds.push(format!("{volume_name}:{path}"));
             }
-            let Launch { image, user, cmd } = launch(name, svc, spec.images)?;
+            let Launch { image, user, cmd } = launch(name, svc, spec.images, &peers)?;
             let port = kinds::container_port(svc);
             let port_key = format!("{port}/tcp");
-            let env: Vec<String> = kinds::environment(svc, "0.0.0.0", port, DATA_PATH)
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
+            let mut env = kinds::environment(svc, "0.0.0.0", port, DATA_PATH, &peers);
+            if let Some((_, text)) = kinds::config(svc, &format!("0.0.0.0:{port}"), &peers) {
+                env.push((kinds::CONFIG_VAR.to_owned(), text));
+            }
+            let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
             let body = ContainerCreateBody {
                 image: Some(image.clone()),
                 user,

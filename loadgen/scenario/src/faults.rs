@@ -637,13 +637,23 @@ pub fn run_length(s: &Scenario) -> StdDuration {
     s.workload.phases.iter().map(|p| p.duration.as_std()).sum()
 }
 
-/// The links a scenario may name: `loadgen->SERVICE` for each service.
+/// The links a scenario may name: `loadgen->SERVICE` for each service,
+/// and `FROM->TO` for each service `TO` that service `FROM` references
+/// (`{addr:TO}` in its `env` or `command`, or an nginx upstream; see
+/// [`crate::wiring`]).
 pub fn links(s: &Scenario) -> Vec<String> {
     s.stack
         .services
         .keys()
         .map(|name| format!("loadgen->{name}"))
+        .chain(crate::wiring::service_links(&s.stack))
         .collect()
+}
+
+/// Whether a link is between two services (`FROM->TO`, `FROM` not `loadgen`).
+pub fn is_service_link(link: &str) -> bool {
+    link.split_once("->")
+        .is_some_and(|(from, _)| from != "loadgen")
 }
 
 /// splitmix64, for seeded target picks.
@@ -831,6 +841,17 @@ pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
                 );
             }
             for c in target.candidates() {
+                if is_link
+                    && is_service_link(c)
+                    && s.stack.runtime == crate::model::Runtime::Containers
+                {
+                    problem(
+                        Some(target_key),
+                        format!("link `{c}` between two services needs process mode"),
+                        Some("in containers services reach each other on the run's Docker network, where the harness's fault proxy is not; run with `stack.runtime: process`, or fault `loadgen->SERVICE` or the service itself (`partition`, `pause`)".to_owned()),
+                    );
+                    continue;
+                }
                 if !known.contains(&c.as_str()) {
                     let what = if is_link { "link" } else { "service" };
                     let hint = crate::diag::did_you_mean(c, known.iter().copied())

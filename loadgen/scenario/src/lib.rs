@@ -23,6 +23,7 @@ pub mod setup;
 pub mod tree;
 pub mod units;
 mod validate;
+pub mod wiring;
 
 pub use validate::{BaseUrl, is_component_name, parse_base_url, target_service};
 

@@ -101,7 +101,8 @@ impl fmt::Display for Runtime {
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// A service Gauntlet ships: `fabric`, `actors` (the actor node),
-    /// `postgres` (PostgreSQL 15) or `redis` (Redis 7); the last two come
+    /// `tracing` (the tracing server), `postgres` (PostgreSQL 15), `redis`
+    /// (Redis 7) or `nginx` (in front of `upstreams`); the last three come
     /// from Debian (this machine's packages in process mode, the base image
     /// in containers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,8 +110,16 @@ pub struct Service {
     /// Instead of `kind`: the program and its arguments. `{port}`, `{addr}` and
     /// `{data_dir}` are replaced by the port, `127.0.0.1:port` and the data directory
     /// (in container mode: the container port, `0.0.0.0:port` and `/data`).
+    /// `{addr:NAME}`, `{host:NAME}` and `{port:NAME}` are another service's
+    /// address as this one reaches it (`127.0.0.1:port`, or a fault proxy's
+    /// when a link fault names `THIS->NAME`; in container mode `NAME:port`
+    /// on the run's network); the service boots after `NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// `kind: nginx` only: the HTTP services it balances over (round robin,
+    /// WebSocket upgrades passed through), by name; it boots after them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<String>,
     /// Container mode: a local image (built here, nothing is pulled) for a
     /// service Gauntlet does not ship; `command`, when given, replaces its
     /// command. Process mode runs `command` instead.
@@ -120,8 +129,9 @@ pub struct Service {
     /// (default: 8080; `postgres` 5432, `redis` 6379).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Environment of the service (same placeholders as `command`); numbers
-    /// and booleans are written as their text.
+    /// Environment of the service (same placeholders as `command`, references
+    /// to other services included, e.g. `redis://{addr:cache}`); numbers and
+    /// booleans are written as their text.
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",

@@ -1209,3 +1209,125 @@ fn actor_faults_and_checks_are_checked() {
         "{e}"
     );
 }
+
+/// A stack of services (YAML lines under `services:`) with one fabric
+/// operation, the fabric included.
+fn wired(services: &str) -> String {
+    catalog(
+        &format!("  services:\n    fabric: {{ kind: fabric }}\n{services}"),
+        "    - { name: append, fabric.stream.append: { stream: t/n/s, service: fabric } }\n",
+    )
+}
+
+#[test]
+fn references_and_upstreams_load_and_order_the_boot() {
+    let s = load(
+        "s.yaml",
+        &wired(
+            "    lb: { kind: nginx, upstreams: [ts1, ts2] }\n    ts1: { kind: tracing, env: { TRACING_DATABASE_URL: \"postgresql://postgres@{addr:db}/postgres\", TRACING_REDIS_URL: \"redis://{addr:cache}\" } }\n    ts2: { kind: tracing, env: { TRACING_DATABASE_URL: \"postgresql://postgres@{host:db}:{port:db}/postgres\" } }\n    db: { kind: postgres }\n    cache: { kind: redis }\n",
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.stack.services["lb"].upstreams, ["ts1", "ts2"]);
+    assert_eq!(
+        wiring::boot_order(&s.stack),
+        ["cache", "db", "fabric", "ts1", "ts2", "lb"]
+    );
+    let links = faults::links(&s);
+    for l in [
+        "loadgen->lb",
+        "lb->ts1",
+        "lb->ts2",
+        "ts1->db",
+        "ts1->cache",
+        "ts2->db",
+    ] {
+        assert!(links.contains(&l.to_owned()), "{l} in {links:?}");
+    }
+    assert!(!links.contains(&"ts2->cache".to_owned()));
+}
+
+#[test]
+fn bad_references_are_located_with_a_hint() {
+    assert_error(
+        &wired(
+            "    ts1: { kind: tracing, env: { DB: \"{addr:dbb}\" } }\n    db: { kind: postgres }\n",
+        ),
+        "s.yaml:5:34",
+        "no service `dbb`",
+        "did you mean `db`?",
+    );
+    assert_error(
+        &wired(
+            "    ts1: { kind: tracing, env: { DB: \"{adr:db}\" } }\n    db: { kind: postgres }\n",
+        ),
+        "s.yaml:5:34",
+        "`{adr:db}` is not a reference",
+        "`{addr:db}`",
+    );
+    assert_error(
+        &wired(
+            "    a: { command: [x, \"{addr:b}\"] }\n    b: { command: [x, \"--peer={addr:a}\"] }\n",
+        ),
+        "s.yaml:5:5",
+        "cycle: `a` → `b` → `a`",
+        "must not reference",
+    );
+    assert_error(
+        &wired("    a: { command: [x, \"{port:a}\"] }\n"),
+        "s.yaml:5:23",
+        "names the service itself",
+        "`{addr}`",
+    );
+}
+
+#[test]
+fn upstreams_are_checked() {
+    assert_error(
+        &wired("    lb: { kind: nginx, upstreams: [fabric, db] }\n    db: { kind: postgres }\n"),
+        "s.yaml:5:44",
+        "upstream `db` is `postgres`, which does not serve HTTP",
+        "HTTP services",
+    );
+    assert_error(
+        &wired("    lb: { kind: nginx }\n"),
+        "s.yaml:5:11",
+        "has no `upstreams`",
+        "upstreams: [ts1, ts2]",
+    );
+    assert_error(
+        &wired("    x: { kind: actors, upstreams: [fabric] }\n"),
+        "s.yaml:5:24",
+        "`upstreams` is for `kind: nginx`",
+        "remove `upstreams`",
+    );
+    assert_error(
+        &wired("    lb: { kind: nginx, upstreams: [fabric, fabrc] }\n"),
+        "s.yaml:5:44",
+        "no service `fabrc`",
+        "did you mean `fabric`?",
+    );
+}
+
+#[test]
+fn service_links_need_a_reference_and_process_mode() {
+    let with_fault =
+        |stack_extra: &str, fault: &str| format!("{}faults:\n  - {fault}\n", wired(stack_extra));
+    let ts = "    ts1: { kind: tracing, env: { DB: \"{addr:db}\" } }\n    db: { kind: postgres }\n";
+    let ok = with_fault(ts, "{ at: 1s, for: 1s, link: ts1->db, latency: 50ms }");
+    let s = load("s.yaml", &ok, &[]).unwrap();
+    assert_eq!(s.faults[0].target().unwrap().candidates(), ["ts1->db"]);
+    let e = one_error(&with_fault(
+        ts,
+        "{ at: 1s, for: 1s, link: db->ts1, latency: 50ms }",
+    ));
+    assert!(e.message.contains("no link `db->ts1`"), "{e}");
+    assert!(e.hint.unwrap_or_default().contains("ts1->db"));
+    let e = one_error(&ok.replace("stack:\n", "stack:\n  runtime: containers\n"));
+    assert!(
+        e.message
+            .contains("link `ts1->db` between two services needs process mode"),
+        "{e}"
+    );
+}

@@ -21,4 +21,4 @@ pub mod process;
 pub mod service;
 
 pub use gauntlet_control;
-pub use process::{ProcessStack, StackError, log_tail};
+pub use process::{Direct, ProcessStack, Routes, StackError, log_tail};

@@ -127,6 +127,8 @@ struct Launch {
     dirs: Vec<PathBuf>,
     /// The user every process of the service runs as, when not the harness's.
     run_as: Option<RunAs>,
+    /// The kind's generated configuration: path in the data directory, text.
+    config: Option<(PathBuf, String)>,
 }
 
 impl Launch {
@@ -405,9 +407,10 @@ fn launch_for(
     port: u16,
     data_dir: &Path,
     bins: &bins::Locator,
+    peers: &kinds::Peers,
 ) -> Result<Launch, StackError> {
     let dir = data_dir.display().to_string();
-    let sub = |text: &str| kinds::substitute(text, "127.0.0.1", port, &dir);
+    let sub = |text: &str| kinds::substitute_with(text, "127.0.0.1", port, &dir, peers);
     let mut setup = kinds::ProcessSetup::PLAIN;
     let (program, args): (PathBuf, Vec<String>) = match (svc.kind, &svc.command) {
         (Some(kind), _) => {
@@ -444,7 +447,9 @@ fn launch_for(
             });
         }
     };
-    let env = kinds::environment(svc, "127.0.0.1", port, &dir);
+    let env = kinds::environment(svc, "127.0.0.1", port, &dir, peers);
+    let config = kinds::config(svc, &format!("127.0.0.1:{port}"), peers)
+        .map(|(path, text)| (PathBuf::from(path), text));
     let package = svc.kind.map_or("", |k| kinds::spec(k).program.package());
     let command = |parts: &[&str]| -> Result<(PathBuf, Vec<String>), StackError> {
         let program = debian_program(name, package, parts[0], setup.program_dirs)?;
@@ -465,6 +470,7 @@ fn launch_for(
         stop,
         dirs: setup.dirs.iter().map(PathBuf::from).collect(),
         run_as,
+        config,
     })
 }
 
@@ -549,19 +555,53 @@ fn container_only(svc: &Service) -> Vec<&'static str> {
     out
 }
 
+/// How a service reaches a service it references (`{addr:NAME}`, an
+/// nginx upstream): directly, or through something in between — the fault
+/// proxy of a link fault `FROM->TO`, which the harness starts here, once
+/// `TO` is ready and before `FROM` starts.
+pub trait Routes: Send + Sync {
+    /// The endpoint `from` is given for `to`, which is reached at `target`.
+    fn route(&self, from: &str, to: &str, target: &Endpoint) -> Result<Endpoint, String>;
+}
+
+/// Every service reaches the others directly.
+pub struct Direct;
+
+impl Routes for Direct {
+    fn route(&self, _: &str, _: &str, target: &Endpoint) -> Result<Endpoint, String> {
+        Ok(target.clone())
+    }
+}
+
 impl ProcessStack {
-    /// Starts every service and waits until each is ready. When one fails,
-    /// those already started are stopped gracefully before the error returns.
+    /// Starts every service in boot order (each after the services it
+    /// references) and waits until each is ready. When one fails, those
+    /// already started are stopped gracefully before the error returns.
     pub async fn boot(
         scenario: &Scenario,
         run_dir: &Path,
         bins: &bins::Locator,
         quiet: bool,
     ) -> Result<Self, StackError> {
+        Self::boot_with(scenario, run_dir, bins, quiet, &Direct).await
+    }
+
+    /// [`Self::boot`], each reference between services resolved through
+    /// `routes`.
+    pub async fn boot_with(
+        scenario: &Scenario,
+        run_dir: &Path,
+        bins: &bins::Locator,
+        quiet: bool,
+        routes: &dyn Routes,
+    ) -> Result<Self, StackError> {
         let mut stack = ProcessStack {
             services: Services::default(),
         };
-        match stack.start_all(scenario, run_dir, bins, quiet).await {
+        match stack
+            .start_all(scenario, run_dir, bins, quiet, routes)
+            .await
+        {
             Ok(()) => Ok(stack),
             Err(e) => {
                 stack.do_shutdown().await;
@@ -576,8 +616,11 @@ impl ProcessStack {
         run_dir: &Path,
         bins: &bins::Locator,
         quiet: bool,
+        routes: &dyn Routes,
     ) -> Result<(), StackError> {
-        for (name, svc) in &scenario.stack.services {
+        for name in gauntlet_scenario::wiring::boot_order(&scenario.stack) {
+            let name = name.as_str();
+            let svc = &scenario.stack.services[name];
             let ignored = container_only(svc);
             if !ignored.is_empty() && !quiet {
                 eprintln!(
@@ -601,7 +644,8 @@ impl ProcessStack {
             let log = run_dir.join("logs").join(format!("{name}.log"));
             File::create(&log)?;
             let port = free_port()?;
-            let launch = launch_for(name, svc, port, &data_dir, bins)?;
+            let peers = self.peers(name, svc, routes)?;
+            let launch = launch_for(name, svc, port, &data_dir, bins, &peers)?;
             let endpoint = Endpoint {
                 host: "127.0.0.1".to_owned(),
                 port,
@@ -622,6 +666,35 @@ impl ProcessStack {
 
     fn find(&self, service: &str) -> Result<&ProcService, ControlError> {
         self.services.find(service)
+    }
+
+    /// Where `name` reaches each service it references (all started
+    /// before it), through `routes`.
+    fn peers(
+        &self,
+        name: &str,
+        svc: &Service,
+        routes: &dyn Routes,
+    ) -> Result<kinds::Peers, StackError> {
+        let mut peers = kinds::Peers::new();
+        for to in gauntlet_scenario::wiring::dependencies(svc) {
+            let Ok(target) = self.find(&to) else {
+                return Err(StackError::Unavailable {
+                    service: name.to_owned(),
+                    message: format!(
+                        "it references `{to}`, which is not a service started before it"
+                    ),
+                });
+            };
+            let endpoint = routes
+                .route(name, &to, &target.h.endpoint())
+                .map_err(|message| StackError::Unavailable {
+                    service: name.to_owned(),
+                    message: format!("its link to `{to}`: {message}"),
+                })?;
+            peers.insert(to, (endpoint.host, endpoint.port));
+        }
+        Ok(peers)
     }
 
     /// Stops every service, last started first: SIGTERM, then SIGKILL after its stop timeout.
@@ -771,6 +844,9 @@ impl ProcService {
         let dir = self.visible_data_dir();
         for sub in &self.launch.dirs {
             fs::create_dir_all(dir.join(sub))?;
+        }
+        if let Some((path, text)) = &self.launch.config {
+            fs::write(dir.join(path), text)?;
         }
         if let Some(user) = self.launch.run_as {
             for path in
