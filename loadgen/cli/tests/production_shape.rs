@@ -70,7 +70,11 @@ async fn status(addr: &str, path: &str) -> Option<u16> {
         s.write_all(req.as_bytes()).await.ok()?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.ok()?;
-        String::from_utf8_lossy(&out).split(' ').nth(1)?.parse().ok()
+        String::from_utf8_lossy(&out)
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await

@@ -31,7 +31,10 @@ fn scenario(services: &str, faults: &str) -> Scenario {
     gauntlet_scenario::load("wiring.yaml", &text, &[]).unwrap_or_else(|e| {
         panic!(
             "{}",
-            e.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+            e.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })
 }
@@ -173,7 +176,10 @@ async fn nginx_balances_over_both_upstreams() {
     }
     let (on_f1, on_f2) = (messages(&f1).await, messages(&f2).await);
     assert_eq!(on_f1 + on_f2, appends, "every append reached one node");
-    assert!(on_f1 > 0 && on_f2 > 0, "balanced over both: {on_f1} + {on_f2}");
+    assert!(
+        on_f1 > 0 && on_f2 > 0,
+        "balanced over both: {on_f1} + {on_f2}"
+    );
     // nginx's own status page.
     let (status, body) = http(&lb, "GET", "/nginx_status", "").await.unwrap();
     assert_eq!(status, 200);

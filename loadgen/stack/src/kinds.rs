@@ -617,7 +617,8 @@ mod tests {
             assert!(conf.contains(line), "{line} in\n{conf}");
         }
         assert!(!conf.contains("ssl"), "{conf}");
-        let fabric: Service = serde_json::from_value(serde_json::json!({ "kind": "fabric" })).unwrap();
+        let fabric: Service =
+            serde_json::from_value(serde_json::json!({ "kind": "fabric" })).unwrap();
         assert!(config(&fabric, "x:1", &peers).is_none());
     }
 

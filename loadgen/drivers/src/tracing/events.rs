@@ -201,8 +201,11 @@ impl EventGen {
         // Pad to the size: the event as JSON, less what is there.
         let bare = serde_json::to_vec(&event).map_or(0, |v| v.len());
         if size > bare {
-            let pad: String = (0..size - bare)
-                .map(|_| ALNUM[rng.below(ALNUM.len() as u64) as usize] as char)
+            let mut bytes = vec![0u8; size - bare];
+            rng.fill(&mut bytes);
+            let pad: String = bytes
+                .iter()
+                .map(|b| ALNUM[usize::from(*b) % ALNUM.len()] as char)
                 .collect();
             event
                 .data

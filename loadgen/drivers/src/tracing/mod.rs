@@ -103,7 +103,11 @@ impl Wire {
 
     /// The request as a frame: JSON text, or JSON compressed with zstd.
     pub fn encode(&self, request: &TracingRequest) -> Frame {
-        let json = serde_json::to_vec(request).unwrap_or_default();
+        self.frame(serde_json::to_vec(request).unwrap_or_default())
+    }
+
+    /// A request's JSON as a frame.
+    fn frame(&self, json: Vec<u8>) -> Frame {
         if self.zstd {
             Frame::binary(zstd::bulk::compress(&json, 3).unwrap_or_default())
         } else {
@@ -117,10 +121,15 @@ impl Wire {
         conns: &Connections,
         request: &TracingRequest,
     ) -> Result<TracingResponse, String> {
+        self.send(conns, self.encode(request)).await
+    }
+
+    /// One frame, one answer (mode 1).
+    async fn send(&self, conns: &Connections, frame: Frame) -> Result<TracingResponse, String> {
         let target = self.ws_target()?;
         let answer = conns
             .ws
-            .request(&target, self.encode(request))
+            .request(&target, frame)
             .await
             .map_err(|f| f.kind().to_owned())?;
         decode(&answer).ok_or_else(|| "bad_response".to_owned())
@@ -437,6 +446,20 @@ impl Req {
     }
 }
 
+/// `TracingRequest::RecordEvent` as serde writes it, without a copy of the event.
+fn record_json(
+    trace_id: uuid::Uuid,
+    event: &reflow_tracing_protocol::TraceEvent,
+) -> Option<Vec<u8>> {
+    let mut json = Vec::with_capacity(1200);
+    json.extend_from_slice(b"{\"RecordEvent\":{\"trace_id\":\"");
+    json.extend_from_slice(trace_id.hyphenated().to_string().as_bytes());
+    json.extend_from_slice(b"\",\"event\":");
+    serde_json::to_writer(&mut json, event).ok()?;
+    json.extend_from_slice(b"}}");
+    Some(json)
+}
+
 /// Records one generated event: the history's invoke, the request, its
 /// completion; `Ok` only for `EventRecorded { success: true }`.
 pub async fn record(
@@ -448,11 +471,10 @@ pub async fn record(
     g: &events::Generated,
 ) -> Outcome {
     let id = tap.and_then(|t| t.invoke_record(service, &trace_id.to_string(), g));
-    let request = TracingRequest::RecordEvent {
-        trace_id: TraceId(trace_id),
-        event: g.event.clone(),
+    let Some(json) = record_json(trace_id, &g.event) else {
+        return bad_response();
     };
-    let answer = wire.request(conns, &request).await;
+    let answer = wire.send(conns, wire.frame(json)).await;
     if let Some(t) = tap {
         t.complete_record(id, &answer);
     }
@@ -468,6 +490,26 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_request_is_the_protocols_json() {
+        let g = events::EventGen::new(
+            &Default::default(),
+            1,
+            1,
+            1,
+            &crate::data::Counters::default(),
+        )
+        .generate(0);
+        let trace = uuid::Uuid::from_u128(7);
+        let json = record_json(trace, &g.event).unwrap();
+        let parsed: TracingRequest = serde_json::from_slice(&json).unwrap();
+        let TracingRequest::RecordEvent { trace_id, event } = parsed else {
+            panic!("a RecordEvent");
+        };
+        assert_eq!(trace_id.0, trace);
+        assert_eq!(events::digest(&event), events::digest(&g.event));
+    }
 
     #[test]
     fn frames_decode_as_text_or_zstd() {
