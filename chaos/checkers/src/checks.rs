@@ -1004,14 +1004,21 @@ pub fn subscribers_see_events(
     b.finish(checked)
 }
 
+/// A fault's `start_s` is taken before its signals go out to every process
+/// of the service's tree (PostgreSQL's postmaster and each backend), so a
+/// commit may still complete just after it: requests sent within this long
+/// of a kill or a pause are not judged.
+pub const FAULT_TAKES_HOLD_S: f64 = 0.1;
+
 /// A graceful stop lets PostgreSQL finish the commits in flight (`pg_ctl
 /// stop -m fast` is not instantaneous): requests sent within this long of
 /// a stop are not judged.
 pub const GRACEFUL_STOP_GRACE_S: f64 = 0.5;
 
 /// When PostgreSQL was surely down during `f`, if `f` took it down: from
-/// a `KILL` (or a pause) to the scheduled restart (`restart_after` or
-/// `for`, else the fault's end); from half a second into a stop.
+/// a `KILL` (or a pause), once it took hold ([`FAULT_TAKES_HOLD_S`]), to
+/// the scheduled restart (`restart_after` or `for`, else the fault's end);
+/// from half a second into a stop.
 /// Restarts, other signals and link faults are not judged (the database
 /// may be up for part of them, or for one replica).
 pub fn postgres_down(f: &Fault) -> Option<(f64, f64)> {
@@ -1031,9 +1038,9 @@ pub fn postgres_down(f: &Fault) -> Option<(f64, f64)> {
             if !matches!(signal, None | Some("KILL") | Some("SIGKILL") | Some("9")) {
                 return None;
             }
-            f.start_s
+            f.start_s + FAULT_TAKES_HOLD_S
         }
-        "pause" => f.start_s,
+        "pause" => f.start_s + FAULT_TAKES_HOLD_S,
         "stop" => f.start_s + GRACEFUL_STOP_GRACE_S,
         _ => return None,
     };

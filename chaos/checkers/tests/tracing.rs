@@ -254,7 +254,7 @@ fn an_ack_while_postgres_was_down_fails_naming_the_fault() {
 #[test]
 fn the_down_window_ends_at_the_scheduled_restart() {
     let f = kill("crash", "db", 5.0, 7.6);
-    assert_eq!(postgres_down(&f), Some((5.0, 7.0)));
+    assert_eq!(postgres_down(&f), Some((5.1, 7.0)));
     let mut term = f.clone();
     term.params.insert("signal".into(), "TERM".into());
     assert_eq!(postgres_down(&term), None);
@@ -263,7 +263,7 @@ fn the_down_window_ends_at_the_scheduled_restart() {
         params: BTreeMap::from([("for".to_owned(), "3s".into())]),
         ..f.clone()
     };
-    assert_eq!(postgres_down(&pause), Some((5.0, 7.6_f64.min(8.0))));
+    assert_eq!(postgres_down(&pause), Some((5.1, 7.6)));
     let restart = Fault {
         kind: "process.restart".into(),
         ..f
