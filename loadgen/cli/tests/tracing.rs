@@ -51,11 +51,7 @@ fn tracing_scenarios(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             p.extension().is_some_and(|e| e == "yaml")
-                && p.file_stem()
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .starts_with(prefix)
+                && p.file_stem().unwrap().to_str().unwrap().starts_with(prefix)
         })
         .collect();
     out.sort();
@@ -244,7 +240,10 @@ fn events_deleted_behind_the_server_fail_the_lost_event_check() {
         .find(|c| c.0 == "tracing.no_acked_event_lost")
         .unwrap();
     assert!(!passed, "{evidence}");
-    assert!(evidence.contains("missing from tracing.events"), "{evidence}");
+    assert!(
+        evidence.contains("missing from tracing.events"),
+        "{evidence}"
+    );
 }
 
 /// Redis killed under two replicas: a replica's events no longer reach the

@@ -257,3 +257,77 @@ async fn a_link_fault_between_two_services_delays_and_cuts_that_link_only() {
     assert_eq!(http(&lb, "GET", "/ready", "").await.unwrap().0, 200);
     stack.shutdown().await;
 }
+
+/// A whole `loadgen run` with `fault`: the load through nginx fails while
+/// it is applied (nginx cannot reach f1: 502), succeeds before and after;
+/// `faults.json` records it as `(kind, target)`.
+fn run_with_fault(fault: &str, kind: &str, target: &str) {
+    common::fabric_node();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("link.yaml");
+    std::fs::write(
+        &path,
+        format!("name: link\nstack:\n  services:\n    lb: {{ kind: nginx, upstreams: [f1] }}\n    f1: {{ kind: fabric }}\nworkload:\n  phases:\n    - {{ name: steady, duration: 5s, rate: 20/s }}\n  operations:\n    - {{ name: ready, http: {{ url: /ready, service: lb }} }}\nfaults:\n  - {fault}\n"),
+    )
+    .unwrap();
+    let o = common::loadgen(
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        out.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o.stderr));
+    let run = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && !p.ends_with("latest"))
+        .unwrap();
+    let faults =
+        gauntlet_recorder::faults::parse(&std::fs::read(run.join("faults.json")).unwrap()).unwrap();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(
+        (faults[0].kind.as_str(), faults[0].target.as_str()),
+        (kind, target)
+    );
+    let (start, end) = (faults[0].start_s, faults[0].end_s.unwrap());
+    let r: gauntlet_recorder::RunResults =
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+    let sum = |keep: &dyn Fn(f64) -> bool| -> (u64, u64) {
+        r.intervals
+            .iter()
+            .filter(|i| keep(i.t_s))
+            .flat_map(|i| i.operations.iter())
+            .fold((0, 0), |(ok, err), o| {
+                (ok + o.count - o.errors, err + o.errors)
+            })
+    };
+    let (ok_before, _) = sum(&|t| t + 1.0 <= start);
+    let (_, err_during) = sum(&|t| t > start + 0.5 && t + 0.5 < end);
+    let (ok_after, _) = sum(&|t| t >= end + 0.5);
+    assert!(ok_before > 0, "the load went through before the fault");
+    assert!(err_during > 0, "the fault cut nginx off f1");
+    assert!(ok_after > 0, "healed, the link carries the load again");
+}
+
+#[test]
+fn a_run_cuts_a_link_between_two_services_and_heals_it() {
+    run_with_fault(
+        "{ name: cut, at: 1s, for: 2s, link: lb->f1, down: true }",
+        "link.down",
+        "lb->f1",
+    );
+}
+
+/// A process-mode partition of f1 also cuts the link from nginx to it.
+#[test]
+fn a_partition_cuts_the_links_between_services_too() {
+    run_with_fault(
+        "{ name: cut, at: 1s, for: 2s, partition: f1 }",
+        "network.partition",
+        "f1",
+    );
+}

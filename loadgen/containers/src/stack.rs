@@ -3,6 +3,14 @@
 //! service name), its port mapped to a random loopback port for the
 //! harness, its data directory a Docker volume of the run.
 //!
+//! Services are created and started in boot order (each after the services
+//! it references); a reference (`{addr:NAME}`, an nginx upstream) is the
+//! other container's name on the network and its container port
+//! (`db:5432`). A kind's generated configuration (nginx's) goes to the
+//! container in [`kinds::CONFIG_VAR`], which its start script writes out.
+//! Links between two services cannot be proxied here (the harness's proxy
+//! is not on the run's network): validation refuses them.
+//!
 //! Readiness is the same wait as the process stack's (`GET ready_path`
 //! until 200 on the mapped port; Redis `PING`; PostgreSQL `pg_isready`
 //! inside the container). The mapped port changes when a container starts

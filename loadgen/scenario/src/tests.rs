@@ -1456,7 +1456,7 @@ fn tracing_actions_are_checked() {
     let e = one_error(&op("{ name: m, tracing.start_trace: {} }"));
     assert!(
         e.message
-            .contains("cannot tell which service this tracing operation targets (2 candidates)"),
+            .contains("cannot tell which service this tracing operation targets (3 candidates)"),
         "{e}"
     );
 }
@@ -1478,4 +1478,19 @@ fn postgres_setup_is_checked() {
         "{all:#?}"
     );
     assert!(all[1].contains("no statement to run"), "{all:#?}");
+}
+
+#[test]
+fn an_operation_may_target_nginx_in_front_of_its_kind() {
+    let text = catalog(
+        "  services:\n    f1: { kind: fabric }\n    f2: { kind: fabric }\n    lb: { kind: nginx, upstreams: [f1, f2] }",
+        "    - { name: append, fabric.stream.append: { stream: t/n/s, service: lb } }\n",
+    );
+    load("s.yaml", &text, &[]).unwrap();
+    let mixed = text.replace("f2: { kind: fabric }", "f2: { kind: actors }");
+    let e = one_error(&mixed);
+    assert!(
+        e.message.contains("service `lb` is not a fabric service"),
+        "{e}"
+    );
 }

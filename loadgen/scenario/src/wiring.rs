@@ -263,6 +263,32 @@ fn find_cycle(stack: &Stack) -> Option<Vec<String>> {
     None
 }
 
+/// The kind of service `name` answers as: its own kind, or for nginx the
+/// kind of its upstreams when they are all of one kind (an operation for
+/// `tracing` may target the nginx in front of tracing servers).
+pub fn serves_as(stack: &Stack, name: &str) -> Option<ServiceKind> {
+    let svc = stack.services.get(name)?;
+    if svc.kind != Some(ServiceKind::Nginx) {
+        return svc.kind;
+    }
+    let kinds: BTreeSet<Option<&str>> = svc
+        .upstreams
+        .iter()
+        .filter(|u| u.as_str() != name)
+        .map(|u| {
+            stack
+                .services
+                .get(u)
+                .and_then(|s| s.kind)
+                .map(ServiceKind::name)
+        })
+        .collect();
+    match kinds.into_iter().collect::<Vec<_>>().as_slice() {
+        [Some(kind)] => ServiceKind::ALL.into_iter().find(|k| k.name() == *kind),
+        _ => svc.kind,
+    }
+}
+
 /// Whether a service of this kind answers HTTP (what nginx can proxy to).
 fn serves_http(svc: &Service) -> bool {
     !matches!(
@@ -430,6 +456,8 @@ mod tests {
             "b": { "kind": "redis" },
         }));
         assert_eq!(boot_order(&s), ["b", "z", "t", "a"]);
+        assert_eq!(serves_as(&s, "a"), Some(ServiceKind::Tracing));
+        assert_eq!(serves_as(&s, "z"), Some(ServiceKind::Postgres));
         assert_eq!(service_links(&s), ["a->t", "t->z"]);
         assert!(find_cycle(&s).is_none());
         let c = stack(serde_json::json!({

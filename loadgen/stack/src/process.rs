@@ -5,6 +5,14 @@
 //! go to the child's process group, pause is SIGSTOP, and a stopped service
 //! starts again on the same port with the same data directory.
 //!
+//! Services start in boot order ([`gauntlet_scenario::wiring::boot_order`]:
+//! each after the services it references) and stop in the reverse order.
+//! A reference (`{addr:NAME}` in `env` or `command`, an nginx upstream)
+//! becomes the address [`Routes`] gives (the harness puts a fault proxy
+//! there when a link fault names the link), fixed for the service's
+//! restarts; a kind's generated configuration (nginx's) is written into
+//! its data directory before the first start.
+//!
 //! Children never outlive the harness: each runs in its own process group
 //! (so a terminal's Ctrl-C reaches only loadgen, which then stops them in
 //! order), gets SIGKILL if loadgen dies (`PR_SET_PDEATHSIG`), and is killed

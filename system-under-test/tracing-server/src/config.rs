@@ -608,7 +608,8 @@ bind_address = "0.0.0.0:9090"
             "TRACING_DATABASE_URL",
             "postgresql://postgres@127.0.0.1:5/db",
         );
-        let cases: Vec<(Vec<(&str, &str)>, Option<&str>, &str)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>, &'a str);
+        let cases: Vec<Case> = vec![
             (vec![], None, "no database"),
             (
                 vec![("TRACING_DATABASE_URL", "mysql://x")],

@@ -25,11 +25,18 @@ pub enum DbError {
     /// PostgreSQL refused the data itself (a value out of its range, …).
     #[error("{0}")]
     Rejected(String),
+    /// A unique key was already stored (the plain insert's signal to retry
+    /// with `ON CONFLICT DO NOTHING`).
+    #[error("{0}")]
+    Duplicate(String),
 }
 
 impl DbError {
     fn from_pg(what: &str, e: tokio_postgres::Error) -> DbError {
         if let Some(db) = e.as_db_error() {
+            if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+                return DbError::Duplicate(format!("{what}: {}", db.message()));
+            }
             let class = &db.code().code()[..2];
             // 22: data exception, 23: integrity constraint, 54: program limit.
             if matches!(class, "22" | "23" | "54") {
@@ -91,17 +98,18 @@ pub struct Row {
 }
 
 /// What one batch write did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Written {
     /// New event rows (re-sent event ids are not counted).
     pub stored: u64,
-    /// Traces created by an event (the event's trace was unknown).
-    pub orphans: u64,
+    /// Traces created by this batch's events (they were unknown: orphans).
+    pub new_traces: Vec<Uuid>,
 }
 
 /// One statement, hence one transaction: the traces an event names are
-/// created when unknown (counted as orphans), then the events are inserted;
-/// a re-sent event id changes nothing.
+/// created when unknown (returned: orphans), then the events are inserted;
+/// a re-sent event id changes nothing. The first column is the number of
+/// new event rows, repeated on every row; no row when nothing was new.
 pub const WRITE_BATCH: &str = "WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
             AS u(event_id, trace_id, ts, event_type, actor_id, payload)
@@ -110,19 +118,50 @@ pub const WRITE_BATCH: &str = "WITH input AS (
         SELECT DISTINCT ON (trace_id) trace_id, ts, '\"Running\"'::jsonb, true
         FROM input ORDER BY trace_id, ts
         ON CONFLICT (trace_id) DO NOTHING
-        RETURNING 1
+        RETURNING trace_id
     ), new_events AS (
         INSERT INTO tracing.events (event_id, trace_id, ts, event_type, actor_id, payload)
         SELECT event_id, trace_id, ts, event_type, actor_id, payload::jsonb FROM input
         ON CONFLICT (event_id) DO NOTHING
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM new_events), (SELECT count(*) FROM new_traces)";
+    SELECT (SELECT count(*) FROM new_events), (SELECT array_agg(trace_id) FROM new_traces)";
+
+/// The fast path when every trace of the batch is known to exist: a plain
+/// insert (a re-sent event id makes it fail with unique_violation, and the
+/// batch is written again with [`WRITE_BATCH`]).
+pub const WRITE_EVENTS: &str =
+    "INSERT INTO tracing.events (event_id, trace_id, ts, event_type, actor_id, payload)
+    SELECT event_id, trace_id, ts, event_type, actor_id, payload::jsonb
+    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
+        AS u(event_id, trace_id, ts, event_type, actor_id, payload)";
+
+/// Trace ids known to exist in PostgreSQL (bounded; cleared when full).
+#[derive(Default)]
+pub struct Known(std::sync::Mutex<std::collections::HashSet<Uuid>>);
+
+const KNOWN_CAP: usize = 200_000;
+
+impl Known {
+    pub fn all(&self, ids: &[Uuid]) -> bool {
+        let set = self.0.lock().expect("not poisoned");
+        ids.iter().all(|i| set.contains(i))
+    }
+
+    pub fn add(&self, ids: &[Uuid]) {
+        let mut set = self.0.lock().expect("not poisoned");
+        if set.len() + ids.len() > KNOWN_CAP {
+            set.clear();
+        }
+        set.extend(ids.iter().copied());
+    }
+}
 
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
     timeout: Duration,
+    known: std::sync::Arc<Known>,
 }
 
 pub fn pg_config(cfg: &Config) -> Result<tokio_postgres::Config, String> {
@@ -162,6 +201,7 @@ impl Db {
         Ok(Db {
             pool,
             timeout: cfg.db_connection_timeout,
+            known: Default::default(),
         })
     }
 
@@ -277,7 +317,9 @@ impl Db {
         }
     }
 
-    /// Writes one batch in one transaction (one statement).
+    /// Writes one batch in one transaction (one statement): the plain
+    /// insert when every trace is known to exist, else (or when an event id
+    /// was already stored) the full statement.
     pub async fn write_batch(&self, rows: &[&Row]) -> Result<Written, DbError> {
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut trace_ids = Vec::with_capacity(rows.len());
@@ -293,6 +335,31 @@ impl Db {
             actors.push(r.actor_id.as_str());
             payloads.push(&*r.payload);
         }
+        let mut distinct = trace_ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if self.known.all(&distinct) {
+            let fast = self
+                .with("batch write", async |c| {
+                    let st = c.prepare_cached(WRITE_EVENTS).await?;
+                    c.execute(
+                        &st,
+                        &[&event_ids, &trace_ids, &ts, &types, &actors, &payloads],
+                    )
+                    .await
+                })
+                .await;
+            match fast {
+                Ok(n) => {
+                    return Ok(Written {
+                        stored: n,
+                        new_traces: Vec::new(),
+                    });
+                }
+                Err(DbError::Duplicate(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let row = self
             .with("batch write", async |c| {
                 let st = c.prepare_cached(WRITE_BATCH).await?;
@@ -304,10 +371,11 @@ impl Db {
             })
             .await?;
         let stored: i64 = row.get(0);
-        let orphans: i64 = row.get(1);
+        let new_traces: Option<Vec<Uuid>> = row.get(1);
+        self.known.add(&distinct);
         Ok(Written {
             stored: stored as u64,
-            orphans: orphans as u64,
+            new_traces: new_traces.unwrap_or_default(),
         })
     }
 
@@ -330,6 +398,7 @@ impl Db {
             .await
         })
         .await?;
+        self.known.add(&[trace_id]);
         Ok(trace_id)
     }
 

@@ -219,14 +219,14 @@ impl Batcher {
                         .fetch_add(w.stored, Ordering::Relaxed);
                     self.metrics
                         .orphan_events
-                        .fetch_add(w.orphans, Ordering::Relaxed);
+                        .fetch_add(w.new_traces.len() as u64, Ordering::Relaxed);
                     if !self.db_up.swap(true, Ordering::AcqRel) {
                         tracing::info!("database available: events are committed again");
                     }
-                    self.committed(batch).await;
+                    self.committed(batch, &w.new_traces).await;
                     return;
                 }
-                Err(DbError::Rejected(msg)) => {
+                Err(DbError::Rejected(msg) | DbError::Duplicate(msg)) => {
                     self.one_by_one(batch, msg).await;
                     return;
                 }
@@ -249,10 +249,15 @@ impl Batcher {
 
     /// After a commit: invalidate the cache (before answering, so a client
     /// reads its own writes), answer, fan out.
-    async fn committed(&self, batch: Vec<Item>) {
+    /// A trace this batch created had no cache entry (only found traces
+    /// are cached): only the others are invalidated.
+    async fn committed(&self, batch: Vec<Item>, created: &[Uuid]) {
         let mut traces: Vec<Uuid> = batch.iter().map(|i| i.row.trace_id).collect();
         traces.sort_unstable();
         traces.dedup();
+        let mut created = created.to_vec();
+        created.sort_unstable();
+        traces.retain(|t| created.binary_search(t).is_err());
         self.redis.invalidate(&traces).await;
         let notices: Vec<Notice> = batch.iter().map(|i| i.notice.clone()).collect();
         for item in batch {
@@ -270,10 +275,11 @@ impl Batcher {
                 .publish(envelope(&self.redis.origin, &notices))
                 .await;
         }
+        let n = notices.len() as u64;
         if self.hub.try_send(notices).is_err() {
             self.metrics
                 .notifications_dropped
-                .fetch_add(1, Ordering::Relaxed);
+                .fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -282,6 +288,7 @@ impl Batcher {
     async fn one_by_one(&self, batch: Vec<Item>, first_error: String) {
         tracing::warn!(error = %first_error, events = batch.len(), "a batch was refused for its data; writing its events one by one");
         let mut ok = Vec::new();
+        let mut created = Vec::new();
         for item in batch {
             match self.db.write_batch(&[&item.row]).await {
                 Ok(w) => {
@@ -290,10 +297,11 @@ impl Batcher {
                         .fetch_add(w.stored, Ordering::Relaxed);
                     self.metrics
                         .orphan_events
-                        .fetch_add(w.orphans, Ordering::Relaxed);
+                        .fetch_add(w.new_traces.len() as u64, Ordering::Relaxed);
+                    created.extend(w.new_traces);
                     ok.push(item);
                 }
-                Err(DbError::Rejected(msg)) => {
+                Err(DbError::Rejected(msg) | DbError::Duplicate(msg)) => {
                     self.answer(
                         item,
                         Err(Refusal::Rejected(format!(
@@ -307,7 +315,7 @@ impl Batcher {
             }
         }
         if !ok.is_empty() {
-            self.committed(ok).await;
+            self.committed(ok, &created).await;
         }
     }
 }

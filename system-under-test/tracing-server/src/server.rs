@@ -2,12 +2,11 @@
 //! database is still coming), migrations and the database probe in the
 //! background, the batcher, Redis, then SIGTERM's graceful shutdown:
 //!
-//! 1. refuse new connections (503; the listener stops accepting) and turn
-//!    `/ready` to 503;
+//! 1. refuse new connections (503 at the upgrade) and turn `/ready` to 503;
 //! 2. every connection stops reading, its requests already read are
 //!    answered (each `RecordEvent` after its commit) and it closes with 1001;
 //! 3. the batcher commits and answers what is queued, then stops;
-//! 4. exit 0. A watchdog exits 1 past 29 s; a second signal exits 1 at once.
+//! 4. close the listeners, exit 0. A watchdog exits 1 past 29 s; a second signal exits 1 at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -174,8 +173,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .run(ingest_rx, stop_rx.clone()),
     );
 
+    // The listeners stay open while connections drain: `/ready` answers
+    // 503 and upgrades are refused with 503; they close at the end.
     let serve = |listener: TcpListener, router: axum::Router| {
-        let mut stop = stop_conns_rx.clone();
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -219,11 +220,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     while metrics.connections_active.load(Ordering::Acquire) > 0 && Instant::now() < limit {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let _ = stop_tx.send(true);
     let _ = main_task.await;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(cfg.db_connection_timeout + Duration::from_secs(2), batcher).await;
     tracing::info!(
         connections = metrics.connections_active.load(Ordering::Relaxed),

@@ -81,7 +81,7 @@ fn ok(r: &TracingResponse) -> Answer {
 fn storage(e: DbError) -> Answer {
     match e {
         DbError::Unavailable(m) => error(ErrorCode::StorageError, format!("unavailable: {m}")),
-        DbError::Rejected(m) => error(ErrorCode::StorageError, m),
+        DbError::Rejected(m) | DbError::Duplicate(m) => error(ErrorCode::StorageError, m),
     }
 }
 
@@ -488,8 +488,8 @@ async fn write_loop(
         binary: bool,
         subscription: Option<bool>,
     }
-    let mut ordered: FuturesOrdered<Pin<Box<dyn Future<Output = (Meta, Answer)> + Send>>> =
-        FuturesOrdered::new();
+    type Answering = Pin<Box<dyn Future<Output = (Meta, Answer)> + Send>>;
+    let mut ordered: FuturesOrdered<Answering> = FuturesOrdered::new();
     let mut open = true;
     let mut subscribes_ahead = 0usize;
     let mut notify_binary = false;

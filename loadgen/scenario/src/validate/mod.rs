@@ -911,11 +911,9 @@ fn check_target(
                     Some(&hint),
                 );
             }
-            // An nginx in front of replicas serves what they serve.
-            Some(svc)
+            Some(_)
                 if needs.is_some_and(|n| {
-                    svc.kind
-                        .is_some_and(|k| k != n && !(k == ServiceKind::Nginx && speaks_http(n)))
+                    crate::wiring::serves_as(&s.stack, name).is_some_and(|k| k != n)
                 }) =>
             {
                 problem(
@@ -948,12 +946,6 @@ fn check_target(
     }
 }
 
-/// Whether a kind's service speaks HTTP (and so may sit behind an
-/// `nginx`): everything but PostgreSQL and Redis.
-fn speaks_http(kind: ServiceKind) -> bool {
-    !matches!(kind, ServiceKind::Postgres | ServiceKind::Redis)
-}
-
 /// Services an action may target when it names none: booted services of
 /// the kind it needs (or any command), else the external ones; for `http`,
 /// every service.
@@ -962,7 +954,11 @@ fn candidates(s: &Scenario, needs: Option<ServiceKind>) -> Vec<&str> {
         .stack
         .services
         .iter()
-        .filter(|(_, svc)| needs.is_none() || svc.command.is_some() || svc.kind == needs)
+        .filter(|(name, svc)| {
+            needs.is_none()
+                || svc.command.is_some()
+                || crate::wiring::serves_as(&s.stack, name) == needs
+        })
         .map(|(n, _)| n.as_str())
         .collect();
     if needs.is_some() && !booted.is_empty() {

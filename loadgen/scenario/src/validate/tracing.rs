@@ -221,10 +221,9 @@ pub(super) fn check(
             }
             if let Some(via) = &sub.publish_via {
                 match s.stack.services.get(via) {
-                    Some(svc)
-                        if svc.kind.is_some_and(|k| {
-                            k != ServiceKind::Tracing && k != ServiceKind::Nginx
-                        }) =>
+                    Some(_)
+                        if crate::wiring::serves_as(&s.stack, via)
+                            .is_some_and(|k| k != ServiceKind::Tracing) =>
                     {
                         problem(
                             at("publish_via"),
