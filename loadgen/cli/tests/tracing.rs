@@ -292,3 +292,83 @@ fn the_tracing_scenarios_are_bundled() {
         assert!(chaos_scenario(f).is_file(), "{f}");
     }
 }
+
+/// A server that requires a JWT: operations with the scenario's `token`
+/// (HS256 with the server's secret, seed 003's issuer and audience) are
+/// served, operations without one are refused at the upgrade and counted
+/// as `ws_handshake` errors, never as successes.
+#[test]
+fn a_token_opens_a_server_that_requires_auth() {
+    tracing_server();
+    #[derive(serde::Serialize)]
+    struct Claims {
+        sub: String,
+        iss: String,
+        aud: String,
+        exp: u64,
+    }
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &Claims {
+            sub: "gauntlet".into(),
+            iss: "reflow-tracing".into(),
+            aud: "reflow-clients".into(),
+            exp,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(b"gauntlet-secret"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("auth.yaml");
+    std::fs::write(
+        &scenario,
+        r#"name: auth
+stack:
+  services:
+    db: { kind: postgres }
+    ts:
+      kind: tracing
+      env:
+        TRACING_DATABASE_URL: "postgresql://postgres@{addr:db}/postgres"
+        TRACING_REQUIRE_AUTH: true
+        JWT_SECRET: gauntlet-secret
+workload:
+  timeout: 5s
+  phases:
+    - { name: steady, duration: 2s, rate: 20/s }
+  operations:
+    - { name: with_token, tracing.record_event: { service: ts, token: "${TRACING_TOKEN}" } }
+    - { name: without, tracing.record_event: { service: ts } }
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("runs");
+    let o = common::loadgen_with_env(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[("TRACING_TOKEN", &token)],
+    );
+    assert_exit(&o, 0, "");
+    let r = results(&only_run_dir(&out));
+    let ok = r.total("with_token").unwrap();
+    assert!(ok.count > 0 && ok.errors == 0, "{ok:?}");
+    let refused = r.total("without").unwrap();
+    assert!(refused.count > 0, "{refused:?}");
+    assert_eq!(refused.errors, refused.count, "{refused:?}");
+    assert_eq!(
+        refused.errors_by_kind.get("ws_handshake"),
+        Some(&refused.count),
+        "{refused:?}"
+    );
+}
