@@ -11,7 +11,8 @@
 //!   pipelining connections, then `record_event` latency at half that rate.
 //!
 //! `cargo bench -p tracing-server --bench ingest` (env: BENCH_EVENTS,
-//! BENCH_CONNECTIONS, BENCH_BATCH_SIZE).
+//! BENCH_CONNECTIONS, BENCH_BATCH_SIZE, BENCH_COMMIT_PARALLELISM;
+//! BENCH_PERF=FILE records the server with `perf record -g` meanwhile).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -463,14 +464,26 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run());
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this
+    // binary without it: a small smoke run of every phase.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    rt.block_on(run(smoke));
 }
 
-async fn run() {
-    let n = env_usize("BENCH_EVENTS", 50_000);
-    let conns = env_usize("BENCH_CONNECTIONS", 16);
+async fn run(smoke: bool) {
+    let n = if smoke {
+        300
+    } else {
+        env_usize("BENCH_EVENTS", 50_000)
+    };
+    let conns = if smoke {
+        4
+    } else {
+        env_usize("BENCH_CONNECTIONS", 16)
+    };
     let batch = env_usize("BENCH_BATCH_SIZE", 1000);
-    let n_row = (n / 25).max(500);
+    let n_row = if smoke { 40 } else { (n / 25).max(500) };
+    let warm = if smoke { 50 } else { 2000 };
     let scenario = gauntlet_scenario::load("bench.yaml", SCENARIO, &[]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stack = ProcessStack::boot(&scenario, dir.path(), &Locator::default(), true)
@@ -486,6 +499,10 @@ async fn run() {
         .env("TRACING_DATABASE_URL", &db_url)
         .env("TRACING_REDIS_URL", &redis_url)
         .env("TRACING_BATCH_SIZE", batch.to_string())
+        .env(
+            "TRACING_COMMIT_PARALLELISM",
+            std::env::var("BENCH_COMMIT_PARALLELISM").unwrap_or_else(|_| "2".into()),
+        )
         .env("RUST_LOG", "warn")
         .current_dir(dir.path())
         .stdout(log.try_clone().unwrap())
@@ -526,7 +543,7 @@ async fn run() {
     let rate = |rows: usize, d: Duration| rows as f64 / d.as_secs_f64();
 
     // Warm PostgreSQL's caches once (not measured).
-    copy_rows(&mut pg, &events(2000, &traces)).await;
+    copy_rows(&mut pg, &events(warm, &traces)).await;
 
     let copy = copy_rows(&mut pg, &events(n, &traces)).await;
     let copy_rate = rate(n, copy);
@@ -537,9 +554,21 @@ async fn run() {
     ));
 
     for b in [100, 1000] {
-        let d = unnest_batches(&pg, &events(n, &traces), b).await;
+        let d = unnest_batches(&pg, &events(n, &traces), b, tracing_server::db::WRITE_BATCH).await;
         table.push((
-            format!("server statement (unnest), batches of {b}"),
+            format!("server full statement (unnest, creates traces, ON CONFLICT), batches of {b}"),
+            rate(n, d),
+            "one transaction per batch".into(),
+        ));
+        let d = unnest_batches(
+            &pg,
+            &events(n, &traces),
+            b,
+            tracing_server::db::WRITE_EVENTS,
+        )
+        .await;
+        table.push((
+            format!("server fast statement (unnest, traces known, plain INSERT), batches of {b}"),
             rate(n, d),
             "one transaction per batch".into(),
         ));
@@ -592,7 +621,7 @@ async fn run() {
     ));
 
     // The server: warm-up, then the measured run.
-    ws_throughput(&url, Arc::new(events(2000, &traces)), conns, 64).await;
+    ws_throughput(&url, Arc::new(events(warm, &traces)), conns, 64).await;
     let pg_pid = stack.pid("db").expect("postgres runs");
     let rows = Arc::new(events(n, &traces));
     // BENCH_PERF=FILE: `perf record -g` of the server during the run.
@@ -636,12 +665,14 @@ async fn run() {
         format!("tracing-server, acked over WebSocket, {conns} connections × 256 in flight"),
         ws_rate,
         format!(
-            "batch_size {batch}; {:.0} % of COPY",
+            "batch_size {batch}, commit_parallelism {}; {:.0} % of COPY",
+            std::env::var("BENCH_COMMIT_PARALLELISM").unwrap_or_else(|_| "2".into()),
             100.0 * ws_rate / copy_rate
         ),
     ));
     let half = ws_rate / 2.0;
-    let lat = ws_latency(&url, traces.clone(), conns, half, 5.0).await;
+    let secs = if smoke { 0.5 } else { 5.0 };
+    let lat = ws_latency(&url, traces.clone(), conns, half, secs).await;
     let rec_p99 = pct(&lat, 0.99);
 
     let stored: i64 = pg
@@ -649,6 +680,11 @@ async fn run() {
         .await
         .unwrap()
         .get(0);
+    if smoke {
+        println!(
+            "\nSMOKE RUN (cargo test without --bench): tiny sizes, debug build; the figures mean nothing"
+        );
+    }
     println!(
         "\ntracing-server ingest benchmark ({} cores; PostgreSQL 15 fsync on; all rows into tracing.events)\n",
         std::thread::available_parallelism()

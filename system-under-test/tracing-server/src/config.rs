@@ -413,7 +413,7 @@ impl Config {
         )? as usize;
         let commit_parallelism = int(
             "tracing.commit_parallelism",
-            None,
+            Some("TRACING_COMMIT_PARALLELISM"),
             file.tracing.commit_parallelism,
             env,
             2,

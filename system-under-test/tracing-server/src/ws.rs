@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::FuturesOrdered;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use reflow_tracing_protocol::{
     ErrorCode, TraceEvent, TraceEventType, TracingRequest, TracingResponse,
 };
@@ -377,8 +377,8 @@ pub async fn serve(socket: WebSocket, app: Arc<App>) {
             }
             Some(Ok(Message::Close(_))) => break Ending::Peer,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Text(t))) => (Ok(t.to_string()), false),
-            Some(Ok(Message::Binary(b))) => (decode_binary(&app, &b), true),
+            Some(Ok(Message::Text(t))) => (Ok(Frame::Text(t)), false),
+            Some(Ok(Message::Binary(b))) => (decode_binary(&app, &b).map(Frame::Owned), true),
         };
         let text = match text {
             Ok(t) => t,
@@ -400,7 +400,7 @@ pub async fn serve(socket: WebSocket, app: Arc<App>) {
                 break Ending::TooBig;
             }
         };
-        let (kind, answer, subscription) = match decode(&text) {
+        let (kind, answer, subscription) = match decode(text.as_str()) {
             Ok(req) => {
                 let kind = type_index(request_kind(&req));
                 let (answer, subscription) = conn.start(req).await;
@@ -423,6 +423,21 @@ pub async fn serve(socket: WebSocket, app: Arc<App>) {
     let _ = end_tx.send(ending);
     let _ = writer.await;
     app.hub.unsubscribe(conn.id);
+}
+
+/// A frame's JSON text: a text frame's own bytes, or a decoded binary frame.
+enum Frame {
+    Text(axum::extract::ws::Utf8Bytes),
+    Owned(String),
+}
+
+impl Frame {
+    fn as_str(&self) -> &str {
+        match self {
+            Frame::Text(t) => t.as_str(),
+            Frame::Owned(s) => s,
+        }
+    }
 }
 
 /// A binary frame's JSON: zstd-decompressed (bounded to 16 MiB) when
@@ -502,23 +517,30 @@ async fn write_loop(
     while open || !ordered.is_empty() {
         tokio::select! {
             biased;
-            Some((meta, answer)) = ordered.next(), if !ordered.is_empty() => {
-                let ok = answer.ok;
-                if !broken && sink.feed(frame(answer.text, meta.binary)).await.is_err() {
-                    broken = true;
-                }
-                // Flush when nothing else is ready to go with it.
-                if !broken && pending_rx.is_empty() && sink.flush().await.is_err() {
-                    broken = true;
-                }
-                app.metrics.request(meta.kind, ok, meta.started.elapsed());
-                match meta.subscription {
-                    Some(true) => {
-                        subscribes_ahead -= 1;
-                        notify_binary = meta.binary;
+            Some(first) = ordered.next(), if !ordered.is_empty() => {
+                // Write every answer that is ready, then flush once: an
+                // answer never waits in the buffer for a later one.
+                let mut next = Some(first);
+                while let Some((meta, answer)) = next.take() {
+                    let ok = answer.ok;
+                    if !broken && sink.feed(frame(answer.text, meta.binary)).await.is_err() {
+                        broken = true;
                     }
-                    Some(false) => while notify_rx.try_recv().is_ok() {},
-                    None => {}
+                    app.metrics.request(meta.kind, ok, meta.started.elapsed());
+                    match meta.subscription {
+                        Some(true) => {
+                            subscribes_ahead -= 1;
+                            notify_binary = meta.binary;
+                        }
+                        Some(false) => while notify_rx.try_recv().is_ok() {},
+                        None => {}
+                    }
+                    if !ordered.is_empty() {
+                        next = ordered.next().now_or_never().flatten();
+                    }
+                }
+                if !broken && sink.flush().await.is_err() {
+                    broken = true;
                 }
             }
             p = pending_rx.recv(), if open && ordered.len() < MAX_IN_FLIGHT => match p {

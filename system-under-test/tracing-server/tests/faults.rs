@@ -337,6 +337,39 @@ async fn subscribers_on_either_replica_see_committed_events_through_redis() {
         on_a.ask(&TracingRequest::Ping).await,
         TracingResponse::Pong
     ));
+
+    // Redis restarted: both replicas resubscribe and B sees A's events again.
+    env.stack.kill("cache", Signal::Kill).await.unwrap();
+    assert!(acked(
+        &writer.record(trace, &event("while-redis-down")).await
+    ));
+    env.stack.start("cache").await.unwrap();
+    for s in [&a, &b] {
+        s.wait_health("redis back", |_, v| v["checks"]["redis"] == "ok")
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probes = Vec::new();
+    'seen: loop {
+        let p = event("after-restart");
+        probes.push(p.event_id.0);
+        assert!(acked(&probe.record(Uuid::new_v4(), &p).await));
+        // Read what B has (older notifications first) until it goes quiet.
+        while let Ok(r) = tokio::time::timeout(Duration::from_millis(500), on_b.recv()).await {
+            if let TracingResponse::EventNotification { event, .. } = r
+                && probes.contains(&event.event_id.0)
+            {
+                break 'seen;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never saw A's events after Redis came back\nA:\n{}\nB:\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+    }
+    assert!(b.metric("tracing_pubsub_reconnects_total").await >= 1.0);
     drop((a, b));
     env.shutdown().await;
 }
