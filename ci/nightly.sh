@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The nightly gate, runnable locally: builds release binaries, runs every
-# scenario of scenarios/perf/ and scenarios/chaos/ (ROUNDS times each), gates
+# scenario of scenarios/perf/, scenarios/tracing/ (as tracing-NAME) and
+# scenarios/chaos/ (ROUNDS times each), gates
 # each against ci/baselines/<scenario>.json and writes one summary.md.
 #
 #   ci/nightly.sh                       run and gate (exit 1 on a regression or failed SLO)
@@ -37,8 +38,10 @@ echo >> "$summary"
 
 status=0
 shopt -s nullglob
-for scenario in scenarios/perf/*.yaml scenarios/chaos/*.yaml; do
+for scenario in scenarios/perf/*.yaml scenarios/tracing/*.yaml scenarios/chaos/*.yaml; do
   name=$(basename "$scenario" .yaml)
+  # scenarios/tracing/NAME.yaml is the tracing tier's `tracing-NAME`.
+  case "$scenario" in scenarios/tracing/*) name="tracing-$name" ;; esac
   [ -n "$only" ] && [ "$name" != "$only" ] && continue
   echo "== $name"
   runs=()
@@ -61,9 +64,13 @@ for scenario in scenarios/perf/*.yaml scenarios/chaos/*.yaml; do
     echo "- \`$name\`: baseline refreshed from ${#runs[@]} run(s)" >> "$summary"
   elif [ -f "$baseline" ]; then
     set +e
-    # The actor tier is gated with seed 001's profile (ci/profiles/actors-seed001.yaml).
+    # The actor tier is gated with seed 001's profile (ci/profiles/actors-seed001.yaml),
+    # the tracing tier with ci/profiles/tracing.yaml.
     profile=()
-    case "$name" in actors-*) profile=(--profile ci/profiles/actors-seed001.yaml) ;; esac
+    case "$name" in
+      actors-*) profile=(--profile ci/profiles/actors-seed001.yaml) ;;
+      tracing-*) profile=(--profile ci/profiles/tracing.yaml) ;;
+    esac
     "$loadgen" gate "${runs[@]}" --baseline "$baseline" "${profile[@]}" --out "$out/gate/$name" > /dev/null
     code=$?
     set -e

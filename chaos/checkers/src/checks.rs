@@ -35,10 +35,17 @@ pub enum Check {
     ActorsNoSilentStall,
     /// No component restarted more than its budget.
     ActorsRestartsBounded,
+    /// Every acknowledged event is in PostgreSQL, by id and digest.
+    TracingNoAckedEventLost,
+    /// Every event committed while a subscription was up reached it.
+    TracingSubscribersSeeEvents,
+    /// No success answered for a request wholly inside a window where
+    /// PostgreSQL was down.
+    TracingNoFalseAck,
 }
 
 impl Check {
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 10] = [
         Check::NoAckedWriteLost,
         Check::OffsetsUnique,
         Check::QueueAtLeastOnce,
@@ -46,6 +53,9 @@ impl Check {
         Check::ActorsNoAckedMessageLost,
         Check::ActorsNoSilentStall,
         Check::ActorsRestartsBounded,
+        Check::TracingNoAckedEventLost,
+        Check::TracingSubscribersSeeEvents,
+        Check::TracingNoFalseAck,
     ];
 
     /// The name in `checks:`, results and reports.
@@ -58,6 +68,9 @@ impl Check {
             Check::ActorsNoAckedMessageLost => "actors.no_acked_message_lost",
             Check::ActorsNoSilentStall => "actors.no_silent_stall",
             Check::ActorsRestartsBounded => "actors.restarts_bounded",
+            Check::TracingNoAckedEventLost => "tracing.no_acked_event_lost",
+            Check::TracingSubscribersSeeEvents => "tracing.subscribers_see_events",
+            Check::TracingNoFalseAck => "tracing.no_false_ack",
         }
     }
 
@@ -74,6 +87,9 @@ impl Check {
             Check::ActorsNoAckedMessageLost => no_acked_message_lost(history, readback, faults),
             Check::ActorsNoSilentStall => no_silent_stall(history, readback, faults),
             Check::ActorsRestartsBounded => restarts_bounded(history, readback, faults),
+            Check::TracingNoAckedEventLost => no_acked_event_lost(history, readback, faults),
+            Check::TracingSubscribersSeeEvents => subscribers_see_events(history, readback, faults),
+            Check::TracingNoFalseAck => no_false_ack(history, readback, faults),
         }
     }
 }
@@ -804,5 +820,318 @@ pub fn restarts_bounded(_history: &History, readback: &ReadBack, faults: &[Fault
         b.counts.get("components").copied().unwrap_or(0),
         b.counts.get("restarts").copied().unwrap_or(0),
     );
+    b.finish(checked)
+}
+
+/// The tracing server's recorded events: (operation, event id, digest, service).
+fn recorded_events(history: &History) -> impl Iterator<Item = (&Operation, &str, &Digest)> {
+    history
+        .operations
+        .iter()
+        .filter_map(|op| match &op.invocation {
+            Invocation::TracingRecord {
+                event_id, digest, ..
+            } => Some((op, event_id.as_str(), digest)),
+            _ => None,
+        })
+}
+
+/// Every event acknowledged (`EventRecorded { success: true }`) is in
+/// `tracing.events` after the faults healed, found by its event id, with
+/// the digest of the event sent (both sides parsed as the protocol's
+/// `TraceEvent`). An event answered with an error may or may not be there
+/// (`StorageError` covers "commit outcome unknown").
+pub fn no_acked_event_lost(
+    history: &History,
+    readback: &ReadBack,
+    faults: &[Fault],
+) -> CheckVerdict {
+    let mut b = Builder::new(Check::TracingNoAckedEventLost, faults);
+    let Some(rb) = &readback.tracing else {
+        b.violation(
+            None,
+            "tracing.events was not read back, so the acknowledged events are unverified"
+                .to_owned(),
+        );
+        return b.finish("nothing read back".to_owned());
+    };
+    for (op, event_id, digest) in recorded_events(history) {
+        match &op.outcome {
+            Outcome::Ok(_) => {
+                b.count("acknowledged_events", 1);
+                match rb.events.get(event_id) {
+                    None => {
+                        b.count("missing", 1);
+                        b.violation(
+                            Some(op),
+                            format!("event {event_id} missing from tracing.events"),
+                        );
+                    }
+                    Some(found) if found != digest => {
+                        b.count("changed", 1);
+                        b.violation(
+                            Some(op),
+                            format!(
+                                "event {event_id} is stored as {} instead of {}",
+                                found.0, digest.0
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+            Outcome::Unknown(_) => {
+                b.count("unknown_events", 1);
+                if rb.events.contains_key(event_id) {
+                    b.count("unknown_events_present", 1);
+                }
+            }
+            Outcome::Fail(_) => {
+                b.count("refused_events", 1);
+                if rb.events.contains_key(event_id) {
+                    b.count("refused_events_present", 1);
+                }
+            }
+        }
+    }
+    let checked = format!(
+        "{} acknowledged event(s) looked up by id and digest among {} found in tracing.events; {} unknown event(s) may or may not be there ({} are)",
+        b.counts.get("acknowledged_events").copied().unwrap_or(0),
+        rb.events.len(),
+        b.counts.get("unknown_events").copied().unwrap_or(0),
+        b.counts.get("unknown_events_present").copied().unwrap_or(0),
+    );
+    b.finish(checked)
+}
+
+/// Every acknowledged event committed while a subscription was up reached
+/// that subscriber: sent after the subscription was acknowledged, and
+/// acknowledged at least `notify_within` before the subscription ended
+/// (its connection lost, or the load's end). A miss is counted and named
+/// (event and subscriber). Subscriptions take every event (no filter).
+pub fn subscribers_see_events(
+    history: &History,
+    readback: &ReadBack,
+    faults: &[Fault],
+) -> CheckVerdict {
+    let mut b = Builder::new(Check::TracingSubscribersSeeEvents, faults);
+    let grace = readback
+        .tracing
+        .as_ref()
+        .map_or(2.0, |t| t.notify_within_s.max(0.0));
+    let last_s = history
+        .operations
+        .iter()
+        .map(|o| o.completed_s.unwrap_or(o.invoked_s))
+        .fold(0.0, f64::max);
+    // Each subscription: (subscriber, up since, ended at).
+    let mut subscriptions: Vec<(&str, f64, f64)> = Vec::new();
+    let mut ended: HashMap<&str, f64> = HashMap::new();
+    let mut notified: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
+    for op in &history.operations {
+        match &op.invocation {
+            Invocation::TracingSubscribe { subscriber, .. } => {
+                if let (Outcome::Ok(_), Some(up)) = (&op.outcome, op.completed_s) {
+                    subscriptions.push((subscriber, up, f64::INFINITY));
+                }
+            }
+            Invocation::TracingSubscriptionEnded { subscriber, .. } => {
+                ended.insert(subscriber, op.invoked_s);
+            }
+            Invocation::TracingNotified { subscriber, events } => {
+                let seen = notified.entry(subscriber).or_default();
+                for e in events {
+                    *seen.entry(e).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    for s in &mut subscriptions {
+        s.2 = ended.get(s.0).copied().unwrap_or(last_s);
+    }
+    b.count("subscriptions", subscriptions.len() as u64);
+    let duplicates: u64 = notified
+        .values()
+        .flat_map(|m| m.values())
+        .map(|n| n.saturating_sub(1))
+        .sum();
+    b.count("duplicate_notifications", duplicates);
+    let mut missed_per_subscriber: BTreeMap<&str, u64> = BTreeMap::new();
+    for (op, event_id, _) in recorded_events(history) {
+        let (Outcome::Ok(_), Some(acked)) = (&op.outcome, op.completed_s) else {
+            continue;
+        };
+        for (subscriber, up, end) in &subscriptions {
+            if op.invoked_s < *up || acked + grace > *end {
+                continue;
+            }
+            b.count("expected_notifications", 1);
+            let got = notified
+                .get(subscriber)
+                .is_some_and(|m| m.contains_key(event_id));
+            if got {
+                b.count("delivered", 1);
+            } else {
+                b.count("missed", 1);
+                *missed_per_subscriber.entry(subscriber).or_default() += 1;
+                b.violation(
+                    Some(op),
+                    format!(
+                        "event {event_id} never reached subscriber {subscriber} (subscribed at {up:.2} s, until {end:.2} s)"
+                    ),
+                );
+            }
+        }
+    }
+    let per: Vec<String> = missed_per_subscriber
+        .iter()
+        .map(|(s, n)| format!("{s}: {n} missed"))
+        .collect();
+    let checked = format!(
+        "{} acknowledged event(s) expected at {} subscription(s) (sent after it was up, acknowledged {grace:.1} s before it ended): {} delivered, {} missed{}; {} duplicate notification(s)",
+        b.counts.get("expected_notifications").copied().unwrap_or(0),
+        subscriptions.len(),
+        b.counts.get("delivered").copied().unwrap_or(0),
+        b.counts.get("missed").copied().unwrap_or(0),
+        if per.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", per.join(", "))
+        },
+        duplicates,
+    );
+    b.finish(checked)
+}
+
+/// A fault's `start_s` is taken before its signals go out to every process
+/// of the service's tree (PostgreSQL's postmaster and each backend), so a
+/// commit may still complete just after it: requests sent within this long
+/// of a kill or a pause are not judged.
+pub const FAULT_TAKES_HOLD_S: f64 = 0.1;
+
+/// A graceful stop lets PostgreSQL finish the commits in flight (`pg_ctl
+/// stop -m fast` is not instantaneous): requests sent within this long of
+/// a stop are not judged.
+pub const GRACEFUL_STOP_GRACE_S: f64 = 0.5;
+
+/// When PostgreSQL was surely down during `f`, if `f` took it down: from
+/// a `KILL` (or a pause), once it took hold ([`FAULT_TAKES_HOLD_S`]), to
+/// the scheduled restart (`restart_after` or `for`, else the fault's end);
+/// from half a second into a stop.
+/// Restarts, other signals and link faults are not judged (the database
+/// may be up for part of them, or for one replica).
+pub fn postgres_down(f: &Fault) -> Option<(f64, f64)> {
+    let action = f.kind.rsplit('.').next().unwrap_or_default();
+    let scheduled = ["restart_after", "for"]
+        .iter()
+        .find_map(|k| f.params.get(*k).and_then(|v| v.as_str()).and_then(seconds));
+    let end = match (f.end_s, scheduled) {
+        (Some(e), Some(s)) => e.min(f.start_s + s),
+        (Some(e), None) => e,
+        (None, Some(s)) => f.start_s + s,
+        (None, None) => f64::INFINITY,
+    };
+    let start = match action {
+        "kill" => {
+            let signal = f.params.get("signal").and_then(|v| v.as_str());
+            if !matches!(signal, None | Some("KILL") | Some("SIGKILL") | Some("9")) {
+                return None;
+            }
+            f.start_s + FAULT_TAKES_HOLD_S
+        }
+        "pause" => f.start_s + FAULT_TAKES_HOLD_S,
+        "stop" => f.start_s + GRACEFUL_STOP_GRACE_S,
+        _ => return None,
+    };
+    (end > start).then_some((start, end))
+}
+
+/// `2s`, `500ms`, `1.5s`, `1m` as seconds.
+fn seconds(text: &str) -> Option<f64> {
+    let (number, unit) = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|i| text.split_at(i))?;
+    let n: f64 = number.parse().ok()?;
+    Some(match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "us" | "µs" => n / 1e6,
+        _ => return None,
+    })
+}
+
+/// No success was answered for a request (a recorded event, a started
+/// trace) sent after PostgreSQL went down and answered before it came
+/// back, per the fault timeline: such an answer cannot follow a commit.
+pub fn no_false_ack(history: &History, readback: &ReadBack, faults: &[Fault]) -> CheckVerdict {
+    let mut b = Builder::new(Check::TracingNoFalseAck, faults);
+    let services: BTreeSet<&str> = readback
+        .tracing
+        .iter()
+        .flat_map(|t| t.postgres_services.iter().map(String::as_str))
+        .collect();
+    let down: Vec<(&Fault, f64, f64)> = faults
+        .iter()
+        .filter(|f| services.contains(f.target.as_str()))
+        .filter_map(|f| postgres_down(f).map(|(s, e)| (f, s, e)))
+        .collect();
+    b.count("down_windows", down.len() as u64);
+    for op in &history.operations {
+        let what = match &op.invocation {
+            Invocation::TracingRecord { event_id, .. } => format!("event {event_id}"),
+            Invocation::TracingStart { flow } => format!("a trace of flow {flow}"),
+            _ => continue,
+        };
+        let (Outcome::Ok(_), Some(done)) = (&op.outcome, op.completed_s) else {
+            continue;
+        };
+        for (f, start, end) in &down {
+            if op.invoked_s >= *start && done <= *end {
+                b.count("false_acks", 1);
+                b.violation(
+                    Some(op),
+                    format!(
+                        "{what} acknowledged while PostgreSQL `{}` was down (fault `{}`, {start:.2}–{end:.2} s)",
+                        f.target, f.name
+                    ),
+                );
+            }
+        }
+        b.count("acknowledged", 1);
+    }
+    let sent_inside = history
+        .operations
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.invocation,
+                Invocation::TracingRecord { .. } | Invocation::TracingStart { .. }
+            )
+        })
+        .filter(|o| {
+            down.iter()
+                .any(|(_, s, e)| o.invoked_s >= *s && o.invoked_s <= *e)
+        })
+        .count() as u64;
+    b.count("sent_while_down", sent_inside);
+    if services.is_empty() {
+        b.violation(
+            None,
+            "no PostgreSQL service of a tracing server is known, so no answer could be judged"
+                .to_owned(),
+        );
+    }
+    let checked = {
+        format!(
+            "{} acknowledged request(s) checked against {} window(s) where PostgreSQL ({}) was down; {} request(s) were sent inside one",
+            b.counts.get("acknowledged").copied().unwrap_or(0),
+            down.len(),
+            services.iter().copied().collect::<Vec<_>>().join(", "),
+            sent_inside,
+        )
+    };
     b.finish(checked)
 }

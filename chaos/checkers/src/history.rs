@@ -87,6 +87,34 @@ pub enum Invocation {
         sinks: Vec<String>,
         keys: BTreeMap<String, u64>,
     },
+    /// A trace started on a tracing server (`StartTrace`); the `ok`
+    /// carries its id in `job_id`.
+    #[serde(rename = "tracing.start")]
+    TracingStart { flow: String },
+    /// One event recorded on a tracing server: its id, its trace, the
+    /// digest of the typed event (see `gauntlet_drivers::tracing`), and the
+    /// service it went through.
+    #[serde(rename = "tracing.record")]
+    TracingRecord {
+        event_id: String,
+        trace_id: String,
+        digest: Digest,
+        actor_id: String,
+        service: String,
+    },
+    /// A subscriber subscribed on `service` (`ok`: the subscription is up).
+    #[serde(rename = "tracing.subscribe")]
+    TracingSubscribe { subscriber: String, service: String },
+    /// A subscriber's subscription ended (its connection was lost, or the
+    /// run's load ended), for the reason given.
+    #[serde(rename = "tracing.subscription_ended")]
+    TracingSubscriptionEnded { subscriber: String, reason: String },
+    /// Notifications a subscriber received: the events' ids.
+    #[serde(rename = "tracing.notified")]
+    TracingNotified {
+        subscriber: String,
+        events: Vec<String>,
+    },
 }
 
 /// A job as delivered by a receive or by the drain.
@@ -391,6 +419,10 @@ pub struct ReadBack {
     /// Each KV store: every key the history wrote, read back (`null`: absent).
     #[serde(default)]
     pub kv: BTreeMap<String, BTreeMap<String, Option<Digest>>>,
+    /// Tracing servers: what PostgreSQL holds of the events the history
+    /// recorded, and what the tracing checks need to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingReadBack>,
     /// Actor nodes: each component's status when the read-back began
     /// (with per-key counts for the counters messages were sent to).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -405,6 +437,25 @@ pub struct ReadBack {
     /// not listed have the node's default, 10.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub restart_budgets: BTreeMap<String, u32>,
+}
+
+/// What the tracing read-back found after the faults healed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TracingReadBack {
+    /// Each event of the history found in `tracing.events`, by event id:
+    /// the digest of its stored payload parsed as the protocol's
+    /// `TraceEvent` (the same digest the driver recorded when sending it).
+    #[serde(default)]
+    pub events: BTreeMap<String, Digest>,
+    /// Event ids looked up (acknowledged and unknown ones).
+    pub looked_up: u64,
+    /// The PostgreSQL services the tracing servers store into (the targets
+    /// of the faults `tracing.no_false_ack` judges).
+    #[serde(default)]
+    pub postgres_services: Vec<String>,
+    /// How long a notification may take after its event's acknowledgement
+    /// (the largest `notify_within` of the scenario), in seconds.
+    pub notify_within_s: f64,
 }
 
 /// An actor node's component as `GET /api/v1/components/{name}` reports it.

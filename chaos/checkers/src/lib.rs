@@ -20,5 +20,5 @@ pub mod history;
 pub use checks::{Check, CheckVerdict, EvidenceItem, relative_to_faults};
 pub use history::{
     Acknowledged, ComponentStatus, DeliveredJob, Digest, History, HistoryError, HistoryWriter,
-    Invocation, Operation, Outcome, ReadBack, StreamMessage,
+    Invocation, Operation, Outcome, ReadBack, StreamMessage, TracingReadBack,
 };

@@ -504,6 +504,14 @@ async fn prepare_operations(
             .map_err(RunError::Harness)?;
         shared.actors.topology = Some(setup.topology());
     }
+    if let Some(setup) = &plan.scenario.setup.postgres {
+        let service = setup.service_in(&plan.scenario).ok_or_else(|| {
+            RunError::Harness("set-up: the scenario has no postgres service".to_owned())
+        })?;
+        gauntlet_drivers::postgres::setup(setup, &targets(&service))
+            .await
+            .map_err(RunError::Harness)?;
+    }
     let mut prepared = Vec::new();
     for (i, op) in plan.operations.iter().enumerate() {
         gauntlet_drivers::setup(&client, op, &targets)

@@ -34,6 +34,16 @@ pub fn actor_node() -> PathBuf {
     path
 }
 
+pub fn tracing_server() -> PathBuf {
+    let path = bin_dir().join("tracing-server");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` so the tracing server is built",
+        path.display()
+    );
+    path
+}
+
 /// A bundled scenario of `scenarios/perf/`, by file name.
 pub fn perf_scenario(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,7 @@
 //!
 //! After the load and after every fault healed, [`run_checks`] reads the
 //! history, has each system read back what it wrote (`fabric::readback`,
-//! `actors::readback`) into `readback.json`, and runs the checkers; [`write_verdict`] adds their
+//! `actors::readback`, `tracing::readback`) into `readback.json`, and runs the checkers; [`write_verdict`] adds their
 //! verdicts to `verdict.json`.
 
 use std::path::Path;
@@ -89,6 +89,13 @@ impl Tap {
             Err(kind) => Outcome::Unknown(kind.to_owned()),
         };
         let _ = self.writer.complete(id, self.now(), outcome);
+    }
+
+    /// Records how operation `id` ended, as the driver judged it.
+    pub fn complete_with(&self, id: Option<u64>, outcome: Outcome) {
+        if let Some(id) = id {
+            let _ = self.writer.complete(id, self.now(), outcome);
+        }
     }
 
     /// Records a completion whose answer carries no identifiers.
@@ -179,6 +186,17 @@ pub async fn run_checks(
         };
         crate::actors::readback::read_back(&client, &wanted, &history, target, &mut readback)
             .await?;
+    }
+    // The tracing servers' PostgreSQL for theirs.
+    if checks.iter().any(|c| c.is_tracing()) {
+        crate::tracing::readback::read_back(
+            &crate::tracing::readback::stores(scenario),
+            crate::tracing::readback::notify_within(operations),
+            &history,
+            target,
+            &mut readback,
+        )
+        .await?;
     }
     gauntlet_recorder::files::write_json(
         &run_dir.join(gauntlet_checkers::history::READBACK_FILE),

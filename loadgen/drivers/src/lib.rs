@@ -10,7 +10,9 @@
 //! prepared operation only as a [`gauntlet_engine::Operation`].
 //!
 //! Systems: [`fabric`] (the event fabric's HTTP API), [`actors`] (the actor
-//! node's) and [`http`] (any HTTP service). Adding one is a module implementing [`Call`], a variant of
+//! node's), [`tracing`] (the tracing server's WebSocket protocol),
+//! [`postgres`] and [`redis`] (one statement or command) and [`http`] (any
+//! HTTP service). Adding one is a module implementing [`Call`], a variant of
 //! [`SystemCall`] and an arm in [`prepare_call`] and [`setup`] (see
 //! ARCHITECTURE.md, "How to add a system to Gauntlet"). Also here: the data
 //! generators ([`data`]), the control path's client ([`control`]) and the
@@ -37,8 +39,11 @@ pub mod data;
 pub mod fabric;
 pub mod history;
 pub mod http;
+pub mod postgres;
+pub mod redis;
 pub mod request;
 pub mod target;
+pub mod tracing;
 
 pub use target::Target;
 
@@ -110,6 +115,9 @@ pub trait Call: Send + Sync {
 pub enum SystemCall {
     Fabric(fabric::FabricCall),
     Actors(actors::ActorsCall),
+    Tracing(tracing::TracingCall),
+    Postgres(postgres::PostgresCall),
+    Redis(redis::RedisCall),
     Http(http::HttpCall),
 }
 
@@ -118,6 +126,9 @@ impl Call for SystemCall {
         match self {
             SystemCall::Fabric(c) => c.perform(conns, chain).await,
             SystemCall::Actors(c) => c.perform(conns, chain).await,
+            SystemCall::Tracing(c) => c.perform(conns, chain).await,
+            SystemCall::Postgres(c) => c.perform(conns, chain).await,
+            SystemCall::Redis(c) => c.perform(conns, chain).await,
             SystemCall::Http(c) => c.perform(conns, chain).await,
         }
     }
@@ -126,6 +137,9 @@ impl Call for SystemCall {
         match self {
             SystemCall::Fabric(c) => c.step_requests(chain),
             SystemCall::Actors(c) => c.step_requests(chain),
+            SystemCall::Tracing(c) => c.step_requests(chain),
+            SystemCall::Postgres(c) => c.step_requests(chain),
+            SystemCall::Redis(c) => c.step_requests(chain),
             SystemCall::Http(c) => c.step_requests(chain),
         }
     }
@@ -138,6 +152,7 @@ pub struct Shared {
     pub counters: data::Counters,
     pub fabric: fabric::FabricState,
     pub actors: actors::ActorsState,
+    pub tracing: tracing::TracingState,
 }
 
 /// Where and how an action is prepared.
@@ -151,6 +166,9 @@ pub struct PrepareAt<'a> {
     /// The generator stream of this action (operation and step).
     pub stream: u64,
     pub shared: &'a Shared,
+    /// Every service's target by scenario name (an action that reaches a
+    /// second service: `tracing.subscribe`'s `publish_via`).
+    pub targets: &'a dyn Fn(&str) -> Target,
 }
 
 /// Prepares one action on its system's driver.
@@ -158,6 +176,9 @@ pub fn prepare_call(action: &Action, at: &PrepareAt) -> Result<SystemCall, Strin
     Ok(match action {
         Action::Fabric(a) => SystemCall::Fabric(fabric::prepare(a, at)?),
         Action::Actors(a) => SystemCall::Actors(actors::prepare(a, at)?),
+        Action::Tracing(a) => SystemCall::Tracing(tracing::prepare(a, at)?),
+        Action::Postgres(q) => SystemCall::Postgres(postgres::prepare(q, at)?),
+        Action::Redis(c) => SystemCall::Redis(redis::prepare(c, at)?),
         Action::Http(h) => SystemCall::Http(http::prepare(h, at)?),
     })
 }
@@ -179,7 +200,13 @@ pub async fn setup(
             }
             // The actor node's topology is the scenario's `setup.actors`
             // (`actors::setup`); its operations create nothing beforehand.
-            Action::Actors(_) | Action::Http(_) => {}
+            // The tracing server, PostgreSQL and Redis need nothing per
+            // operation (`setup.postgres` is the scenario's).
+            Action::Actors(_)
+            | Action::Tracing(_)
+            | Action::Postgres(_)
+            | Action::Redis(_)
+            | Action::Http(_) => {}
         }
         previous = resource;
     }
@@ -233,6 +260,7 @@ pub fn prepare(
             seed,
             stream: stream_id(0),
             shared,
+            targets,
         },
     )
     .map_err(error)?;
@@ -248,6 +276,7 @@ pub fn prepare(
                 seed,
                 stream: stream_id(i + 1),
                 shared,
+                targets,
             },
         )
         .map_err(error)?;
@@ -282,6 +311,9 @@ impl Operation for Prepared {
         match &self.head {
             SystemCall::Fabric(c) => c.perform(conns, chain).await,
             SystemCall::Actors(c) => c.perform(conns, chain).await,
+            SystemCall::Tracing(c) => c.perform(conns, chain).await,
+            SystemCall::Postgres(c) => c.perform(conns, chain).await,
+            SystemCall::Redis(c) => c.perform(conns, chain).await,
             SystemCall::Http(c) => c.perform(conns, chain).await,
         }
     }

@@ -119,6 +119,16 @@ fn the_bundled_profiles_load_and_carry_seed_001s_thresholds() {
         assert_eq!(actors.slo[op].p99, None::<D>, "{op}");
     }
     assert_eq!(actors.gate.unwrap().phases, ["steady"]);
+    // The tracing tier: fan-out across replicas p99 <= 10 ms (the issue's
+    // target), every operation without errors.
+    let tracing = gauntlet_scenario::load_profile_file(&dir.join("tracing.yaml")).unwrap();
+    for op in ["fanout_1to2", "fanout_2to1"] {
+        assert_eq!(tracing.slo[op].p99, Some(D::from_millis(10)), "{op}");
+    }
+    for op in ["record", "trace.get", "insert", "fanout_lb"] {
+        assert!(tracing.slo[op].errors.is_some(), "{op}");
+    }
+    assert!(tracing.gate.is_some());
 }
 
 /// A profile serving several scenarios applies the criteria of the

@@ -244,6 +244,16 @@ pub enum CheckName {
     /// No component restarted more than its budget (`max_restarts`).
     #[serde(rename = "actors.restarts_bounded")]
     ActorsRestartsBounded,
+    /// Every acknowledged event is in PostgreSQL, by event id and digest.
+    #[serde(rename = "tracing.no_acked_event_lost")]
+    TracingNoAckedEventLost,
+    /// Every event committed while a subscription was up reached it.
+    #[serde(rename = "tracing.subscribers_see_events")]
+    TracingSubscribersSeeEvents,
+    /// No success answered for a request wholly inside a window where
+    /// PostgreSQL was down (killed, paused or stopped).
+    #[serde(rename = "tracing.no_false_ack")]
+    TracingNoFalseAck,
 }
 
 impl CheckName {
@@ -256,7 +266,20 @@ impl CheckName {
             CheckName::ActorsNoAckedMessageLost => "actors.no_acked_message_lost",
             CheckName::ActorsNoSilentStall => "actors.no_silent_stall",
             CheckName::ActorsRestartsBounded => "actors.restarts_bounded",
+            CheckName::TracingNoAckedEventLost => "tracing.no_acked_event_lost",
+            CheckName::TracingSubscribersSeeEvents => "tracing.subscribers_see_events",
+            CheckName::TracingNoFalseAck => "tracing.no_false_ack",
         }
+    }
+
+    /// The checks of the tracing server (read back from its PostgreSQL).
+    pub fn is_tracing(self) -> bool {
+        matches!(
+            self,
+            CheckName::TracingNoAckedEventLost
+                | CheckName::TracingSubscribersSeeEvents
+                | CheckName::TracingNoFalseAck
+        )
     }
 
     /// The checks of the actor node (the others are the fabric's).

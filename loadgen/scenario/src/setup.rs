@@ -10,10 +10,13 @@
 //!       - { name: ingest, stages: [ { behavior: forward }, { behavior: forward }, { behavior: counter } ] }
 //!     topics:
 //!       - { name: news, subscribers: { count: 100, prefix: news-sub-, behavior: counter } }
+//!   postgres:
+//!     sql: ["CREATE TABLE IF NOT EXISTS scratch (id uuid primary key, body jsonb)"]
 //! ```
 //!
-//! The harness creates it in order (components, pipelines from their last
-//! stage back, topics with their subscribers), through the system's API,
+//! The harness creates it in order (the actors' components, pipelines from
+//! their last stage back, topics with their subscribers; PostgreSQL's
+//! statements one by one), through each system's API,
 //! after the stack is ready and before the first phase; a failure stops
 //! the run (exit 3) naming what could not be created.
 
@@ -29,11 +32,52 @@ pub struct Setup {
     /// The actor node's components, pipelines and topics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actors: Option<ActorsSetup>,
+    /// SQL run on a PostgreSQL service before the load (a scratch table
+    /// for `postgres.query`, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSetup>,
 }
 
 impl Setup {
     pub fn is_empty(&self) -> bool {
-        self.actors.is_none()
+        self.actors.is_none() && self.postgres.is_none()
+    }
+}
+
+/// Statements run once, in order, on a PostgreSQL service before the load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSetup {
+    /// The `postgres` service (default: the scenario's only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The database (default `postgres`).
+    #[serde(default = "default_pg_database")]
+    pub database: String,
+    /// The statements, e.g. `CREATE TABLE IF NOT EXISTS scratch (…)`.
+    pub sql: Vec<String>,
+}
+
+fn default_pg_database() -> String {
+    "postgres".to_owned()
+}
+
+impl PostgresSetup {
+    /// The service the set-up is for: its `service`, else the scenario's
+    /// only service of kind `postgres`.
+    pub fn service_in(&self, s: &crate::model::Scenario) -> Option<String> {
+        if let Some(name) = &self.service {
+            return Some(name.clone());
+        }
+        let mut pg = s
+            .stack
+            .services
+            .iter()
+            .filter(|(_, svc)| svc.kind == Some(crate::model::ServiceKind::Postgres));
+        match (pg.next(), pg.next()) {
+            (Some((name, _)), None) => Some(name.clone()),
+            _ => None,
+        }
     }
 }
 

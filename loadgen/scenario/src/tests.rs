@@ -1332,6 +1332,154 @@ fn service_links_need_a_reference_and_process_mode() {
     );
 }
 
+const TRACING: &str = "  services:\n    db: { kind: postgres }\n    cache: { kind: redis }\n    ts1: { kind: tracing }\n    ts2: { kind: tracing }\n    lb: { kind: nginx, upstreams: [ts1, ts2] }";
+
+#[test]
+fn every_tracing_action_loads_with_its_defaults() {
+    let s = load(
+        "s.yaml",
+        &catalog(
+            TRACING,
+            r#"    - { name: record, tracing.record_event: { service: lb, frames: zstd, token: abc.def.ghi, event: { size: 2KiB, large: { share: 5%, size: 64KiB }, types: { MessageSent: 3, DataFlow: 1 } } } }
+    - { name: trace, tracing.start_trace: { service: ts1 }, then: [ { tracing.record_event: { events: 10 } }, { tracing.get_trace: {} } ] }
+    - { name: query, tracing.query: { service: ts1, flow: "f-{{seq}}", since: 1m, status: running, actor: a, limit: 5 } }
+    - { name: fanout, tracing.subscribe: { service: ts1, publish_via: ts2 } }
+    - { name: sql, postgres.query: { sql: "SELECT $1::int", params: ["{{seq}}"], rows: 1 } }
+    - { name: ins, postgres.query: { sql: "INSERT INTO t VALUES ($1::uuid, $7)", params: [x], event: {} } }
+    - { name: cmd, redis.command: { command: [SET, "k-{{seq}}", v] } }
+"#,
+        ),
+        &[],
+    )
+    .unwrap();
+    let ops = &s.workload.operations;
+    let Action::Tracing(TracingAction::RecordEvent(r)) = &ops[0].action else {
+        panic!("{:?}", ops[0].action);
+    };
+    assert_eq!(r.connection.frames, FrameEncoding::Zstd);
+    assert_eq!(r.event.large.as_ref().unwrap().size, Size(64 << 10));
+    assert_eq!(ops[1].then[0].name, "record_event");
+    assert_eq!(ops[1].then[1].name, "get_trace");
+    let Action::Tracing(TracingAction::Subscribe(sub)) = &ops[3].action else {
+        panic!("{:?}", ops[3].action);
+    };
+    assert_eq!(sub.notify_within, Duration::from_secs(2));
+    let Action::Postgres(q) = &ops[4].action else {
+        panic!("{:?}", ops[4].action);
+    };
+    assert_eq!(
+        (q.user.as_str(), q.database.as_str()),
+        ("postgres", "postgres")
+    );
+    // It serialises back to what loads again.
+    let again = load("resolved.yaml", &to_yaml(&s), &[]).unwrap();
+    assert_eq!(s, again);
+}
+
+#[test]
+fn tracing_actions_are_checked() {
+    let op = |o: &str| catalog(TRACING, &format!("    - {o}\n"));
+    let assert_error = |text: &str, message: &str, hint: &str| {
+        let e = one_error(text);
+        assert!(e.location().starts_with("s.yaml:"), "{e}");
+        assert!(e.message.contains(message), "message: {e}");
+        assert!(
+            e.hint.as_deref().unwrap_or_default().contains(hint),
+            "hint: {e}"
+        );
+    };
+    assert_error(
+        &op("{ name: m, tracing.record_event: { service: ts1, events: 10 } }"),
+        "`events: 10` on an operation",
+        "chain it",
+    );
+    assert_error(
+        &op("{ name: m, tracing.get_trace: { service: ts1 } }"),
+        "names no `trace`",
+        "tracing.start_trace",
+    );
+    assert_error(
+        &op(
+            "{ name: m, tracing.record_event: { service: ts1, event: { types: { MesageSent: 1 } } } }",
+        ),
+        "`MesageSent` is not an event type",
+        "did you mean `MessageSent`?",
+    );
+    assert_error(
+        &op("{ name: m, tracing.record_event: { service: ts1, event: { size: 100B } } }"),
+        "smaller than its fields",
+        "256B",
+    );
+    assert_error(
+        &op(
+            "{ name: m, tracing.record_event: { service: ts1, event: { large: { share: 0%, size: 64KiB } } } }",
+        ),
+        "a share of 0% of large events",
+        "e.g. `5%`",
+    );
+    assert_error(
+        &op("{ name: m, tracing.query: { service: ts1, limit: 0 } }"),
+        "`limit` 0 is out of range",
+        "1 to 10000",
+    );
+    assert_error(
+        &op("{ name: m, tracing.subscribe: { service: ts1, publish_via: ts3 } }"),
+        "no service `ts3` in the stack",
+        "did you mean `ts",
+    );
+    assert_error(
+        &op("{ name: m, tracing.subscribe: { service: ts1, publish_via: db } }"),
+        "service `db` is not a tracing service",
+        "nginx",
+    );
+    assert_error(
+        &op("{ name: m, tracing.record_event: { service: db } }"),
+        "service `db` is not a tracing service",
+        "",
+    );
+    assert_error(
+        &op("{ name: m, tracing.start_trace: { service: ts1, token: \"Bearer x\" } }"),
+        "`token` is not a JWT",
+        "without `Bearer`",
+    );
+    assert_error(
+        &op("{ name: m, postgres.query: { sql: \"SELECT $2\", params: [a] } }"),
+        "names $2, but 1 parameter(s) are given",
+        "params",
+    );
+    assert_error(
+        &op("{ name: m, redis.command: { command: [] } }"),
+        "an empty command",
+        "command: [SET",
+    );
+    // Two tracing services and no `service:`: which one?
+    let e = one_error(&op("{ name: m, tracing.start_trace: {} }"));
+    assert!(
+        e.message
+            .contains("cannot tell which service this tracing operation targets (3 candidates)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn postgres_setup_is_checked() {
+    let text = format!(
+        "{}setup:\n  postgres:\n    service: dbb\n    sql: []\n",
+        catalog(
+            TRACING,
+            "    - { name: m, postgres.query: { sql: \"SELECT 1\" } }\n"
+        )
+    );
+    let errs = errors(&text);
+    let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs.len(), 2, "{all:#?}");
+    assert!(
+        all[0].contains("no postgres service `dbb`") && all[0].contains("did you mean `db`?"),
+        "{all:#?}"
+    );
+    assert!(all[1].contains("no statement to run"), "{all:#?}");
+}
+
 #[test]
 fn an_operation_may_target_nginx_in_front_of_its_kind() {
     let text = catalog(

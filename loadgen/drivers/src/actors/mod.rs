@@ -669,6 +669,7 @@ mod tests {
             seed: 1,
             stream: 0,
             shared: &shared,
+            targets: &|_| unreachable!("no second service"),
         };
         let chain = |seq, key: Option<&str>| Chain {
             seq,

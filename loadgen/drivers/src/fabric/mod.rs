@@ -206,6 +206,7 @@ fn prepare_req(action: &FabricAction, at: &crate::PrepareAt) -> Result<Req, Stri
         seed,
         stream,
         shared,
+        ..
     } = at;
     let (service, target, previous, seed, stream) =
         (*service, target.clone(), *previous, *seed, *stream);

@@ -24,10 +24,16 @@ use crate::model::ServiceKind;
 pub mod actors;
 pub mod fabric;
 pub mod http;
+pub mod postgres;
+pub mod redis;
+pub mod tracing;
 
 pub use actors::*;
 pub use fabric::*;
 pub use http::*;
+pub use postgres::*;
+pub use redis::*;
+pub use tracing::*;
 
 /// What a system's catalog module provides: its YAML keys, reading and
 /// writing its actions, their schemas and the service they target.
@@ -158,6 +164,9 @@ macro_rules! systems {
 systems! {
     Fabric(FabricAction),
     Actors(ActorsAction),
+    Tracing(TracingAction),
+    Postgres(PostgresQuery),
+    Redis(RedisCommand),
     Http(HttpRequest),
 }
 
@@ -171,6 +180,14 @@ impl Action {
     pub fn fabric(&self) -> Option<&FabricAction> {
         match self {
             Action::Fabric(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The tracing server's action, if this is one.
+    pub fn tracing(&self) -> Option<&TracingAction> {
+        match self {
+            Action::Tracing(a) => Some(a),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 mod actors;
 mod fabric;
 mod http;
+mod tracing;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -752,7 +753,7 @@ pub fn check(s: &Scenario, base: &std::path::Path) -> Vec<Problem> {
             &action_path,
             &mut problem,
         );
-        check_action(&op.action, None, base, &action_path, &mut problem);
+        check_action(s, &op.action, None, base, &action_path, &mut problem);
         let mut step_names = HashSet::new();
         let mut previous = &op.action;
         for (j, step) in op.then.iter().enumerate() {
@@ -799,12 +800,22 @@ pub fn check(s: &Scenario, base: &std::path::Path) -> Vec<Problem> {
                     &mut problem,
                 );
             }
-            check_action(&step.action, Some(previous), base, &step_path, &mut problem);
+            check_action(
+                s,
+                &step.action,
+                Some(previous),
+                base,
+                &step_path,
+                &mut problem,
+            );
             previous = &step.action;
         }
     }
     if let Some(setup) = &s.setup.actors {
         actors::check_setup(s, setup, base, &mut problem);
+    }
+    if let Some(setup) = &s.setup.postgres {
+        tracing::check_setup(s, setup, &mut problem);
     }
     out
 }
@@ -814,6 +825,7 @@ pub(super) type Report<'a> = dyn FnMut(Vec<Seg>, Option<&str>, String, Option<&s
 
 /// The rules of one action, by system; `previous` is the step before it in a chain.
 fn check_action(
+    s: &Scenario,
     action: &Action,
     previous: Option<&Action>,
     base: &std::path::Path,
@@ -821,6 +833,16 @@ fn check_action(
     problem: &mut impl FnMut(Vec<Seg>, Option<&str>, String, Option<&str>),
 ) {
     match action {
+        Action::Tracing(a) => tracing::check(
+            s,
+            a,
+            previous.and_then(Action::tracing),
+            previous.is_some(),
+            path,
+            problem,
+        ),
+        Action::Postgres(q) => tracing::check_postgres(q, path, problem),
+        Action::Redis(c) => tracing::check_redis(c, path, problem),
         Action::Fabric(a) => fabric::check(a, previous.and_then(Action::fabric), path, problem),
         Action::Actors(a) => {
             actors::check(a, previous.and_then(Action::actors), base, path, problem)
