@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -178,6 +179,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let serve = |listener: TcpListener, router: axum::Router| {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            // Nagle off: a notification or an answer is one small write that
+            // must not wait for the peer's delayed ACK of the previous one
+            // (~40 ms on Linux), which a receive-only subscriber never hurries.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+                }
+            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
