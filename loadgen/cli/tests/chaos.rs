@@ -299,15 +299,7 @@ fn a_killed_loadgen_leaves_no_disk_holder_and_no_mount() {
             .replace("duration: 1s, rate: 300/s", "duration: 60s, rate: 300/s"),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
-        .arg(out.path())
-        .current_dir(out.path())
-        .env("GAUNTLET_BIN_DIR", common::bin_dir())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_run(&scenario, out.path());
     // Wait (bounded) until the run has started its load: the disk is mounted.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let data = loop {

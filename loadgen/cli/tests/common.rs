@@ -67,6 +67,20 @@ pub fn loadgen_with_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Outp
         .expect("loadgen runs")
 }
 
+/// `loadgen run SCENARIO --quiet --out OUT` in the background (output
+/// discarded), for the tests that signal or kill it mid-run.
+pub fn spawn_run(scenario: &Path, out: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out)
+        .current_dir(out)
+        .env("GAUNTLET_BIN_DIR", bin_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("loadgen starts")
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

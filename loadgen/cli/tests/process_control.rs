@@ -433,15 +433,7 @@ fn start_postgres_run() -> (tempfile::TempDir, std::process::Child, std::path::P
     let out = tempfile::tempdir().unwrap();
     let scenario = out.path().join("s.yaml");
     std::fs::write(&scenario, POSTGRES.replace("duration: 1s", "duration: 60s")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
-        .arg(out.path())
-        .current_dir(out.path())
-        .env("GAUNTLET_BIN_DIR", common::bin_dir())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_run(&scenario, out.path());
     // Wait (bounded) until PostgreSQL is up with its children.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let run = loop {

@@ -43,18 +43,8 @@ fn scenario_text(duration: &str) -> String {
     )
 }
 
-fn tracing_server() -> PathBuf {
-    let path = common::bin_dir().join("tracing-server");
-    assert!(
-        path.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace` so the tracing server is built",
-        path.display()
-    );
-    path
-}
-
 fn locator() -> Locator {
-    tracing_server();
+    common::tracing_server();
     Locator {
         dir: Some(common::bin_dir()),
         quiet: true,
@@ -230,19 +220,11 @@ fn none_left(dir: &Path) {
 /// `loadgen run` of the shape for 60 s, once every service is up and the
 /// load runs: the output directory, loadgen, and the run's directory.
 fn start_run() -> (tempfile::TempDir, std::process::Child, PathBuf) {
-    tracing_server();
+    common::tracing_server();
     let out = tempfile::tempdir().unwrap();
     let scenario = out.path().join("s.yaml");
     std::fs::write(&scenario, scenario_text("60s")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
-        .arg(out.path())
-        .current_dir(out.path())
-        .env("GAUNTLET_BIN_DIR", common::bin_dir())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_run(&scenario, out.path());
     let deadline = Instant::now() + Duration::from_secs(90);
     let run = loop {
         let run = std::fs::read_dir(out.path())

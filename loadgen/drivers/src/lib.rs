@@ -39,6 +39,7 @@ pub mod data;
 pub mod fabric;
 pub mod history;
 pub mod http;
+pub mod pool;
 pub mod postgres;
 pub mod redis;
 pub mod request;

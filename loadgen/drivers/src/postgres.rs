@@ -16,7 +16,6 @@
 //! and the statement returned or affected another number.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gauntlet_engine::Connections;
@@ -27,6 +26,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::data::{Ctx, Rng, Template};
+use crate::pool::Pools;
 use crate::tracing::events::EventGen;
 use crate::{Call, Chain, Target};
 
@@ -64,12 +64,6 @@ pub fn error_kind(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// One runtime's connections of one operation.
-struct Pool {
-    idle: Mutex<Vec<(Client, Statement)>>,
-    permits: tokio::sync::Semaphore,
-}
-
 /// A prepared `postgres.query`.
 pub struct PostgresCall {
     target: Target,
@@ -83,7 +77,7 @@ pub struct PostgresCall {
     seed: u64,
     stream: u64,
     next: AtomicU64,
-    pools: Mutex<Vec<(usize, Arc<Pool>)>>,
+    pools: Pools<(Client, Statement)>,
 }
 
 /// Prepares a `postgres.query`.
@@ -114,25 +108,11 @@ pub fn prepare(q: &PostgresQuery, at: &crate::PrepareAt) -> Result<PostgresCall,
         seed: at.seed,
         stream: at.stream,
         next: AtomicU64::new(0),
-        pools: Mutex::new(Vec::new()),
+        pools: Pools::new(MAX_CONNECTIONS),
     })
 }
 
 impl PostgresCall {
-    fn pool(&self, conns: &Connections) -> Arc<Pool> {
-        let key = conns as *const Connections as usize;
-        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, p)) = pools.iter().find(|(k, _)| *k == key) {
-            return p.clone();
-        }
-        let pool = Arc::new(Pool {
-            idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(MAX_CONNECTIONS),
-        });
-        pools.push((key, pool.clone()));
-        pool
-    }
-
     /// The parameters of request `n`: the event's six, then the templates.
     fn values(&self, n: u64, seq: u64) -> Vec<String> {
         let mut out = Vec::with_capacity(self.types.len());
@@ -154,17 +134,14 @@ impl PostgresCall {
     }
 
     async fn run(&self, conns: &Connections, chain: &mut Chain) -> Outcome {
-        let pool = self.pool(conns);
+        let pool = self.pools.of(conns);
         let Ok(_permit) = pool.permits.acquire().await else {
             return Outcome::Error("pg_closed".to_owned());
         };
-        let idle = {
-            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                match idle.pop() {
-                    Some((c, _)) if c.is_closed() => continue,
-                    other => break other,
-                }
+        let idle = loop {
+            match pool.take() {
+                Some((c, _)) if c.is_closed() => continue,
+                other => break other,
             }
         };
         let (client, statement) = match idle {
@@ -193,10 +170,7 @@ impl PostgresCall {
             Err(e) => Outcome::Error(error_kind(&e)),
         };
         if !client.is_closed() {
-            pool.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((client, statement));
+            pool.put((client, statement));
         }
         outcome
     }

@@ -11,7 +11,6 @@
 //! is not RESP.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gauntlet_engine::Connections;
@@ -21,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::data::{Ctx, Rng, Template};
+use crate::pool::Pools;
 use crate::{Call, Chain, Target};
 
 /// Most connections one engine runtime opens per operation.
@@ -32,11 +32,6 @@ const MAX_DEPTH: usize = 8;
 
 type Conn = BufReader<TcpStream>;
 
-struct Pool {
-    idle: Mutex<Vec<Conn>>,
-    permits: tokio::sync::Semaphore,
-}
-
 /// A prepared `redis.command`.
 pub struct RedisCall {
     target: Target,
@@ -44,7 +39,7 @@ pub struct RedisCall {
     seed: u64,
     stream: u64,
     next: AtomicU64,
-    pools: Mutex<Vec<(usize, Arc<Pool>)>>,
+    pools: Pools<Conn>,
 }
 
 pub fn prepare(c: &RedisCommand, at: &crate::PrepareAt) -> Result<RedisCall, String> {
@@ -58,7 +53,7 @@ pub fn prepare(c: &RedisCommand, at: &crate::PrepareAt) -> Result<RedisCall, Str
         seed: at.seed,
         stream: at.stream,
         next: AtomicU64::new(0),
-        pools: Mutex::new(Vec::new()),
+        pools: Pools::new(MAX_CONNECTIONS),
     })
 }
 
@@ -128,26 +123,12 @@ pub async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 impl RedisCall {
-    fn pool(&self, conns: &Connections) -> Arc<Pool> {
-        let key = conns as *const Connections as usize;
-        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, p)) = pools.iter().find(|(k, _)| *k == key) {
-            return p.clone();
-        }
-        let pool = Arc::new(Pool {
-            idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(MAX_CONNECTIONS),
-        });
-        pools.push((key, pool.clone()));
-        pool
-    }
-
     async fn run(&self, conns: &Connections, chain: &mut Chain) -> Outcome {
-        let pool = self.pool(conns);
+        let pool = self.pools.of(conns);
         let Ok(_permit) = pool.permits.acquire().await else {
             return Outcome::Error("io".to_owned());
         };
-        let idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = pool.take();
         let mut conn = match idle {
             Some(c) => c,
             None => {
@@ -188,10 +169,7 @@ impl RedisCall {
         }
         match read_reply(&mut conn, 0).await {
             Ok(ok) => {
-                pool.idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(conn);
+                pool.put(conn);
                 if ok {
                     Outcome::Ok
                 } else {
