@@ -92,6 +92,10 @@ pub struct Chain {
     pub position: Option<u64>,
     /// The history, when the scenario has `checks:`.
     pub tap: Option<Arc<history::Tap>>,
+    /// The span the operation's latency measures, when the driver derives
+    /// it (`tracing.subscribe` with `from: commit`); see
+    /// [`Operation::measured`].
+    pub measured: Option<(Instant, Instant)>,
 }
 
 /// One prepared request of a system: the interface a driver implements.
@@ -321,6 +325,10 @@ impl Operation for Prepared {
 
     fn has_steps(&self) -> bool {
         !self.steps.is_empty()
+    }
+
+    fn measured(chain: &Chain) -> Option<(Instant, Instant)> {
+        chain.measured
     }
 
     /// Runs the chained steps after a successful action, one request at a

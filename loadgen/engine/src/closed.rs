@@ -83,7 +83,11 @@ impl<O: Operation> Shared<O> {
                 Err(_) => Outcome::Error("timeout".to_owned()),
             };
         let done = Instant::now();
-        let took = done.saturating_duration_since(sent).as_micros() as u64;
+        let took = match O::measured(&chain) {
+            Some((from, to)) => to.saturating_duration_since(from),
+            None => done.saturating_duration_since(sent),
+        }
+        .as_micros() as u64;
         let phase = self.phase_at(sent.saturating_duration_since(self.run_start));
         let chained = outcome == Outcome::Ok && prepared.has_steps();
         self.sink.push(

@@ -64,6 +64,14 @@ pub trait Operation: Send + Sync + 'static {
     /// Whether the operation has chained steps (`then:`).
     fn has_steps(&self) -> bool;
 
+    /// The span the action's latency measures, when the action itself
+    /// says (a derived measurement, e.g. a notification's fan-out after
+    /// the commit that triggered it); `None` (the default): from the
+    /// intended start (and, for service time, the actual send) to the end.
+    fn measured(_chain: &Self::Chain) -> Option<(Instant, Instant)> {
+        None
+    }
+
     /// Runs the chained steps after a successful action, each bounded by
     /// `timeout`; `record` is called once per request a step makes.
     fn run_steps<'a>(

@@ -266,11 +266,21 @@ async fn worker<O: Operation>(
         .unwrap_or_else(|| Outcome::Error("timeout".to_owned()));
         let done = Instant::now();
         let chained = outcome == Outcome::Ok && s.operations[op].has_steps();
+        let (latency_us, service_us) = match O::measured(&chain) {
+            Some((from, to)) => {
+                let us = to.saturating_duration_since(from).as_micros() as u64;
+                (us, us)
+            }
+            None => (
+                done.saturating_duration_since(intended).as_micros() as u64,
+                done.saturating_duration_since(sent).as_micros() as u64,
+            ),
+        };
         batch.push(Sample {
             operation: op,
             phase,
-            latency_us: done.saturating_duration_since(intended).as_micros() as u64,
-            service_us: done.saturating_duration_since(sent).as_micros() as u64,
+            latency_us,
+            service_us,
             late,
             outcome,
             completed_at: done.saturating_duration_since(s.run_start),

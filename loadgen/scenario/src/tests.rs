@@ -1344,6 +1344,7 @@ fn every_tracing_action_loads_with_its_defaults() {
     - { name: trace, tracing.start_trace: { service: ts1 }, then: [ { tracing.record_event: { events: 10 } }, { tracing.get_trace: {} } ] }
     - { name: query, tracing.query: { service: ts1, flow: "f-{{seq}}", since: 1m, status: running, actor: a, limit: 5 } }
     - { name: fanout, tracing.subscribe: { service: ts1, publish_via: ts2 } }
+    - { name: fanout_commit, tracing.subscribe: { service: ts1, publish_via: ts2, from: commit } }
     - { name: sql, postgres.query: { sql: "SELECT $1::int", params: ["{{seq}}"], rows: 1 } }
     - { name: ins, postgres.query: { sql: "INSERT INTO t VALUES ($1::uuid, $7)", params: [x], event: {} } }
     - { name: cmd, redis.command: { command: [SET, "k-{{seq}}", v] } }
@@ -1364,8 +1365,13 @@ fn every_tracing_action_loads_with_its_defaults() {
         panic!("{:?}", ops[3].action);
     };
     assert_eq!(sub.notify_within, Duration::from_secs(2));
-    let Action::Postgres(q) = &ops[4].action else {
+    assert_eq!(sub.from, FanoutFrom::Publish);
+    let Action::Tracing(TracingAction::Subscribe(sub)) = &ops[4].action else {
         panic!("{:?}", ops[4].action);
+    };
+    assert_eq!(sub.from, FanoutFrom::Commit);
+    let Action::Postgres(q) = &ops[5].action else {
+        panic!("{:?}", ops[5].action);
     };
     assert_eq!(
         (q.user.as_str(), q.database.as_str()),
@@ -1426,6 +1432,11 @@ fn tracing_actions_are_checked() {
         &op("{ name: m, tracing.subscribe: { service: ts1, publish_via: ts3 } }"),
         "no service `ts3` in the stack",
         "did you mean `ts",
+    );
+    assert_error(
+        &op("{ name: m, tracing.subscribe: { service: ts1, from: comit } }"),
+        "comit",
+        "commit",
     );
     assert_error(
         &op("{ name: m, tracing.subscribe: { service: ts1, publish_via: db } }"),

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::db::{Db, DbError, Row};
@@ -135,7 +135,10 @@ impl Batcher {
         let me = Arc::new(self);
         let permits = Arc::new(Semaphore::new(me.parallelism));
         let mut closed = false;
+        // The committers, each until its batch is answered and fanned out.
+        let mut committers = tokio::task::JoinSet::new();
         loop {
+            while committers.try_join_next().is_some() {}
             let permit = permits
                 .clone()
                 .acquire_owned()
@@ -172,12 +175,9 @@ impl Batcher {
                 }
             }
             let me = me.clone();
-            tokio::spawn(async move {
-                me.commit(batch).await;
-                drop(permit);
-            });
+            committers.spawn(async move { me.commit(batch, permit).await });
         }
-        let _ = permits.acquire_many(me.parallelism as u32).await;
+        while committers.join_next().await.is_some() {}
     }
 
     fn answer(&self, item: Item, result: Result<(), Refusal>) {
@@ -190,7 +190,11 @@ impl Batcher {
         let _ = item.reply.send(result);
     }
 
-    async fn commit(&self, mut batch: Vec<Item>) {
+    /// Writes `batch` in one transaction; `permit` is the committer's slot,
+    /// given back as soon as the database is done with the batch — the
+    /// cache invalidation, the answers and the fan-out that follow need no
+    /// database connection, so the next batch commits meanwhile.
+    async fn commit(&self, mut batch: Vec<Item>, permit: OwnedSemaphorePermit) {
         let mut attempt: u32 = 0;
         let mut last_error = String::from("the database did not answer");
         loop {
@@ -223,11 +227,12 @@ impl Batcher {
                     if !self.db_up.swap(true, Ordering::AcqRel) {
                         tracing::info!("database available: events are committed again");
                     }
+                    drop(permit);
                     self.committed(batch, &w.new_traces).await;
                     return;
                 }
                 Err(DbError::Rejected(msg) | DbError::Duplicate(msg)) => {
-                    self.one_by_one(batch, msg).await;
+                    self.one_by_one(batch, msg, permit).await;
                     return;
                 }
                 Err(DbError::Unavailable(msg)) => {
@@ -285,7 +290,12 @@ impl Batcher {
 
     /// A batch PostgreSQL refused for its data: each event alone, so only
     /// the offending ones are refused.
-    async fn one_by_one(&self, batch: Vec<Item>, first_error: String) {
+    async fn one_by_one(
+        &self,
+        batch: Vec<Item>,
+        first_error: String,
+        permit: OwnedSemaphorePermit,
+    ) {
         tracing::warn!(error = %first_error, events = batch.len(), "a batch was refused for its data; writing its events one by one");
         let mut ok = Vec::new();
         let mut created = Vec::new();
@@ -314,6 +324,7 @@ impl Batcher {
                 }
             }
         }
+        drop(permit);
         if !ok.is_empty() {
             self.committed(ok, &created).await;
         }

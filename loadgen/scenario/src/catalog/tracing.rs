@@ -245,9 +245,34 @@ pub struct TraceSubscribe {
     /// take (default `2s`).
     #[serde(default = "default_notify_within")]
     pub notify_within: Duration,
+    /// What the operation's latency measures: `publish` (the default:
+    /// from the intended publish to the notification, so it includes the
+    /// publish's commit) or `commit` (from the publish's acknowledgement —
+    /// its commit — to the notification: the fan-out alone).
+    #[serde(default, skip_serializing_if = "FanoutFrom::is_default")]
+    pub from: FanoutFrom,
     /// The events published.
     #[serde(default, skip_serializing_if = "EventSpec::is_default")]
     pub event: EventSpec,
+}
+
+/// Where `tracing.subscribe`'s latency starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FanoutFrom {
+    /// The intended publish (open model: the publish's queueing and commit
+    /// are part of it).
+    #[default]
+    Publish,
+    /// The publish's acknowledgement, i.e. its commit: the fan-out through
+    /// Redis to the subscriber alone (0 when the notification came first).
+    Commit,
+}
+
+impl FanoutFrom {
+    fn is_default(&self) -> bool {
+        *self == FanoutFrom::Publish
+    }
 }
 
 fn default_notify_within() -> Duration {
