@@ -187,6 +187,12 @@ async fn stage(ctx: ActorContext) -> Result<HashMap<String, Message>, Error> {
         }
     };
     n.processed.fetch_add(1, Relaxed);
+    if g.tracing {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        *n.per_second.lock().unwrap().entry(now).or_insert(0) += 1;
+    }
     let took = started.elapsed();
     n.processing_ns.fetch_add(took.as_nanos() as u64, Relaxed);
     let secs = took.as_secs_f64();

@@ -6,7 +6,7 @@
 //! and where it came from; `main` prints them and exits 2.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -53,8 +53,10 @@ pub struct Network {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Graph {
-    /// The graph file (JSON or TOML, by extension).
+    /// The graph file (JSON or TOML, by extension), or `builtin:NAME`.
     pub file: String,
+    /// The graph itself, as JSON text (wins over `file`).
+    pub inline: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,7 +157,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("runtime", &["thread_pool_size", "max_memory_mb"]),
     ("logging", &["level", "output", "format"]),
     ("network", &["bind_address"]),
-    ("graph", &["file"]),
+    ("graph", &["file", "inline"]),
     (
         "tracing",
         &["enabled", "server_url", "batch_size", "batch_timeout_ms"],
@@ -267,7 +269,7 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         self.bind_address()?;
-        if self.graph.file.is_empty() {
+        if self.graph.file.is_empty() && self.graph.inline.is_none() {
             return Err(
                 "graph.file is not set: give --graph FILE, REFLOW_GRAPH__FILE or [graph] file"
                     .into(),
@@ -341,9 +343,6 @@ impl Config {
         })
     }
 
-    pub fn graph_path(&self) -> &Path {
-        Path::new(&self.graph.file)
-    }
 
     pub fn accept_timeout(&self) -> Duration {
         Duration::from_millis(self.limits.accept_timeout_ms)

@@ -10,6 +10,12 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Graphs shipped in the binary, for `graph.file = "builtin:NAME"`.
+pub const BUILTINS: &[(&str, &str)] = &[
+    ("pipeline", include_str!("../graphs/pipeline.toml")),
+    ("fanout", include_str!("../graphs/fanout.toml")),
+];
+
 /// Every actor has one inport and (but a sink) one outport.
 pub const INPORT: &str = "input";
 pub const OUTPORT: &str = "output";
@@ -167,6 +173,27 @@ pub struct Graph {
 impl Graph {
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The graph a configuration names: `inline` (JSON text) when set,
+    /// else `file` — a path, or `builtin:NAME` for a graph shipped in the
+    /// binary ([`BUILTINS`]).
+    pub fn from_config(file: &str, inline: Option<&str>) -> Result<Graph, String> {
+        if let Some(text) = inline {
+            let g: GraphFile = serde_json::from_str(text).map_err(|e| format!("graph.inline: {e} (the graph as JSON)"))?;
+            return Graph::check(g).map_err(|e| format!("graph.inline: {e}"));
+        }
+        if let Some(name) = file.strip_prefix("builtin:") {
+            let Some((_, text)) = BUILTINS.iter().find(|(n, _)| *n == name) else {
+                return Err(format!(
+                    "graph `{file}`: no built-in graph `{name}`; built-in: {}",
+                    BUILTINS.iter().map(|(n, _)| format!("builtin:{n}")).collect::<Vec<_>>().join(", ")
+                ));
+            };
+            let g: GraphFile = toml::from_str(text).map_err(|e| format!("graph {file}: {e}"))?;
+            return Graph::check(g).map_err(|e| format!("graph {file}: {e}"));
+        }
+        Graph::load(Path::new(file))
     }
 
     pub fn load(path: &Path) -> Result<Graph, String> {

@@ -255,6 +255,11 @@ async fn graph_view(State(app): State<Arc<App>>) -> Response {
                 "accepted": n.accepted.load(Relaxed),
                 "backlog": st.backlog(i),
                 "dead": n.dead.lock().unwrap().clone(),
+                "processed_per_s": if st.tracing {
+                    Some(n.per_second.lock().unwrap().clone())
+                } else {
+                    None
+                },
             })
         })
         .collect();
@@ -274,6 +279,9 @@ async fn graph_view(State(app): State<Arc<App>>) -> Response {
         "connections": connections,
         "in_flight": st.in_flight(),
         "completed": st.completed.load(Relaxed),
+        "accepted": st.nodes.iter().map(|n| n.accepted.load(Relaxed)).sum::<u64>(),
+        "tracing": st.tracing,
+        "problem": st.problem(app.cfg.stall_after()),
     }))
     .into_response()
 }

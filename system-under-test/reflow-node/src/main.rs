@@ -21,7 +21,7 @@ use reflow_node::state::{Fault, FaultMode};
     about = "Runs a Reflow graph (source, map, filter, fanout, sink) on reflow_network 0.2.1 behind an HTTP API.",
     after_help = "Configuration (each over the one before): /etc/reflow/config.toml, ~/.config/reflow/config.toml, \
 --config FILE (or REFLOW_CONFIG), REFLOW_SECTION__KEY variables (REFLOW_RUNTIME__THREAD_POOL_SIZE, \
-REFLOW_LOGGING__LEVEL, REFLOW_NETWORK__BIND_ADDRESS, REFLOW_GRAPH__FILE, REFLOW_TRACING__ENABLED, \
+REFLOW_LOGGING__LEVEL, REFLOW_NETWORK__BIND_ADDRESS, REFLOW_GRAPH__FILE (a path or builtin:pipeline, builtin:fanout), REFLOW_GRAPH__INLINE (JSON), REFLOW_TRACING__ENABLED, \
 REFLOW_TRACING__SERVER_URL, REFLOW_TRACING__BATCH_SIZE, REFLOW_TRACING__BATCH_TIMEOUT_MS, REFLOW_LIMITS__…), then flags.\n\
 Invalid configuration or graph: exit 2. SIGTERM: stop accepting, drain to the sinks (limits.drain_timeout_ms), exit 0.\n\
 See system-under-test/reflow-node/README.md."
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let graph = match Graph::load(cfg.graph_path()) {
+    let graph = match Graph::from_config(&cfg.graph.file, cfg.graph.inline.as_deref()) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("reflow-node: invalid {e}");

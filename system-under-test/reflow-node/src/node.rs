@@ -58,7 +58,7 @@ impl Node {
             tracing,
             ..NetworkConfig::default()
         };
-        let state = Arc::new(GraphState::new(graph));
+        let state = Arc::new(GraphState::new(graph, cfg.tracing.enabled));
         let instance = crate::state::register(state.clone());
         let mut net = Network::new(net_cfg);
         actors::register_all(&mut net)?;

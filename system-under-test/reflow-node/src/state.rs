@@ -62,6 +62,10 @@ pub struct NodeState {
     pub fault: Mutex<Option<Fault>>,
     /// Why it died (a panic or a stall fault), if it did.
     pub dead: Mutex<Option<String>>,
+    /// With tracing on: messages processed per wall-clock second (unix
+    /// seconds) — each handed the tracing client one `ActorCompleted`
+    /// event stamped in that second.
+    pub per_second: Mutex<BTreeMap<u64, u64>>,
 }
 
 /// A batch waiting for its messages to reach sinks.
@@ -85,6 +89,8 @@ pub struct GraphState {
     pub last_progress_ns: AtomicU64,
     pub network_events: Mutex<BTreeMap<&'static str, u64>>,
     pub draining: AtomicBool,
+    /// The tracing client is on (per-second counts are kept).
+    pub tracing: bool,
 }
 
 /// Graph states by instance, so actors (built by the runtime from their
@@ -102,7 +108,7 @@ pub fn lookup(instance: usize) -> Option<Arc<GraphState>> {
 }
 
 impl GraphState {
-    pub fn new(graph: Graph) -> GraphState {
+    pub fn new(graph: Graph, tracing: bool) -> GraphState {
         let nodes = graph
             .nodes
             .iter()
@@ -127,6 +133,7 @@ impl GraphState {
                 sink: Mutex::new(SinkState::default()),
                 fault: Mutex::new(None),
                 dead: Mutex::new(None),
+                per_second: Mutex::new(BTreeMap::new()),
             })
             .collect();
         GraphState {
@@ -139,6 +146,7 @@ impl GraphState {
             last_progress_ns: AtomicU64::new(0),
             network_events: Mutex::new(BTreeMap::new()),
             draining: AtomicBool::new(false),
+            tracing,
         }
     }
 

@@ -356,6 +356,25 @@ fn bad_graphs_and_configuration_exit_2_with_the_reason() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    exit_2(
+        d,
+        ("g.toml", LINE),
+        &[("REFLOW_GRAPH__INLINE", "{\"nodes\": []}")],
+        "graph.inline: no nodes",
+    );
+    // without --graph: a built-in graph by name
+    let builtin = |name: &str| {
+        Command::new(BIN)
+            .env("HOME", d)
+            .env("REFLOW_GRAPH__FILE", name)
+            .arg("--check")
+            .output()
+            .unwrap()
+    };
+    assert!(builtin("builtin:fanout").status.success());
+    let out = builtin("builtin:nope");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("builtin:pipeline"));
 }
 
 /// The upstream's defect: a panic kills the actor's task silently and
