@@ -137,7 +137,7 @@ impl Default for Limits {
             accept_timeout_ms: 5000,
             sink_timeout_ms: 10_000,
             stall_after_ms: 5000,
-            drain_timeout_ms: 10_000,
+            drain_timeout_ms: 5000,
             max_batch: 100_000,
             max_in_flight: 20_000,
         }

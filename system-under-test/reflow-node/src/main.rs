@@ -190,7 +190,10 @@ fn init_logging(cfg: &Config) -> Result<(), String> {
             cfg.logging.level
         ))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal());
     let json = cfg.logging.format == "json";
     match cfg.logging.output.as_str() {
         "stderr" => {

@@ -254,7 +254,14 @@ impl Node {
     pub async fn drain(&self, bound: Duration) -> usize {
         self.state.draining.store(true, Relaxed);
         let until = Instant::now() + bound;
-        while self.state.in_flight() > 0 && Instant::now() < until {
+        // A dead actor never drains: do not wait for it.
+        let dead = || {
+            self.state
+                .nodes
+                .iter()
+                .any(|n| n.dead.lock().unwrap().is_some())
+        };
+        while self.state.in_flight() > 0 && !dead() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.state.in_flight();
