@@ -192,9 +192,11 @@ pub fn trace_events_complete(
                 let got = stored.get(sec).copied().unwrap_or(0);
                 if *count > got {
                     let t = *sec as f64 - rb.run_start_unix_s;
-                    let e = lost_by_place
-                        .entry(place(t, faults))
-                        .or_insert((0, f64::INFINITY, f64::NEG_INFINITY));
+                    let e = lost_by_place.entry(place(t, faults)).or_insert((
+                        0,
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                    ));
                     e.0 += count - got;
                     e.1 = e.1.min(t);
                     e.2 = e.2.max(t + 1.0);

@@ -454,15 +454,11 @@ impl FaultScheduler {
                 Held::Nothing
             }
             FaultAction::ReflowActorPanic { actor, panic_after } => {
-                let body = serde_json::json!({ "actor": actor, "mode": "panic", "after": panic_after });
-                node_fault(
-                    stack()?.as_ref(),
-                    &w.target,
-                    "/api/v1/test/fault",
-                    &body,
-                )
-                .await
-                .map_err(err)?;
+                let body =
+                    serde_json::json!({ "actor": actor, "mode": "panic", "after": panic_after });
+                node_fault(stack()?.as_ref(), &w.target, "/api/v1/test/fault", &body)
+                    .await
+                    .map_err(err)?;
                 end_now = true;
                 Held::Nothing
             }

@@ -34,13 +34,25 @@ fn every_reflow_chaos_scenario_is_tested_here() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/chaos");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().path().file_stem().unwrap().to_str().unwrap().to_owned())
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
         .filter(|n| n.starts_with("reflow-"))
         .collect();
     names.sort();
     assert_eq!(
         names,
-        ["reflow-actor-panic", "reflow-tracing-cost", "reflow-tracing-restart"]
+        [
+            "reflow-actor-panic",
+            "reflow-tracing-cost",
+            "reflow-tracing-restart"
+        ]
     );
     assert!(perf_scenario("reflow-pipeline.yaml").is_file());
 }
@@ -81,7 +93,11 @@ fn an_actor_panic_under_load_is_detected_and_named() {
         .flat_map(|p| p.operations.iter())
         .find(|o| o.operation == "send" && o.errors > 0)
         .expect("refused sends");
-    assert!(send.errors_by_kind.contains_key("http_503"), "{:?}", send.errors_by_kind);
+    assert!(
+        send.errors_by_kind.contains_key("http_503"),
+        "{:?}",
+        send.errors_by_kind
+    );
 }
 
 /// Upstream bug 2: the tracing client loses events while the server
@@ -111,7 +127,10 @@ fn a_tracing_server_restart_loses_events_and_they_are_counted() {
     let node = &rb.nodes["reflow"];
     let handed: u64 = node.processed_per_s.values().flat_map(|m| m.values()).sum();
     let stored: u64 = node.stored_per_s.values().flat_map(|m| m.values()).sum();
-    assert!(stored > 0 && stored < handed, "handed {handed}, stored {stored}");
+    assert!(
+        stored > 0 && stored < handed,
+        "handed {handed}, stored {stored}"
+    );
 }
 
 /// Upstream bug 3: tracing's cost, side by side in one run; and with
@@ -139,7 +158,11 @@ fn tracing_on_and_off_run_side_by_side() {
     let r = results(&run);
     let steady = r.phases.iter().find(|p| p.name == "steady").unwrap();
     for op in ["plain", "traced"] {
-        let o = steady.operations.iter().find(|o| o.operation == op).unwrap();
+        let o = steady
+            .operations
+            .iter()
+            .find(|o| o.operation == op)
+            .unwrap();
         assert!(o.count > 0 && o.errors == 0, "{op}: {o:?}");
         assert!(o.messages_per_s.unwrap_or(0.0) > 0.0, "{op}");
     }

@@ -99,8 +99,6 @@ pub struct Test {
     pub fault_endpoint: bool,
 }
 
-
-
 impl Default for Logging {
     fn default() -> Self {
         Logging {
@@ -118,7 +116,6 @@ impl Default for Network {
         }
     }
 }
-
 
 impl Default for Tracing {
     fn default() -> Self {
@@ -342,7 +339,6 @@ impl Config {
             )
         })
     }
-
 
     pub fn accept_timeout(&self) -> Duration {
         Duration::from_millis(self.limits.accept_timeout_ms)

@@ -180,14 +180,19 @@ impl Graph {
     /// binary ([`BUILTINS`]).
     pub fn from_config(file: &str, inline: Option<&str>) -> Result<Graph, String> {
         if let Some(text) = inline {
-            let g: GraphFile = serde_json::from_str(text).map_err(|e| format!("graph.inline: {e} (the graph as JSON)"))?;
+            let g: GraphFile = serde_json::from_str(text)
+                .map_err(|e| format!("graph.inline: {e} (the graph as JSON)"))?;
             return Graph::check(g).map_err(|e| format!("graph.inline: {e}"));
         }
         if let Some(name) = file.strip_prefix("builtin:") {
             let Some((_, text)) = BUILTINS.iter().find(|(n, _)| *n == name) else {
                 return Err(format!(
                     "graph `{file}`: no built-in graph `{name}`; built-in: {}",
-                    BUILTINS.iter().map(|(n, _)| format!("builtin:{n}")).collect::<Vec<_>>().join(", ")
+                    BUILTINS
+                        .iter()
+                        .map(|(n, _)| format!("builtin:{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             };
             let g: GraphFile = toml::from_str(text).map_err(|e| format!("graph {file}: {e}"))?;

@@ -76,7 +76,7 @@ enum Req {
         service: String,
         node: String,
         path: String,
-        messages: Messages,
+        messages: Box<Messages>,
     },
     Sink {
         target: Target,
@@ -101,7 +101,7 @@ pub fn prepare(action: &ReflowAction, at: &crate::PrepareAt) -> Result<ReflowCal
                     ReflowWait::Sink => "?wait=sink",
                 }
             ),
-            messages: Messages {
+            messages: Box::new(Messages {
                 keys: KeyGen::new(&s.key, at.seed, at.stream ^ (7 << 48), &at.shared.counters),
                 payload: s.payload.as_ref().map(|p: &Payload| {
                     (
@@ -110,7 +110,7 @@ pub fn prepare(action: &ReflowAction, at: &crate::PrepareAt) -> Result<ReflowCal
                     )
                 }),
                 batch: s.batch,
-            },
+            }),
         },
         ReflowAction::Sink(s) => Req::Sink {
             target,
