@@ -55,6 +55,27 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
+/// 404 for a node the graph does not have, listing those of `kind`.
+fn unknown_node(
+    st: &crate::state::GraphState,
+    node: &str,
+    kind: ActorKind,
+    label: &str,
+) -> Response {
+    let ids: Vec<&str> = st
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.kind == kind)
+        .map(|n| n.id.as_str())
+        .collect();
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_node",
+        format!("no node `{node}`; {label}: {}", ids.join(", ")),
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Batch {
@@ -74,18 +95,7 @@ async fn inport(
 ) -> Response {
     let st = &app.node.state;
     let Some(i) = st.index(&node) else {
-        let sources: Vec<&str> = st
-            .graph
-            .nodes
-            .iter()
-            .filter(|n| n.kind == ActorKind::Source)
-            .map(|n| n.id.as_str())
-            .collect();
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_node",
-            format!("no node `{node}`; inports: {}", sources.join(", ")),
-        );
+        return unknown_node(st, &node, ActorKind::Source, "inports");
     };
     let n = &st.graph.nodes[i];
     if n.kind != ActorKind::Source {
@@ -206,18 +216,7 @@ async fn inport(
 async fn sink(State(app): State<Arc<App>>, Path(node): Path<String>) -> Response {
     let st = &app.node.state;
     let Some(i) = st.index(&node) else {
-        let sinks: Vec<&str> = st
-            .graph
-            .nodes
-            .iter()
-            .filter(|n| n.kind == ActorKind::Sink)
-            .map(|n| n.id.as_str())
-            .collect();
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_node",
-            format!("no node `{node}`; sinks: {}", sinks.join(", ")),
-        );
+        return unknown_node(st, &node, ActorKind::Sink, "sinks");
     };
     let n = &st.nodes[i];
     if n.node.kind != ActorKind::Sink {
