@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-cargo build --release -p loadgen -p fabric -p actors -p tracing-server
+cargo build --release -p loadgen -p fabric -p actors -p tracing-server -p reflow-node
 loadgen=target/release/loadgen
 mkdir -p "$out"
 summary="$out/summary.md"

@@ -20,11 +20,11 @@ done
 
 ci/setup.sh
 
-echo "== container images: release fabric-node, actor-node and tracing-server, then loadgen images build (once per CI run; a no-op when up to date)"
+echo "== container images: release fabric-node, actor-node, tracing-server and reflow-node, then loadgen images build (once per CI run; a no-op when up to date)"
 # The container tests (loadgen/cli/tests/containers.rs) use these images and
 # these release binaries (every bundled kind gets an image); building here
 # keeps the build out of the tests.
-cargo build --locked --release -p fabric --bin fabric-node -p actors --bin actor-node -p tracing-server --bin tracing-server
+cargo build --locked --release -p fabric --bin fabric-node -p actors --bin actor-node -p tracing-server --bin tracing-server -p reflow-node --bin reflow-node
 GAUNTLET_BIN_DIR=target/release cargo run --locked --quiet --bin loadgen -- images build
 
 echo "== cargo test --workspace"

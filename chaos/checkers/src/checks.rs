@@ -42,10 +42,16 @@ pub enum Check {
     /// No success answered for a request wholly inside a window where
     /// PostgreSQL was down.
     TracingNoFalseAck,
+    /// Every message a Reflow node accepted reached its sinks, or the
+    /// stall is reported with the actor and the count stuck.
+    ReflowAcceptedReachSink,
+    /// For every message a Reflow node's actors processed, the tracing
+    /// server stored the event the client was handed.
+    ReflowTraceEventsComplete,
 }
 
 impl Check {
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 12] = [
         Check::NoAckedWriteLost,
         Check::OffsetsUnique,
         Check::QueueAtLeastOnce,
@@ -56,6 +62,8 @@ impl Check {
         Check::TracingNoAckedEventLost,
         Check::TracingSubscribersSeeEvents,
         Check::TracingNoFalseAck,
+        Check::ReflowAcceptedReachSink,
+        Check::ReflowTraceEventsComplete,
     ];
 
     /// The name in `checks:`, results and reports.
@@ -71,6 +79,8 @@ impl Check {
             Check::TracingNoAckedEventLost => "tracing.no_acked_event_lost",
             Check::TracingSubscribersSeeEvents => "tracing.subscribers_see_events",
             Check::TracingNoFalseAck => "tracing.no_false_ack",
+            Check::ReflowAcceptedReachSink => "reflow.accepted_reach_sink",
+            Check::ReflowTraceEventsComplete => "reflow.trace_events_complete",
         }
     }
 
@@ -90,6 +100,12 @@ impl Check {
             Check::TracingNoAckedEventLost => no_acked_event_lost(history, readback, faults),
             Check::TracingSubscribersSeeEvents => subscribers_see_events(history, readback, faults),
             Check::TracingNoFalseAck => no_false_ack(history, readback, faults),
+            Check::ReflowAcceptedReachSink => {
+                crate::reflow::accepted_reach_sink(history, readback, faults)
+            }
+            Check::ReflowTraceEventsComplete => {
+                crate::reflow::trace_events_complete(history, readback, faults)
+            }
         }
     }
 }
@@ -156,16 +172,16 @@ pub fn relative_to_faults(t: f64, faults: &[Fault]) -> String {
     format!("{:.2} s before fault `{}`", next.start_s - t, next.name)
 }
 
-struct Builder<'a> {
+pub(crate) struct Builder<'a> {
     check: Check,
     faults: &'a [Fault],
-    counts: BTreeMap<String, u64>,
+    pub(crate) counts: BTreeMap<String, u64>,
     violations: Vec<EvidenceItem>,
     total_violations: u64,
 }
 
 impl<'a> Builder<'a> {
-    fn new(check: Check, faults: &'a [Fault]) -> Self {
+    pub(crate) fn new(check: Check, faults: &'a [Fault]) -> Self {
         Builder {
             check,
             faults,
@@ -175,11 +191,11 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn count(&mut self, what: &str, n: u64) {
+    pub(crate) fn count(&mut self, what: &str, n: u64) {
         *self.counts.entry(what.to_owned()).or_default() += n;
     }
 
-    fn violation(&mut self, op: Option<&Operation>, what: String) {
+    pub(crate) fn violation(&mut self, op: Option<&Operation>, what: String) {
         self.total_violations += 1;
         // Keep the earliest ones.
         let at = op.map_or(f64::INFINITY, |o| o.completed_s.unwrap_or(o.invoked_s));
@@ -208,7 +224,7 @@ impl<'a> Builder<'a> {
         self.violations.truncate(MAX_EVIDENCE);
     }
 
-    fn finish(mut self, checked: String) -> CheckVerdict {
+    pub(crate) fn finish(mut self, checked: String) -> CheckVerdict {
         self.trim();
         self.count("violations", 0);
         let passed = self.total_violations == 0;

@@ -87,6 +87,14 @@ pub enum Invocation {
         sinks: Vec<String>,
         keys: BTreeMap<String, u64>,
     },
+    /// A batch of messages into a Reflow node's source (`reflow.send`);
+    /// the `ok` carries the messages accepted in `handled`.
+    #[serde(rename = "reflow.send")]
+    ReflowSend {
+        service: String,
+        node: String,
+        messages: u64,
+    },
     /// A trace started on a tracing server (`StartTrace`); the `ok`
     /// carries its id in `job_id`.
     #[serde(rename = "tracing.start")]
@@ -423,6 +431,10 @@ pub struct ReadBack {
     /// recorded, and what the tracing checks need to judge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<TracingReadBack>,
+    /// Reflow nodes: what each reported after its graph drained (or
+    /// stalled), and what the tracing servers stored of their events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflow: Option<crate::reflow::ReflowReadBack>,
     /// Actor nodes: each component's status when the read-back began
     /// (with per-key counts for the counters messages were sent to).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -16,6 +16,7 @@
 
 pub mod checks;
 pub mod history;
+pub mod reflow;
 
 pub use checks::{Check, CheckVerdict, EvidenceItem, relative_to_faults};
 pub use history::{

@@ -10,6 +10,7 @@
 //! cores in bounded threads and `disk_full` fills the service's data
 //! directory (until ENOSPC or its `max`), then frees it.
 //!
+//! `reflow_actor_panic` goes to a Reflow node's (`POST /api/v1/test/fault`).
 //! `actor_panic` and `actor_stall` go to the actor node's test-only fault
 //! endpoint (`POST /api/v1/components/{name}/faults`, the node started
 //! with `AIRSSYS_TEST_FAULTS=1`), straight to the service's endpoint; a
@@ -276,6 +277,7 @@ impl FaultScheduler {
             }
             FaultAction::ActorPanic { .. } => "actor.panic".to_owned(),
             FaultAction::ActorStall { .. } => "actor.stall".to_owned(),
+            FaultAction::ReflowActorPanic { .. } => "reflow.actor_panic".to_owned(),
             _ => format!("{runtime}.{}", action.key()),
         }
     }
@@ -451,6 +453,15 @@ impl FaultScheduler {
                 end_now = w.end.is_none();
                 Held::Nothing
             }
+            FaultAction::ReflowActorPanic { actor, panic_after } => {
+                let body =
+                    serde_json::json!({ "actor": actor, "mode": "panic", "after": panic_after });
+                node_fault(stack()?.as_ref(), &w.target, "/api/v1/test/fault", &body)
+                    .await
+                    .map_err(err)?;
+                end_now = true;
+                Held::Nothing
+            }
             FaultAction::ActorStall { component, stall } => {
                 let body = serde_json::json!({ "stall_ms": stall.as_millis() as u64 });
                 actor_fault(stack()?.as_ref(), &w.target, component, &body)
@@ -551,7 +562,10 @@ impl FaultScheduler {
                 stack()?.start(&w.target).await.map_err(control)?;
             }
             (FaultAction::Pause, _) => stack()?.unpause(&w.target).await.map_err(control)?,
-            (FaultAction::Resume | FaultAction::Restart, _) => {}
+            (
+                FaultAction::Resume | FaultAction::Restart | FaultAction::ReflowActorPanic { .. },
+                _,
+            ) => {}
             (
                 FaultAction::ActorPanic { component, .. }
                 | FaultAction::ActorStall { component, .. },
@@ -627,10 +641,21 @@ async fn actor_fault(
     component: &str,
     body: &serde_json::Value,
 ) -> Result<(), String> {
+    let path = format!("/api/v1/components/{component}/faults");
+    node_fault(stack, service, &path, body).await
+}
+
+/// One `POST path` of a JSON body to a node's test-only fault endpoint.
+async fn node_fault(
+    stack: &dyn Stack,
+    service: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(), String> {
     let endpoint = stack.endpoint(service).map_err(|e| e.to_string())?;
     let body = body.to_string();
     let request = format!(
-        "POST /api/v1/components/{component}/faults HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         endpoint.addr(),
         body.len()
     );
@@ -657,7 +682,7 @@ async fn actor_fault(
     }
     let detail = text.split("\r\n\r\n").nth(1).unwrap_or("").trim();
     Err(format!(
-        "the node answered {status} to the fault on component `{component}`: {detail} (hint: the fault endpoint needs AIRSSYS_TEST_FAULTS=1, the `actors` kind's default; the component must exist)"
+        "the node answered {status} to POST {path}: {detail} (hint: the fault endpoint needs AIRSSYS_TEST_FAULTS=1 on an actor node, REFLOW_TEST__FAULT_ENDPOINT=true on a Reflow node — each kind's default; the component or graph node must exist)"
     ))
 }
 

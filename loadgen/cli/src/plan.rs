@@ -198,9 +198,10 @@ impl Plan {
     /// order of [`Self::recorded_names`]: an actor send's or publish's
     /// batch; 0 for operations not counted in messages.
     pub fn messages_per_operation(&self) -> Vec<u64> {
-        let batch = |a: &gauntlet_scenario::Action| match a.actors() {
-            Some(gauntlet_scenario::ActorsAction::Send(s)) => u64::from(s.batch),
-            Some(gauntlet_scenario::ActorsAction::Publish(p)) => u64::from(p.batch),
+        let batch = |a: &gauntlet_scenario::Action| match (a.actors(), a.reflow()) {
+            (Some(gauntlet_scenario::ActorsAction::Send(s)), _) => u64::from(s.batch),
+            (Some(gauntlet_scenario::ActorsAction::Publish(p)), _) => u64::from(p.batch),
+            (_, Some(gauntlet_scenario::ReflowAction::Send(s))) => u64::from(s.batch),
             _ => 0,
         };
         self.operations

@@ -90,15 +90,17 @@ fn every_chaos_scenario_passes_against_the_fabric() {
         .collect();
     scenarios.sort();
     // Each system's chaos scenarios run in its own test (the actor node's
-    // in tests/actors.rs, the tracing server's in tests/tracing.rs); a
+    // in tests/actors.rs, the tracing server's in tests/tracing.rs, the
+    // Reflow node's in tests/reflow.rs); a
     // scenario of no known system fails here.
     for s in &scenarios {
         let name = s.file_stem().unwrap().to_str().unwrap();
         assert!(
             name.starts_with("fabric-")
                 || name.starts_with("actors-")
-                || name.starts_with("tracing-"),
-            "{name}: add a test that runs it shortened (tests/chaos.rs, tests/actors.rs, tests/tracing.rs)"
+                || name.starts_with("tracing-")
+                || name.starts_with("reflow-"),
+            "{name}: add a test that runs it shortened (tests/chaos.rs, tests/actors.rs, tests/tracing.rs, tests/reflow.rs)"
         );
     }
     scenarios.retain(|s| {

@@ -44,6 +44,16 @@ pub fn tracing_server() -> PathBuf {
     path
 }
 
+pub fn reflow_node() -> PathBuf {
+    let path = bin_dir().join("reflow-node");
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` so the Reflow node is built",
+        path.display()
+    );
+    path
+}
+
 /// A bundled scenario of `scenarios/perf/`, by file name.
 pub fn perf_scenario(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

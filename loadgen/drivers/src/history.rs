@@ -187,6 +187,19 @@ pub async fn run_checks(
         crate::actors::readback::read_back(&client, &wanted, &history, target, &mut readback)
             .await?;
     }
+    // The Reflow nodes (and the tracing store of their events) for theirs.
+    if checks.iter().any(|c| c.is_reflow()) {
+        crate::reflow::readback::read_back(
+            &client,
+            scenario,
+            checks.contains(&gauntlet_scenario::CheckName::ReflowTraceEventsComplete),
+            scenario.drain_within(),
+            run_start,
+            target,
+            &mut readback,
+        )
+        .await?;
+    }
     // The tracing servers' PostgreSQL for theirs.
     if checks.iter().any(|c| c.is_tracing()) {
         crate::tracing::readback::read_back(

@@ -10,7 +10,7 @@
 //! prepared operation only as a [`gauntlet_engine::Operation`].
 //!
 //! Systems: [`fabric`] (the event fabric's HTTP API), [`actors`] (the actor
-//! node's), [`tracing`] (the tracing server's WebSocket protocol),
+//! node's), [`reflow`] (a Reflow node's), [`tracing`] (the tracing server's WebSocket protocol),
 //! [`postgres`] and [`redis`] (one statement or command) and [`http`] (any
 //! HTTP service). Adding one is a module implementing [`Call`], a variant of
 //! [`SystemCall`] and an arm in [`prepare_call`] and [`setup`] (see
@@ -42,6 +42,7 @@ pub mod http;
 pub mod pool;
 pub mod postgres;
 pub mod redis;
+pub mod reflow;
 pub mod request;
 pub mod target;
 pub mod tracing;
@@ -121,6 +122,7 @@ pub enum SystemCall {
     Fabric(fabric::FabricCall),
     Actors(actors::ActorsCall),
     Tracing(tracing::TracingCall),
+    Reflow(reflow::ReflowCall),
     Postgres(postgres::PostgresCall),
     Redis(redis::RedisCall),
     Http(http::HttpCall),
@@ -132,6 +134,7 @@ impl Call for SystemCall {
             SystemCall::Fabric(c) => c.perform(conns, chain).await,
             SystemCall::Actors(c) => c.perform(conns, chain).await,
             SystemCall::Tracing(c) => c.perform(conns, chain).await,
+            SystemCall::Reflow(c) => c.perform(conns, chain).await,
             SystemCall::Postgres(c) => c.perform(conns, chain).await,
             SystemCall::Redis(c) => c.perform(conns, chain).await,
             SystemCall::Http(c) => c.perform(conns, chain).await,
@@ -143,6 +146,7 @@ impl Call for SystemCall {
             SystemCall::Fabric(c) => c.step_requests(chain),
             SystemCall::Actors(c) => c.step_requests(chain),
             SystemCall::Tracing(c) => c.step_requests(chain),
+            SystemCall::Reflow(c) => c.step_requests(chain),
             SystemCall::Postgres(c) => c.step_requests(chain),
             SystemCall::Redis(c) => c.step_requests(chain),
             SystemCall::Http(c) => c.step_requests(chain),
@@ -182,6 +186,7 @@ pub fn prepare_call(action: &Action, at: &PrepareAt) -> Result<SystemCall, Strin
         Action::Fabric(a) => SystemCall::Fabric(fabric::prepare(a, at)?),
         Action::Actors(a) => SystemCall::Actors(actors::prepare(a, at)?),
         Action::Tracing(a) => SystemCall::Tracing(tracing::prepare(a, at)?),
+        Action::Reflow(a) => SystemCall::Reflow(reflow::prepare(a, at)?),
         Action::Postgres(q) => SystemCall::Postgres(postgres::prepare(q, at)?),
         Action::Redis(c) => SystemCall::Redis(redis::prepare(c, at)?),
         Action::Http(h) => SystemCall::Http(http::prepare(h, at)?),
@@ -208,6 +213,7 @@ pub async fn setup(
             // The tracing server, PostgreSQL and Redis need nothing per
             // operation (`setup.postgres` is the scenario's).
             Action::Actors(_)
+            | Action::Reflow(_)
             | Action::Tracing(_)
             | Action::Postgres(_)
             | Action::Redis(_)
@@ -317,6 +323,7 @@ impl Operation for Prepared {
             SystemCall::Fabric(c) => c.perform(conns, chain).await,
             SystemCall::Actors(c) => c.perform(conns, chain).await,
             SystemCall::Tracing(c) => c.perform(conns, chain).await,
+            SystemCall::Reflow(c) => c.perform(conns, chain).await,
             SystemCall::Postgres(c) => c.perform(conns, chain).await,
             SystemCall::Redis(c) => c.perform(conns, chain).await,
             SystemCall::Http(c) => c.perform(conns, chain).await,

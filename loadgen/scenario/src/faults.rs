@@ -147,6 +147,11 @@ pub struct FaultSpec {
     /// (default: the window's `for`); `for` clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_stall: Option<Target>,
+    /// A Reflow node's `actor` (a node of its graph) panics after
+    /// `panic_after` more messages (the node's test-only fault endpoint).
+    /// Instantaneous: the published runtime never restarts a panicked task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflow_actor_panic: Option<Target>,
 
     /// `kill`: the signal (`KILL`, `TERM`, `SIGINT`, `9`, …; default `KILL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,7 +169,10 @@ pub struct FaultSpec {
     /// `actor_panic`, `actor_stall`: the component (by registry name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
-    /// `actor_panic`: messages handled before the panic (default 0: the next one).
+    /// `reflow_actor_panic`: the graph node whose actor panics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// `actor_panic`, `reflow_actor_panic`: messages handled before the panic (default 0: the next one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub panic_after: Option<u32>,
     /// `actor_panic`: panic again after every `panic_after` messages until
@@ -254,6 +262,15 @@ pub enum CheckName {
     /// PostgreSQL was down (killed, paused or stopped).
     #[serde(rename = "tracing.no_false_ack")]
     TracingNoFalseAck,
+    /// Every message a Reflow node accepted reached its sinks, or the
+    /// stall is reported with the actor's name and the count stuck.
+    #[serde(rename = "reflow.accepted_reach_sink")]
+    ReflowAcceptedReachSink,
+    /// For every message a Reflow node processed, the tracing server stored
+    /// the event the client was handed; how many were lost, and in which
+    /// fault window.
+    #[serde(rename = "reflow.trace_events_complete")]
+    ReflowTraceEventsComplete,
 }
 
 impl CheckName {
@@ -269,7 +286,18 @@ impl CheckName {
             CheckName::TracingNoAckedEventLost => "tracing.no_acked_event_lost",
             CheckName::TracingSubscribersSeeEvents => "tracing.subscribers_see_events",
             CheckName::TracingNoFalseAck => "tracing.no_false_ack",
+            CheckName::ReflowAcceptedReachSink => "reflow.accepted_reach_sink",
+            CheckName::ReflowTraceEventsComplete => "reflow.trace_events_complete",
         }
+    }
+
+    /// The checks of Reflow nodes (read back from the nodes, and from the
+    /// tracing servers' PostgreSQL for the trace events).
+    pub fn is_reflow(self) -> bool {
+        matches!(
+            self,
+            CheckName::ReflowAcceptedReachSink | CheckName::ReflowTraceEventsComplete
+        )
     }
 
     /// The checks of the tracing server (read back from its PostgreSQL).
@@ -339,7 +367,7 @@ impl Scenario {
 }
 
 /// The service fault kinds, by their key.
-pub const SERVICE_KINDS: [&str; 10] = [
+pub const SERVICE_KINDS: [&str; 11] = [
     "kill",
     "stop",
     "pause",
@@ -350,6 +378,7 @@ pub const SERVICE_KINDS: [&str; 10] = [
     "disk_full",
     "actor_panic",
     "actor_stall",
+    "reflow_actor_panic",
 ];
 /// The fault kinds of the actor node, through its test-only fault endpoint.
 pub const ACTOR_KINDS: [&str; 2] = ["actor_panic", "actor_stall"];
@@ -423,6 +452,11 @@ pub enum FaultAction {
         component: String,
         stall: StdDuration,
     },
+    /// A Reflow node: `POST /api/v1/test/fault {"actor","mode":"panic","after"}`.
+    ReflowActorPanic {
+        actor: String,
+        panic_after: u32,
+    },
     Link {
         action: LinkAction,
         stream: LinkStream,
@@ -444,6 +478,7 @@ impl FaultAction {
             FaultAction::DiskFull { .. } => "disk_full",
             FaultAction::ActorPanic { .. } => "actor_panic",
             FaultAction::ActorStall { .. } => "actor_stall",
+            FaultAction::ReflowActorPanic { .. } => "reflow_actor_panic",
             FaultAction::Link { action, .. } => match action {
                 LinkAction::Latency { .. } => "latency",
                 LinkAction::Bandwidth { .. } => "bandwidth",
@@ -494,6 +529,7 @@ impl FaultSpec {
             self.disk_full.is_some(),
             self.actor_panic.is_some(),
             self.actor_stall.is_some(),
+            self.reflow_actor_panic.is_some(),
         ];
         let link = [
             self.latency.is_some(),
@@ -526,6 +562,7 @@ impl FaultSpec {
             &self.disk_full,
             &self.actor_panic,
             &self.actor_stall,
+            &self.reflow_actor_panic,
         ]
         .into_iter()
         .find_map(Option::as_ref)
@@ -565,6 +602,10 @@ impl FaultSpec {
             "actor_stall" => FaultAction::ActorStall {
                 component: self.component.clone()?,
                 stall: self.stall.or(self.for_)?.as_std(),
+            },
+            "reflow_actor_panic" => FaultAction::ReflowActorPanic {
+                actor: self.actor.clone()?,
+                panic_after: self.panic_after.unwrap_or(0),
             },
             "latency" => link(LinkAction::Latency {
                 latency: self.latency?.as_std(),
@@ -618,6 +659,7 @@ impl FaultSpec {
                 "disk_full",
                 "actor_panic",
                 "actor_stall",
+                "reflow_actor_panic",
             ] {
                 map.remove(key);
             }
@@ -764,6 +806,43 @@ fn check_actor_fault(
     }
 }
 
+/// The rules of `reflow_actor_panic`: a reflow service, an actor (graph node) name.
+fn check_reflow_fault(
+    s: &Scenario,
+    f: &FaultSpec,
+    problem: &mut impl FnMut(Option<&str>, String, Option<String>),
+) {
+    let kind = "reflow_actor_panic";
+    if let Some(target) = f.target() {
+        for c in target.candidates() {
+            if let Some(svc) = s.stack.services.get(c)
+                && svc
+                    .kind
+                    .is_some_and(|k| k != crate::model::ServiceKind::Reflow)
+            {
+                problem(
+                    Some(kind),
+                    format!("service `{c}` is not a Reflow node; `{kind}` needs one"),
+                    Some("target a service of `kind: reflow`".to_owned()),
+                );
+            }
+        }
+    }
+    match &f.actor {
+        None => problem(
+            Some(kind),
+            format!("a `{kind}` fault needs `actor:` (the graph node whose actor panics)"),
+            Some(format!("e.g. `{{ at: 5s, {kind}: reflow, actor: map }}`")),
+        ),
+        Some(a) if a.is_empty() || a.contains(['.', '/', ' ']) => problem(
+            Some("actor"),
+            format!("`{a}` is not a graph node id"),
+            Some("a node of the graph, e.g. `map`".to_owned()),
+        ),
+        Some(_) => {}
+    }
+}
+
 /// The semantic rules of `faults:` and `checks:`.
 pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
     let services: Vec<&str> = s.stack.services.keys().map(String::as_str).collect();
@@ -867,9 +946,14 @@ pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
         }
 
         // Parameters that belong to other kinds.
-        let owned: [(&str, bool, &[&str]); 15] = [
+        let owned: [(&str, bool, &[&str]); 16] = [
             ("component", f.component.is_some(), &ACTOR_KINDS),
-            ("panic_after", f.panic_after.is_some(), &["actor_panic"]),
+            ("actor", f.actor.is_some(), &["reflow_actor_panic"]),
+            (
+                "panic_after",
+                f.panic_after.is_some(),
+                &["actor_panic", "reflow_actor_panic"],
+            ),
             ("repeat", f.repeat.is_some(), &["actor_panic"]),
             ("stall", f.stall.is_some(), &["actor_stall"]),
             ("signal", f.signal.is_some(), &["kill"]),
@@ -920,7 +1004,7 @@ pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
                         .to_owned(),
                 ),
             ),
-            ("restart", true) | ("resume", true) => problem(
+            ("restart", true) | ("resume", true) | ("reflow_actor_panic", true) => problem(
                 Some("for"),
                 format!("a `{kind}` is instantaneous; `for` has nothing to heal"),
                 Some("remove `for:`".to_owned()),
@@ -939,6 +1023,9 @@ pub(crate) fn check(s: &Scenario, out: &mut Vec<Problem>) {
         }
         if ACTOR_KINDS.contains(&kind) {
             check_actor_fault(s, f, kind, &mut problem);
+        }
+        if kind == "reflow_actor_panic" {
+            check_reflow_fault(s, f, &mut problem);
         }
         if f.for_.is_some_and(|d| d.0.is_zero()) {
             problem(

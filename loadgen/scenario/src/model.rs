@@ -101,7 +101,8 @@ impl fmt::Display for Runtime {
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// A service Gauntlet ships: `fabric`, `actors` (the actor node),
-    /// `tracing` (the tracing server), `postgres` (PostgreSQL 15), `redis`
+    /// `tracing` (the tracing server), `reflow` (a Reflow node on the
+    /// published runtime), `postgres` (PostgreSQL 15), `redis`
     /// (Redis 7) or `nginx` (in front of `upstreams`); the last three come
     /// from Debian (this machine's packages in process mode, the base image
     /// in containers).
@@ -248,16 +249,20 @@ pub enum ServiceKind {
     /// nginx (Debian's `nginx-light`) in front of HTTP services (`upstreams`),
     /// its configuration generated per run.
     Nginx,
+    /// A Reflow node (`reflow-node`, seed 000): a graph on the published
+    /// `reflow_network` 0.2.1 runtime, optionally traced to a `tracing` service.
+    Reflow,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 6] = [
+    pub const ALL: [ServiceKind; 7] = [
         ServiceKind::Fabric,
         ServiceKind::Actors,
         ServiceKind::Postgres,
         ServiceKind::Redis,
         ServiceKind::Tracing,
         ServiceKind::Nginx,
+        ServiceKind::Reflow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -268,6 +273,7 @@ impl ServiceKind {
             ServiceKind::Redis => "redis",
             ServiceKind::Tracing => "tracing",
             ServiceKind::Nginx => "nginx",
+            ServiceKind::Reflow => "reflow",
         }
     }
 }

@@ -461,6 +461,33 @@ pub const KINDS: &[KindSpec] = &[
             render: nginx_conf,
         }),
     },
+    KindSpec {
+        kind: ServiceKind::Reflow,
+        program: Program::Bundled {
+            package: "reflow-node",
+            binary: "reflow-node",
+        },
+        args: &[],
+        container_port: 8080,
+        port_var: None,
+        data_dir_var: None,
+        // The 3-stage pipeline built into the node unless the scenario
+        // names a graph (`REFLOW_GRAPH__FILE`, or `REFLOW_GRAPH__INLINE`:
+        // the graph as JSON); the test-only fault endpoint, for
+        // `reflow_actor_panic`; tracing off unless the scenario turns it on.
+        default_env: &[
+            ("REFLOW_NETWORK__BIND_ADDRESS", "{addr}"),
+            ("REFLOW_GRAPH__FILE", "builtin:pipeline"),
+            ("REFLOW_TEST__FAULT_ENDPOINT", "true"),
+        ],
+        probe: Probe::Http("/ready"),
+        metrics: true,
+        container_user: None,
+        container_script: None,
+        process_unavailable: None,
+        process: ProcessSetup::PLAIN,
+        config: None,
+    },
 ];
 
 /// The table's entry of `kind`.

@@ -26,6 +26,7 @@ pub mod fabric;
 pub mod http;
 pub mod postgres;
 pub mod redis;
+pub mod reflow;
 pub mod tracing;
 
 pub use actors::*;
@@ -33,6 +34,7 @@ pub use fabric::*;
 pub use http::*;
 pub use postgres::*;
 pub use redis::*;
+pub use reflow::*;
 pub use tracing::*;
 
 /// What a system's catalog module provides: its YAML keys, reading and
@@ -165,6 +167,7 @@ systems! {
     Fabric(FabricAction),
     Actors(ActorsAction),
     Tracing(TracingAction),
+    Reflow(ReflowAction),
     Postgres(PostgresQuery),
     Redis(RedisCommand),
     Http(HttpRequest),
@@ -188,6 +191,14 @@ impl Action {
     pub fn tracing(&self) -> Option<&TracingAction> {
         match self {
             Action::Tracing(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// A Reflow node's action, if this is one.
+    pub fn reflow(&self) -> Option<&ReflowAction> {
+        match self {
+            Action::Reflow(a) => Some(a),
             _ => None,
         }
     }

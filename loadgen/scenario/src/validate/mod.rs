@@ -5,6 +5,7 @@
 mod actors;
 mod fabric;
 mod http;
+mod reflow;
 mod tracing;
 
 use std::collections::{BTreeMap, HashSet};
@@ -848,6 +849,7 @@ fn check_action(
             actors::check(a, previous.and_then(Action::actors), base, path, problem)
         }
         Action::Http(h) => http::check(h, path, problem),
+        Action::Reflow(a) => reflow::check(a, path, problem),
     }
 }
 
