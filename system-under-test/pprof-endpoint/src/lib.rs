@@ -38,7 +38,9 @@
 //! `-C force-frame-pointers=yes` for the whole build *and* a std built
 //! with frame pointers, or it walks garbage. Symbolisation (reading
 //! DWARF) happens after the profiling window, on a blocking thread, never
-//! in the handler.
+//! in the handler; the profiler is released before it, so a profile asked
+//! for right after another starts at once (and may show the previous
+//! one's symbolisation, `backtrace`/`gimli` frames, when the two overlap).
 //!
 //! Only one profile is collected at a time (pprof-rs's profiler is one per
 //! process): a second request meanwhile answers 409.
@@ -249,14 +251,14 @@ async fn profile(config: Config, params: Params) -> Response {
         }
     };
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    // Building the report symbolises every frame: CPU work, off the runtime.
-    let done = tokio::task::spawn_blocking(move || {
-        let _busy = busy;
-        let built = guard.report().build();
-        drop(guard);
-        encode(built?, format)
-    })
-    .await;
+    // The samples are taken unresolved (a copy of the addresses) and the
+    // profiler released at once, so a profile asked for right after this
+    // one loses no time; symbolising every frame is CPU work, done after,
+    // off the runtime.
+    let unresolved = guard.report().build_unresolved();
+    drop(guard);
+    drop(busy);
+    let done = tokio::task::spawn_blocking(move || encode(resolve(unresolved?), format)).await;
     match done {
         Ok(Ok((content_type, body))) => {
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
@@ -271,6 +273,17 @@ async fn profile(config: Config, params: Params) -> Response {
             format!("the profile's task failed: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+fn resolve(unresolved: pprof::UnresolvedReport) -> pprof::Report {
+    let mut data = std::collections::HashMap::with_capacity(unresolved.data.len());
+    for (frames, count) in unresolved.data {
+        *data.entry(pprof::Frames::from(frames)).or_insert(0) += count;
+    }
+    pprof::Report {
+        data,
+        timing: unresolved.timing,
     }
 }
 
