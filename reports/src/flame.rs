@@ -169,7 +169,7 @@ fn svg(f: &Folded, title: &str, diff: Option<(&BTreeMap<Vec<String>, f64>, f64)>
     d.frame(&mut Vec::new(), &root, 0.0, 0);
     let height = (d.rows.max(1) as f64) * ROW;
     format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"flame\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\" font-size=\"11\"><title>{}</title>{}</svg>",
+        "<svg class=\"flame\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\" font-size=\"11\"><title>{}</title>{}</svg>",
         esc(title),
         esc(title),
         d.out
