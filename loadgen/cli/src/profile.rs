@@ -270,6 +270,60 @@ pub async fn collect(
     out
 }
 
+/// How long the profilers may take to be set up before the load starts.
+const READY_WITHIN: Duration = Duration::from_secs(120);
+
+/// Waits until every profiled service's profiler is set up and free
+/// (`seconds=0` answers 204; pprof-rs's one-time set-up loads the binary's
+/// debug information) and sets up loadgen's own, so the first segment
+/// starts on time. Called before the load starts, only with `profile:`.
+pub async fn wait_ready(spec: &ProfileSpec, stack: &dyn Stack) -> Result<(), String> {
+    let client = gauntlet_drivers::control::http_client(1);
+    let deadline = Instant::now() + READY_WITHIN;
+    for name in &spec.services {
+        if name == LOADGEN {
+            tokio::task::spawn_blocking(|| {
+                // Started and stopped: only pprof-rs's set-up is wanted.
+                drop(
+                    pprof::ProfilerGuardBuilder::default()
+                        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+                        .build(),
+                )
+            })
+            .await
+            .map_err(|e| format!("setting up loadgen's profiler: {e}"))?;
+            continue;
+        }
+        loop {
+            let ep = stack
+                .endpoint(name)
+                .map_err(|e| format!("profiling {name}: no endpoint: {e}"))?;
+            let url = format!(
+                "{}/debug/pprof/profile?seconds=0",
+                ep.base_url().trim_end_matches('/')
+            );
+            match fetch(&client, &url, Duration::from_secs(10)).await {
+                Ok(_) => break,
+                Err(Refused::Busy) if Instant::now() < deadline => {
+                    tokio::time::sleep(BUSY_RETRY).await
+                }
+                Err(Refused::Busy) => {
+                    return Err(format!(
+                        "profiling {name}: its profiler was still busy after {} s",
+                        READY_WITHIN.as_secs()
+                    ));
+                }
+                Err(Refused::Failed(e)) => {
+                    return Err(format!(
+                        "profiling {name}: {url}: {e} (a bundled service serves it with PPROF_ENABLED=1)"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why a segment's profile was not taken.
 enum Refused {
     /// The profiler is still busy with the previous segment: retry.
@@ -300,7 +354,15 @@ async fn one_segment(
                 "skipped: the previous segment's profile ran past this one's end".to_owned(),
             );
         }
-        let seconds = (left.as_secs_f64().round() as u64).max(1);
+        // Never past the segment's end (the next one starts there); a
+        // quarter second short still counts as the whole second.
+        let seconds = (left.as_secs_f64() + 0.25).floor() as u64;
+        if seconds == 0 {
+            return Err(
+                "skipped: less than a second was left after the previous segment's profile"
+                    .to_owned(),
+            );
+        }
         let r = match source {
             Source::Loadgen => profile_self(seconds, hz).await,
             Source::Service(name) => {

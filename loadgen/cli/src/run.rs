@@ -368,6 +368,11 @@ async fn drive(
             .map_err(RunError::Harness)?,
     );
     let (prepared, tap) = prepare_operations(plan, &endpoints, run_dir).await?;
+    if let Some(spec) = &plan.scenario.profile {
+        crate::profile::wait_ready(spec, &*stack)
+            .await
+            .map_err(RunError::Harness)?;
+    }
     let run = start_recording(plan, run_dir, opts, res)?;
     if let Some(tap) = &tap {
         tap.start(run.start);

@@ -3,7 +3,8 @@
 //! A CPU profile taken by pprof-rs while the request waits, answered as a
 //! gzipped `profile.proto` (what `go tool pprof`, Pyroscope and Parca read)
 //! or, with `&format=flamegraph`, as an SVG flamegraph. `&hz=N` overrides
-//! the sampling frequency for one request.
+//! the sampling frequency for one request; `seconds=0` asks whether the
+//! profiler is set up and free (204, else 409).
 //!
 //! A service adds it with the dependency and two lines:
 //! `pprof_endpoint::check_env_or_exit("PROGRAM")` in `main` (exit 2 on a
@@ -152,8 +153,30 @@ pub fn router_from_env<S: Clone + Send + Sync + 'static>() -> Router<S> {
     router(Config::from_env().unwrap_or_default())
 }
 
-/// The router serving [`PATH`], to merge into a service's router.
+/// The router serving [`PATH`], to merge into a service's router. With
+/// profiling on, pprof-rs's one-time set-up (it resolves a backtrace,
+/// loading the binary's debug information: seconds for a debug build) is
+/// done at once on a thread of its own, so the first profile asked for
+/// starts on time (a request meanwhile answers 409).
 pub fn router<S: Clone + Send + Sync + 'static>(config: Config) -> Router<S> {
+    if config.enabled
+        && let Some(busy) = Busy::take()
+    {
+        let spawned = std::thread::Builder::new()
+            .name("pprof-warm-up".to_owned())
+            .spawn(move || {
+                let _busy = busy;
+                // Started and stopped at once: only the set-up is wanted.
+                drop(
+                    pprof::ProfilerGuardBuilder::default()
+                        .frequency(DEFAULT_FREQUENCY as i32)
+                        .blocklist(&BLOCKLIST)
+                        .build(),
+                );
+            });
+        // Without the thread the first profile pays the set-up itself.
+        drop(spawned);
+    }
     Router::new().route(PATH, get(move |q: Query<Params>| profile(config, q.0)))
 }
 
@@ -205,10 +228,10 @@ async fn profile(config: Config, params: Params) -> Response {
     let seconds = match params.seconds.as_deref().map(str::trim) {
         None | Some("") => 30,
         Some(v) => match v.parse::<u64>() {
-            Ok(s) if (1..=MAX_SECONDS).contains(&s) => s,
+            Ok(s) if s <= MAX_SECONDS => s,
             _ => {
                 return bad_request(format!(
-                    "seconds={v:?}: give a whole number of seconds from 1 to {MAX_SECONDS}"
+                    "seconds={v:?}: give a whole number of seconds from 1 to {MAX_SECONDS} (0 asks whether the profiler is free)"
                 ));
             }
         },
@@ -232,10 +255,15 @@ async fn profile(config: Config, params: Params) -> Response {
     let Some(busy) = Busy::take() else {
         return (
             StatusCode::CONFLICT,
-            "a profile is already being collected; retry when it ends\n",
+            "a profile is already being collected (or the profiler is being set up); retry when it ends\n",
         )
             .into_response();
     };
+    if seconds == 0 {
+        // A probe: the profiler is set up and free.
+        drop(busy);
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let guard = match pprof::ProfilerGuardBuilder::default()
         .frequency(hz as i32)
         .blocklist(&BLOCKLIST)

@@ -48,6 +48,19 @@ fn function_names(p: &pprof::protos::Profile) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_on_request() {
     let app: Router = router(Config::enabled(199));
+    // The profiler's one-time set-up runs at once, on its own thread:
+    // meanwhile a profile is refused with 409, then served.
+    let warm_until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (status, body) = get(&app, "/debug/pprof/profile?seconds=0").await;
+        match status {
+            StatusCode::NO_CONTENT => break,
+            StatusCode::CONFLICT if std::time::Instant::now() < warm_until => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            s => panic!("{s}: {}", String::from_utf8_lossy(&body)),
+        }
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let burner = {
@@ -99,7 +112,7 @@ async fn profiles_on_request() {
     burner.join().unwrap();
 
     for (uri, word) in [
-        ("/debug/pprof/profile?seconds=0", "seconds"),
+        ("/debug/pprof/profile?seconds=601", "seconds"),
         ("/debug/pprof/profile?seconds=abc", "seconds"),
         ("/debug/pprof/profile?seconds=1&hz=5000", "hz"),
         ("/debug/pprof/profile?seconds=1&format=png", "format"),
