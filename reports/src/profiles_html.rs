@@ -155,9 +155,9 @@ pub fn section(run: &RunData) -> String {
         let title = format!("{}: {}", p.entry.service, p.entry.window);
         match (p.entry.kind, phase_of(run, p)) {
             (WindowKind::Fault, Some(phase)) => {
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<div class=\"pair\"><div><p class=\"small\">phase <strong>{}</strong> (steady)</p>{}</div><div><p class=\"small\">fault window <strong>{}</strong></p>{}</div></div>\n",
+                    "<div class=\"pair\"><div><p class=\"small\">phase <strong>{}</strong> (steady)</p>{}</div><div><p class=\"small\">fault window <strong>{}</strong></p>{}</div></div>",
                     esc(&phase.entry.window),
                     figure(&flame::flamegraph(
                         &phase.folded,

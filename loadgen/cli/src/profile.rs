@@ -545,20 +545,12 @@ pub fn merge(parts: &[&protos::Profile]) -> protos::Profile {
     for vt in &first.sample_type {
         let ty = intern(&mut out, string(first, vt.ty));
         let unit = intern(&mut out, string(first, vt.unit));
-        out.sample_type.push(protos::ValueType {
-            ty,
-            unit,
-            ..Default::default()
-        });
+        out.sample_type.push(protos::ValueType { ty, unit });
     }
     if let Some(pt) = &first.period_type {
         let ty = intern(&mut out, string(first, pt.ty));
         let unit = intern(&mut out, string(first, pt.unit));
-        out.period_type = Some(protos::ValueType {
-            ty,
-            unit,
-            ..Default::default()
-        });
+        out.period_type = Some(protos::ValueType { ty, unit });
     }
     out.period = first.period;
     out.time_nanos = parts.iter().map(|p| p.time_nanos).min().unwrap_or(0);
@@ -595,7 +587,6 @@ pub fn merge(parts: &[&protos::Profile]) -> protos::Profile {
                             line: vec![protos::Line {
                                 function_id: next,
                                 line: 0,
-                                ..Default::default()
                             }],
                             ..Default::default()
                         });
