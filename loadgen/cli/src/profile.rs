@@ -295,13 +295,8 @@ pub async fn wait_ready(spec: &ProfileSpec, stack: &dyn Stack) -> Result<(), Str
             continue;
         }
         loop {
-            let ep = stack
-                .endpoint(name)
-                .map_err(|e| format!("profiling {name}: no endpoint: {e}"))?;
-            let url = format!(
-                "{}/debug/pprof/profile?seconds=0",
-                ep.base_url().trim_end_matches('/')
-            );
+            let url = profile_url(stack, name, "seconds=0")
+                .map_err(|e| format!("profiling {name}: {e}"))?;
             match fetch(&client, &url, Duration::from_secs(10)).await {
                 Ok(_) => break,
                 Err(Refused::Busy) if Instant::now() < deadline => {
@@ -322,6 +317,17 @@ pub async fn wait_ready(spec: &ProfileSpec, stack: &dyn Stack) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// `/debug/pprof/profile?QUERY` of service `name` where it is now.
+fn profile_url(stack: &dyn Stack, name: &str, query: &str) -> Result<String, String> {
+    let ep = stack
+        .endpoint(name)
+        .map_err(|e| format!("no endpoint: {e}"))?;
+    Ok(format!(
+        "{}/debug/pprof/profile?{query}",
+        ep.base_url().trim_end_matches('/')
+    ))
 }
 
 /// Why a segment's profile was not taken.
@@ -366,13 +372,7 @@ async fn one_segment(
         let r = match source {
             Source::Loadgen => profile_self(seconds, hz).await,
             Source::Service(name) => {
-                let ep = stack
-                    .endpoint(name)
-                    .map_err(|e| format!("no endpoint: {e}"))?;
-                let url = format!(
-                    "{}/debug/pprof/profile?seconds={seconds}&hz={hz}",
-                    ep.base_url().trim_end_matches('/')
-                );
+                let url = profile_url(stack, name, &format!("seconds={seconds}&hz={hz}"))?;
                 match fetch(client, &url, Duration::from_secs(seconds + 30)).await {
                     Ok(gz) => decode_gz(&gz).map_err(Refused::Failed),
                     Err(e) => Err(e),
