@@ -82,5 +82,28 @@ for scenario in scenarios/perf/*.yaml scenarios/tracing/*.yaml scenarios/chaos/*
     echo "- \`$name\`: no baseline at $baseline (create one with \`ci/nightly.sh --refresh-baselines --only $name\`)" >> "$summary"
   fi
 done
+
+# Profiling soak: each bundled service under load for 10 minutes while it is
+# profiled back to back at 999 Hz (the pprof endpoint, pprof-endpoint's
+# SIGPROF handler). It must neither crash (the run and its SLOs pass) nor
+# deadlock (every profile segment is answered: `loadgen profile` lists no
+# `!` error line). `--only profile-soak` runs just this.
+if [ -z "$only" ] || [ "$only" = profile-soak ]; then
+  for spec in perf/fabric-append.yaml:fabric perf/actors-request.yaml:actors tracing/ingest.yaml:ts; do
+    scenario="scenarios/${spec%%:*}"; service="${spec##*:}"
+    name="profile-soak-$service"
+    echo "== $name"
+    if "$loadgen" run "$scenario" --quiet --out "$out/runs/$name" \
+        --set workload.phases.steady.duration=600s \
+        --set "profile={ services: [$service, loadgen], frequency: 999 }" > "$out/runs-$name.log" 2>&1 \
+      && "$loadgen" profile "$out/runs/$name/latest" > "$out/profiles-$name.txt" \
+      && ! grep -q '^    !' "$out/profiles-$name.txt"; then
+      echo "- \`$name\`: 10 minutes profiled at 999 Hz, no crash, every profile answered" >> "$summary"
+    else
+      echo "- \`$name\`: FAILED (see $out/runs-$name.log, $out/profiles-$name.txt)" | tee -a "$summary"
+      status=3
+    fi
+  done
+fi
 echo "summary: $summary"
 exit "$status"

@@ -220,6 +220,56 @@ pub struct RunData {
     pub slo_p99_us: BTreeMap<String, u64>,
     /// Files present in the run directory, relative, with sizes (for the "files" list).
     pub files: Vec<(String, u64)>,
+    /// CPU profiles (`profiles/index.json` and each window's folded stacks).
+    pub profiles: Vec<ProfileData>,
+    /// Why profiles listed in the index could not be read.
+    pub profiles_note: Option<String>,
+}
+
+/// One service's profile over one window.
+#[derive(Debug, Clone)]
+pub struct ProfileData {
+    pub entry: gauntlet_recorder::profiles::Entry,
+    pub folded: gauntlet_recorder::profiles::Folded,
+}
+
+impl RunData {
+    /// The profile of `service` over `window`, if any.
+    pub fn profile(&self, service: &str, window: &str) -> Option<&ProfileData> {
+        self.profiles
+            .iter()
+            .find(|p| p.entry.service == service && p.entry.window == window)
+    }
+}
+
+/// Reads `profiles/`: the index, then each window's folded stacks; a
+/// missing or bad file is a note, never an error (the report still renders).
+fn read_profiles(dir: &Path) -> (Vec<ProfileData>, Option<String>) {
+    let index = match gauntlet_recorder::profiles::read_index(dir) {
+        Ok(Some(i)) => i,
+        Ok(None) => return (Vec::new(), None),
+        Err(e) => return (Vec::new(), Some(format!("profiles/index.json: {e}"))),
+    };
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for entry in index.profiles {
+        let path = dir.join(entry.folded_path());
+        let folded = match fs::read_to_string(&path) {
+            Ok(text) => match gauntlet_recorder::profiles::Folded::parse(&text) {
+                Ok(f) => f,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", entry.folded_path().display()));
+                    continue;
+                }
+            },
+            Err(e) => {
+                problems.push(format!("{}: {e}", entry.folded_path().display()));
+                continue;
+            }
+        };
+        out.push(ProfileData { entry, folded });
+    }
+    (out, (!problems.is_empty()).then(|| problems.join("; ")))
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, LoadError> {
@@ -304,6 +354,7 @@ impl RunData {
                 Err(e) => run.verdict_note = Some(format!("verdict.json is not valid: {e}")),
             }
         }
+        (run.profiles, run.profiles_note) = read_profiles(dir);
         run.files = list_files(dir);
         Ok(run)
     }
@@ -344,6 +395,8 @@ impl RunData {
             verdict_note: None,
             slo_p99_us: BTreeMap::new(),
             files: Vec::new(),
+            profiles: Vec::new(),
+            profiles_note: None,
         }
     }
 
@@ -416,6 +469,19 @@ fn list_files(dir: &Path) -> Vec<(String, u64)> {
                     && m.is_file()
                 {
                     out.push((format!("logs/{}", l.file_name().to_string_lossy()), m.len()));
+                }
+            }
+        } else if meta.is_dir() && name == gauntlet_recorder::profiles::DIR {
+            // profiles/index.json and profiles/<service>/<window>.{pb.gz,folded}
+            let mut stack = vec![(e.path(), name.clone())];
+            while let Some((path, rel)) = stack.pop() {
+                for l in fs::read_dir(&path).into_iter().flatten().flatten() {
+                    let child = format!("{rel}/{}", l.file_name().to_string_lossy());
+                    match l.metadata() {
+                        Ok(m) if m.is_file() => out.push((child, m.len())),
+                        Ok(m) if m.is_dir() => stack.push((l.path(), child)),
+                        _ => {}
+                    }
                 }
             }
         }

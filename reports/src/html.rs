@@ -164,6 +164,16 @@ table.compact{width:auto;min-width:420px}
 .legend.titled{margin-top:18px}
 .legend.titled strong{color:var(--fg);margin-right:6px}
 .legend.titled .muted{margin-right:16px}
+figure.flame{margin:6px 0;border:1px solid var(--line);border-radius:6px;overflow:hidden}
+figure.flame svg{display:block;width:100%;height:auto}
+figure.flame text{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"Liberation Mono",monospace;fill:#111827;pointer-events:none}
+figure.flame rect:hover{stroke:#111827;stroke-width:1}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:14px;align-items:start}
+.pair>*{min-width:0}
+table.top{width:100%}
+table.top caption{text-align:left;font-size:12.5px;color:var(--muted);font-weight:600;padding:4px 0}
+td.fn{max-width:0;overflow:hidden;text-overflow:ellipsis;font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"Liberation Mono",monospace;font-size:12px}
+table.changes td.fn{max-width:none;white-space:normal;overflow-wrap:anywhere}
 footer{margin-top:56px;color:var(--faint);font-size:12.5px;border-top:1px solid var(--line);padding-top:12px}
 @media (max-width:760px){main{padding:18px}nav.toc{margin:18px -18px 0;padding:8px 18px}}
 @media print{
@@ -1492,6 +1502,7 @@ fn comparison_body(page: &mut Page, a: &RunData, b: &RunData) {
             "",
         );
     }
+    page.push(&crate::profiles_html::comparison(a, b));
 }
 
 fn files_section(page: &mut Page, run: &RunData) {
@@ -1539,6 +1550,10 @@ fn files_section(page: &mut Page, run: &RunData) {
                 .map(|(_, w)| *w)
                 .unwrap_or(if name.starts_with("logs/") {
                     "the service's output"
+                } else if name.ends_with(".pb.gz") {
+                    "a CPU profile (gzipped profile.proto): the Profiles section"
+                } else if name.ends_with(".folded") {
+                    "the same profile as folded stacks"
                 } else {
                     ""
                 });
@@ -1600,6 +1615,9 @@ fn toc(page: &mut Page, run: &RunData, ids: &Ids, comparison: bool) {
         let _ = write!(page.out, "<a href=\"#{}\">{}</a>", ids.op(&op), esc(&op));
     }
     page.push("<a href=\"#system\">System</a><a href=\"#chaos\">Chaos</a>");
+    if !run.profiles.is_empty() || run.profiles_note.is_some() {
+        page.push("<a href=\"#profiles\">Profiles</a>");
+    }
     if comparison {
         page.push("<a href=\"#comparison\">Comparison</a>");
     }
@@ -1631,6 +1649,7 @@ pub fn render_run(run: &RunData, baseline: Option<&RunData>, opts: &RenderOption
     }
     system_section(&mut page, run);
     chaos_section(&mut page, run, &recs);
+    page.push(&crate::profiles_html::section(run));
     if let Some(base) = baseline {
         page.push("<section id=\"comparison\">\n<h2>Comparison with the baseline</h2>\n");
         comparison_body(&mut page, base, run);

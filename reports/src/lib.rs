@@ -13,7 +13,9 @@
 
 pub mod charts;
 pub mod data;
+pub mod flame;
 pub mod html;
+pub mod profiles_html;
 pub mod recovery;
 pub mod series;
 

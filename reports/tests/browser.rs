@@ -144,6 +144,7 @@ fn chromium_loads_the_report_from_disk_fetches_nothing_and_draws_it() {
         ..Spec::small()
     };
     synthetic::build(&run_dir, &spec);
+    synthetic::profiles(&run_dir);
     let run = RunData::load(&run_dir).unwrap();
     let html = render_run(&run, None, &RenderOptions::default());
     let report = run_dir.join("report.html");
@@ -167,6 +168,8 @@ fn chromium_loads_the_report_from_disk_fetches_nothing_and_draws_it() {
         "op-kv-get",
         "system",
         "chaos",
+        "profiles",
+        "profile-fabric-slow-link",
         "files",
     ] {
         assert!(

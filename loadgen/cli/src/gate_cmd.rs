@@ -159,6 +159,7 @@ pub fn ab(
     builds: Builds,
     rounds: usize,
     overrides: &[String],
+    candidate_overrides: &[String],
     out: Option<&Path>,
     profile: Option<&Path>,
 ) -> i32 {
@@ -167,7 +168,14 @@ pub fn ab(
         Err(code) => return code,
     };
     // Validate before building or running anything.
-    let parsed = match gauntlet_scenario::load_file(scenario, overrides) {
+    let candidate: Vec<String> = overrides
+        .iter()
+        .chain(candidate_overrides)
+        .cloned()
+        .collect();
+    let parsed = match gauntlet_scenario::load_file(scenario, overrides)
+        .and_then(|s| gauntlet_scenario::load_file(scenario, &candidate).map(|_| s))
+    {
         Ok(s) => s,
         Err(diags) => {
             for d in &diags {
@@ -230,11 +238,14 @@ pub fn ab(
     let mut a_runs = Vec::new();
     let mut b_runs = Vec::new();
     for round in 1..=rounds {
-        for (label, bin, runs) in [("A", &bin_a, &mut a_runs), ("B", &bin_b, &mut b_runs)] {
+        for (label, bin, runs, sets) in [
+            ("A", &bin_a, &mut a_runs, overrides),
+            ("B", &bin_b, &mut b_runs, &candidate[..]),
+        ] {
             eprintln!("ab: round {round}/{rounds}, build {label}");
             let options = RunOptions {
                 source: Source::File(scenario.to_path_buf()),
-                overrides: overrides.to_vec(),
+                overrides: sets.to_vec(),
                 out: Some(root.join(format!("{label}{round}"))),
                 quiet: true,
                 bin_dir: Some(bin.clone()),

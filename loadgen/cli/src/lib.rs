@@ -16,6 +16,7 @@ pub mod collect;
 pub mod containers_cmd;
 pub mod gate_cmd;
 pub mod plan;
+pub mod profile;
 pub mod progress;
 pub mod report_cmd;
 pub mod run;

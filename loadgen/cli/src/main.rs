@@ -99,6 +99,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// List a run's CPU profiles (the scenario's `profile:`), print their top functions, export them.
+    Profile {
+        /// The run directory, e.g. target/gauntlet/runs/latest.
+        run_dir: PathBuf,
+        /// Copy every profile to DIR as `<service>-<window>.pb.gz` and `.folded`.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+        /// Print each profile's N functions with the most self time.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        top: usize,
+    },
     /// Run two builds of the system under test alternately (A B A B …) and gate B against A.
     Ab {
         scenario: PathBuf,
@@ -117,6 +128,10 @@ enum Command {
         rounds: u16,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<String>,
+        /// An override for build B's runs only (e.g. `--candidate-set 'profile={services: [fabric]}'`
+        /// to measure what profiling costs with the same binaries on both sides).
+        #[arg(long = "candidate-set", value_name = "PATH=VALUE")]
+        candidate_set: Vec<String>,
         #[arg(long, value_name = "FILE")]
         profile: Option<PathBuf>,
         /// Directory for the runs and the verdict (default: target/gauntlet/runs/ab-<scenario>-<time>).
@@ -179,6 +194,17 @@ fn main() -> ExitCode {
         Some(Command::Compare { run_a, run_b, out }) => {
             loadgen::report_cmd::compare(&run_a, &run_b, out.as_deref())
         }
+        Some(Command::Profile {
+            run_dir,
+            export,
+            top,
+        }) => match loadgen::profile::command(&run_dir, export.as_deref(), top) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("loadgen profile: {e}");
+                exit::USAGE
+            }
+        },
         Some(Command::Baseline { runs, out, phases }) => gate_cmd::baseline(&runs, &out, &phases),
         Some(Command::Gate {
             runs,
@@ -194,6 +220,7 @@ fn main() -> ExitCode {
             candidate_rev,
             rounds,
             set,
+            candidate_set,
             profile,
             out,
         }) => {
@@ -218,6 +245,7 @@ fn main() -> ExitCode {
                 builds,
                 rounds as usize,
                 &set,
+                &candidate_set,
                 out.as_deref(),
                 profile.as_deref(),
             )

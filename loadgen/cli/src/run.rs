@@ -149,6 +149,8 @@ pub struct Resources {
     service_proxies: BTreeMap<String, Arc<Proxy>>,
     chaos: Option<crate::chaos::Running>,
     collectors: Option<(CancellationToken, JoinHandle<Collected>)>,
+    /// The scenario's `profile:` (`crate::profile`).
+    profilers: Option<(CancellationToken, JoinHandle<crate::profile::Profiled>)>,
     recording: Option<(CancellationToken, JoinHandle<Recorded>)>,
 }
 
@@ -158,6 +160,7 @@ pub struct Released {
     pub faults: Vec<Fault>,
     pub recorded: Option<Recorded>,
     pub collected: Option<Collected>,
+    pub profiled: Option<crate::profile::Profiled>,
     pub stops: Vec<StopReport>,
     pub failures: Vec<String>,
 }
@@ -192,8 +195,35 @@ impl Resources {
         }
     }
 
+    /// Waits for the profilers' last segment (at most `grace`), then
+    /// stops them; they write what they have.
+    async fn stop_profiling(&mut self, released: &mut Released, grace: std::time::Duration) {
+        if let Some((stop, mut task)) = self.profilers.take() {
+            let done = match tokio::time::timeout(grace, &mut task).await {
+                Ok(done) => done,
+                Err(_) => {
+                    stop.cancel();
+                    task.await
+                }
+            };
+            match done {
+                Ok(profiled) => {
+                    if let Some(e) = &profiled.write_error {
+                        released.failures.push(format!("profiles: {e}"));
+                    }
+                    released.profiled = Some(profiled);
+                }
+                Err(e) => released
+                    .failures
+                    .push(format!("the profiler task failed: {e}")),
+            }
+        }
+    }
+
     /// Releases everything still held, in order; safe to call again.
     pub async fn release(&mut self, released: &mut Released) {
+        self.stop_profiling(released, std::time::Duration::ZERO)
+            .await;
         self.heal_faults(released).await;
         if let Some((stop, task)) = self.collectors.take() {
             stop.cancel();
@@ -214,6 +244,10 @@ impl Drop for Resources {
     /// handles, the container stack removes its containers in its `Drop`.
     fn drop(&mut self) {
         if let Some((stop, task)) = self.collectors.take() {
+            stop.cancel();
+            task.abort();
+        }
+        if let Some((stop, task)) = self.profilers.take() {
             stop.cancel();
             task.abort();
         }
@@ -334,11 +368,17 @@ async fn drive(
             .map_err(RunError::Harness)?,
     );
     let (prepared, tap) = prepare_operations(plan, &endpoints, run_dir).await?;
+    if let Some(spec) = &plan.scenario.profile {
+        crate::profile::wait_ready(spec, &*stack)
+            .await
+            .map_err(RunError::Harness)?;
+    }
     let run = start_recording(plan, run_dir, opts, res)?;
     if let Some(tap) = &tap {
         tap.start(run.start);
     }
     start_collectors(plan, &stack, run_dir, run.start, res);
+    start_profilers(plan, windows, &stack, run_dir, run.start, res);
     // Faults next to the load; one that cannot be applied stops the load.
     let load_cancel = cancel.child_token();
     let mut failures = Vec::new();
@@ -359,6 +399,9 @@ async fn drive(
     .await;
     run.samples_done.cancel();
     let mut released = Released::default();
+    // The last segment's profile is being built: a few seconds at most.
+    res.stop_profiling(&mut released, std::time::Duration::from_secs(30))
+        .await;
     res.heal_faults(&mut released).await;
     failures.extend(released.failures);
     let checks = match &tap {
@@ -636,6 +679,31 @@ fn start_collectors(
         plan.total_duration() + std::time::Duration::from_secs(120),
     ));
     res.collectors = Some((stop, task));
+}
+
+/// Stage 6b: the profilers of the scenario's `profile:` (`crate::profile`).
+fn start_profilers(
+    plan: &Plan,
+    windows: &[FaultWindow],
+    stack: &Arc<dyn Stack>,
+    run_dir: &Path,
+    start: Instant,
+    res: &mut Resources,
+) {
+    let Some(spec) = plan.scenario.profile.clone() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let timeline = crate::profile::timeline(plan, windows, &spec);
+    let task = tokio::spawn(crate::profile::collect(
+        timeline,
+        spec,
+        stack.clone(),
+        run_dir.to_owned(),
+        start,
+        stop.clone(),
+    ));
+    res.profilers = Some((stop, task));
 }
 
 /// Stage 7: the fault timeline on the run's clock, with the proxies.

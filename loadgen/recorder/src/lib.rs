@@ -11,6 +11,7 @@ pub mod faults;
 pub mod files;
 pub mod hlog;
 pub mod metrics;
+pub mod profiles;
 pub mod recovery;
 pub mod results;
 

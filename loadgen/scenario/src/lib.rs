@@ -19,6 +19,7 @@ pub mod diag;
 pub mod faults;
 pub mod gate;
 pub mod model;
+pub mod profiling;
 pub mod setup;
 pub mod tree;
 pub mod units;
@@ -35,6 +36,7 @@ pub use diag::Diagnostic;
 pub use faults::{CheckName, FaultAction, FaultSpec, FaultWindow, LinkAction, LinkStream, Target};
 pub use gate::{GateSpec, MaxPercent, MinRate, Percent, Profile, Slo, Tolerance, Tolerances};
 pub use model::*;
+pub use profiling::ProfileSpec;
 pub use units::{Duration, Rate, Size, UnitError};
 
 use tree::{Node, Pos, Seg};

@@ -53,6 +53,10 @@ pub struct Scenario {
     /// components, pipelines and topics).
     #[serde(default, skip_serializing_if = "crate::setup::Setup::is_empty")]
     pub setup: crate::setup::Setup,
+    /// CPU profiles taken while the load runs: services (and `loadgen`),
+    /// phases, fault windows, frequency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profiling::ProfileSpec>,
 }
 
 fn default_seed() -> u64 {

@@ -586,6 +586,11 @@ pub fn environment(
         if let Some(var) = spec.data_dir_var {
             set(var, data_dir.to_owned());
         }
+        // Every bundled binary serves `/debug/pprof/profile`
+        // (`pprof-endpoint`), on in Gauntlet's runs.
+        if matches!(spec.program, Program::Bundled { .. }) {
+            set("PPROF_ENABLED", "1".to_owned());
+        }
     }
     for (k, v) in &svc.env {
         set(k, substitute_with(v, host, port, data_dir, peers));
@@ -596,6 +601,18 @@ pub fn environment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundled_kinds_serve_pprof() {
+        // The scenario's `profile:` rules and the environment agree.
+        for kind in ServiceKind::ALL {
+            assert_eq!(
+                gauntlet_scenario::profiling::serves_pprof(kind),
+                is_bundled(kind),
+                "{kind:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_kind_has_one_entry() {

@@ -386,3 +386,52 @@ pub fn build(dir: &Path, spec: &Spec) -> RunResults {
     }
     results
 }
+
+/// Folded stacks of the synthetic fabric: `(window, kind, start_s, end_s, folded)`.
+/// The fault window spends more in writing answers and less in commits.
+pub const PROFILES: [(&str, &str, f64, f64, &str); 2] = [
+    (
+        "steady",
+        "phase",
+        18.0,
+        90.0,
+        "fabric-node;tokio::runtime::worker::run;fabric::http::append;fabric::actor::commit;fabric::durable::fsync 120\n\
+         fabric-node;tokio::runtime::worker::run;fabric::http::append;fabric::frame::encode 60\n\
+         fabric-node;tokio::runtime::worker::run;fabric::http::append;serde_json::de::from_slice 40\n\
+         fabric-node;tokio::runtime::worker::run;hyper::proto::h1::write 30\n",
+    ),
+    (
+        "slow-link",
+        "fault",
+        40.0,
+        50.0,
+        "fabric-node;tokio::runtime::worker::run;fabric::http::append;fabric::actor::commit;fabric::durable::fsync 20\n\
+         fabric-node;tokio::runtime::worker::run;fabric::http::append;fabric::frame::encode 10\n\
+         fabric-node;tokio::runtime::worker::run;hyper::proto::h1::write 70\n",
+    ),
+];
+
+/// Writes `profiles/index.json` and the fabric's folded stacks of
+/// [`PROFILES`] (the `.pb.gz` files are the harness's; the report reads
+/// the folded stacks).
+pub fn profiles(dir: &Path) {
+    let pdir = dir.join("profiles/fabric");
+    std::fs::create_dir_all(&pdir).unwrap();
+    let mut entries = Vec::new();
+    for (window, kind, start, end, folded) in PROFILES {
+        std::fs::write(pdir.join(format!("{window}.folded")), folded).unwrap();
+        let samples: u64 = folded
+            .lines()
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum();
+        entries.push(serde_json::json!({
+            "service": "fabric", "window": window, "kind": kind,
+            "start_s": start, "end_s": end, "frequency": 99, "samples": samples,
+        }));
+    }
+    std::fs::write(
+        dir.join("profiles/index.json"),
+        serde_json::to_vec(&serde_json::json!({ "profiles": entries })).unwrap(),
+    )
+    .unwrap();
+}

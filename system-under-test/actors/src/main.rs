@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         eprintln!("actor-node: invalid configuration: {e}\n(see actor-node --help)");
         return ExitCode::from(2);
     }
+    pprof_endpoint::check_env_or_exit("actor-node");
     actors::server::init_logging(&cfg);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().thread_name("airssys-worker");

@@ -172,7 +172,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .await
         })
     };
-    let api_task = serve(api, router(state.clone()));
+    let api_task = serve(
+        api,
+        router(state.clone()).merge(pprof_endpoint::router_from_env()),
+    );
     let metrics_task = metrics_listener.map(|l| serve(l, metrics_router(state.clone())));
 
     let booted = match &cfg.components_dir {

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         // Help and version exit 0; every configuration error exits 2.
         Err(e) => e.exit(),
     };
+    pprof_endpoint::check_env_or_exit("fabric-node");
     fabric::server::init_logging(&cfg);
     if let Some(cmd) = cfg.command.clone() {
         return run_command(cmd, cfg.auth_token.as_deref());

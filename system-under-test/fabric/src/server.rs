@@ -82,7 +82,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     servers.push(tokio::spawn(serve(
         listener,
-        http::router(state.clone()),
+        http::router(state.clone()).merge(pprof_endpoint::router_from_env()),
         stop_rx.clone(),
     )));
     tracing::info!(target: ANNOUNCE, addr = %addr, "listening on {addr}");

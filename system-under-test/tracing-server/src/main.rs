@@ -69,7 +69,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Cmd::Serve) {
-        Cmd::Serve => serve(cfg),
+        Cmd::Serve => {
+            pprof_endpoint::check_env_or_exit("tracing-server");
+            serve(cfg)
+        }
         Cmd::Backup { out } => match tracing_server::backup::backup(&cfg, &out) {
             Ok(()) => {
                 eprintln!("tracing-server: backup written to {}", out.display());

@@ -194,7 +194,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .await
         })
     };
-    let main_task = serve(main_listener, crate::http::router(app.clone()));
+    let main_task = serve(
+        main_listener,
+        crate::http::router(app.clone()).merge(pprof_endpoint::router_from_env()),
+    );
     let metrics_task = metrics_listener.map(|l| serve(l, crate::http::metrics_router(app.clone())));
 
     let sig = tokio::select! {

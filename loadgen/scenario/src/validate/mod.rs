@@ -224,6 +224,7 @@ pub fn check(s: &Scenario, base: &std::path::Path) -> Vec<Problem> {
     check_criteria(&s.slo, s.gate.as_ref(), Some((&ops, &phases)), &mut out);
     crate::faults::check(s, &mut out);
     crate::wiring::check(&s.stack, &mut out);
+    crate::profiling::check(s, &mut out);
     let mut problem = |path: Vec<Seg>, key: Option<&str>, message: String, hint: Option<&str>| {
         out.push(Problem {
             path,
