@@ -430,3 +430,204 @@ async fn the_breaker_opens_when_a_peer_dies_fails_fast_and_closes_when_it_return
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// A TCP proxy for one link that can be partitioned: while partitioned it
+/// accepts connections and reads bytes but forwards none (a silent
+/// network, not a refused one); healing drops every connection made
+/// before, so the link starts clean.
+struct LinkProxy {
+    port: u16,
+    partitioned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LinkProxy {
+    async fn start(to: u16) -> LinkProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let partitioned = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (p, g) = (partitioned.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    continue;
+                };
+                let born = g.load(Ordering::SeqCst);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut r, mut w) in [
+                    (
+                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    ),
+                    (Box::new(sr), Box::new(cw)),
+                ] {
+                    let (p, g) = (p.clone(), g.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 << 10];
+                        loop {
+                            let n = tokio::select! {
+                                n = r.read(&mut buf) => match n { Ok(0) | Err(_) => return, Ok(n) => n },
+                                _ = tokio::time::sleep(Duration::from_millis(20)) => 0,
+                            };
+                            if g.load(Ordering::SeqCst) != born {
+                                return; // healed: connections from before are cut
+                            }
+                            if n > 0
+                                && !p.load(Ordering::SeqCst)
+                                && w.write_all(&buf[..n]).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        LinkProxy {
+            port,
+            partitioned,
+            generation,
+        }
+    }
+
+    fn partition(&self) {
+        self.partitioned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn heal(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.partitioned
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_silent_partition_opens_the_breaker_bounds_the_queue_and_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let proxy = LinkProxy::start(pb).await;
+    let knobs = [
+        "--cluster-heartbeat-ms",
+        "50",
+        "--cluster-heartbeat-timeout-ms",
+        "400",
+        "--cluster-breaker-failures",
+        "2",
+        "--cluster-breaker-open-ms",
+        "300",
+        "--cluster-backoff-max-ms",
+        "100",
+        "--cluster-queue",
+        "8",
+    ];
+    // a reaches b through the proxy (the link a->b); b reaches a directly.
+    let mut a_args: Vec<String> = vec![
+        "--node-name".into(),
+        "a".into(),
+        "--cluster-port".into(),
+        pa.to_string(),
+        "--peer".into(),
+        format!("b=127.0.0.1:{}", proxy.port),
+    ];
+    a_args.extend(knobs.iter().map(|s| s.to_string()));
+    let a = Node::start(&dir.path().join("a"), &refs(&a_args), &[]);
+    let all = [
+        Member {
+            name: "a",
+            port: pa,
+        },
+        Member {
+            name: "b",
+            port: pb,
+        },
+    ];
+    let b = start(dir.path(), &all[1], &all, &knobs, &[]);
+    a.ready().await;
+    b.ready().await;
+    linked(&a, &["b"]).await;
+    assert_eq!(b.put("count", &spec("counter", "")).await.0, 201);
+    assert_eq!(
+        a.put("head", &spec("forward", "to = \"b/count\"")).await.0,
+        201
+    );
+    let mut acked = 0u64;
+    for _ in 0..5 {
+        let (s, v) = a.send("head", &["k"]).await;
+        assert_eq!(s, 200, "{v}");
+        acked += 1;
+    }
+
+    proxy.partition();
+    // Concurrent senders during the partition: every one is answered
+    // (200 before the partition bit, 503 after), never hung; the queue
+    // to b never holds more than --cluster-queue.
+    let mut opened = false;
+    let mut max_depth = 0.0f64;
+    for _ in 0..200 {
+        let sends: Vec<_> = (0..16).map(|_| a.send("head", &["k"])).collect();
+        for (s, v) in futures::future::join_all(sends).await {
+            match s {
+                200 => acked += 1,
+                503 => assert_eq!(err_code(&v), "unavailable", "{v}"),
+                _ => panic!("unexpected answer {s}: {v}"),
+            }
+        }
+        let m = metrics(&a).await;
+        max_depth = max_depth.max(metric(&m, "cluster_queue_depth{peer=\"b\"}").unwrap());
+        if metric(&m, "cluster_breaker_state{peer=\"b\"}") == Some(2.0) {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened, "the breaker never opened:\n{}", metrics(&a).await);
+    assert!(
+        max_depth <= 8.0,
+        "queue depth {max_depth} above --cluster-queue 8"
+    );
+    let m = metrics(&a).await;
+    assert!(
+        metric(&m, "cluster_errors_total{peer=\"b\",kind=\"heartbeat\"}").unwrap() >= 1.0
+            || metric(&m, "cluster_errors_total{peer=\"b\",kind=\"probe\"}").unwrap() >= 1.0,
+        "{m}"
+    );
+
+    proxy.heal();
+    let mut delivered = false;
+    for _ in 0..400 {
+        let (s, _) = a.send("head", &["k"]).await;
+        if s == 200 {
+            acked += 1;
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        delivered,
+        "never delivered after the heal:\n{}",
+        metrics(&a).await
+    );
+    assert_eq!(
+        metric(&metrics(&a).await, "cluster_breaker_state{peer=\"b\"}"),
+        Some(0.0)
+    );
+    // No acknowledged message lost: b counted at least every one a
+    // answered 200 for (a failed one may still have arrived).
+    let handled = b.get("/api/v1/components/count").await.1["handled"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        handled >= acked,
+        "b handled {handled} < {acked} acknowledged"
+    );
+}
