@@ -116,8 +116,9 @@ pub struct Service {
     /// on the run's network); the service boots after `NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// `kind: nginx` only: the HTTP services it balances over (round robin,
-    /// WebSocket upgrades passed through), by name; it boots after them.
+    /// `kind: nginx` or `kind: haproxy` only: the HTTP services it balances
+    /// over (round robin; nginx passes WebSocket upgrades through), by name;
+    /// it boots after them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<String>,
     /// Container mode: a local image (built here, nothing is pulled) for a
@@ -248,16 +249,21 @@ pub enum ServiceKind {
     /// nginx (Debian's `nginx-light`) in front of HTTP services (`upstreams`),
     /// its configuration generated per run.
     Nginx,
+    /// HAProxy (Debian's `haproxy`) in front of HTTP services
+    /// (`upstreams`): seed 004's load-balancer configuration (TCP, round
+    /// robin, health checks every 2 s), generated per run.
+    Haproxy,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 6] = [
+    pub const ALL: [ServiceKind; 7] = [
         ServiceKind::Fabric,
         ServiceKind::Actors,
         ServiceKind::Postgres,
         ServiceKind::Redis,
         ServiceKind::Tracing,
         ServiceKind::Nginx,
+        ServiceKind::Haproxy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -268,6 +274,7 @@ impl ServiceKind {
             ServiceKind::Redis => "redis",
             ServiceKind::Tracing => "tracing",
             ServiceKind::Nginx => "nginx",
+            ServiceKind::Haproxy => "haproxy",
         }
     }
 }
