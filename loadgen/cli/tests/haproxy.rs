@@ -8,46 +8,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::http;
 use gauntlet_control::{Signal, Stack};
 use gauntlet_scenario::Scenario;
 use loadgen::bins::Locator;
 use loadgen::stack::ProcessStack;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn scenario() -> Scenario {
     let text = "name: haproxy\nstack:\n  services:\n    lb: { kind: haproxy, upstreams: [n1, n2] }\n    n1: { kind: actors, env: { AIRSSYS_NODE_NAME: n1 } }\n    n2: { kind: actors, env: { AIRSSYS_NODE_NAME: n2 } }\nworkload:\n  phases:\n    - { name: steady, duration: 1s, rate: 10/s }\n  operations:\n    - { name: ready, http: { url: /ready, service: lb } }\n";
-    gauntlet_scenario::load("haproxy.yaml", text, &[]).unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
-}
-
-/// One request on a connection of its own (`Connection: close`): with TCP
-/// balancing, each connection is one round-robin pick.
-async fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.ok()?;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text.split(' ').nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .ok()
-        .flatten()
+    common::scenario_from("haproxy.yaml", text)
 }
 
 async fn handled(addr: &str) -> u64 {

@@ -10,8 +10,11 @@
 //! - `tls`: mutual TLS (per-run certificates), TCP_NODELAY.
 //!
 //! For each: small request-response (batches of one message, `CLIENTS`
-//! clients) p50/p99/p99.9 and answers per second, then throughput (batches
-//! of 100 messages) in messages handled per second.
+//! clients) p50/p99/p99.9 and answers per second; a small burst (one
+//! client, one message to a topic on `a` whose 4 subscribers are on `b`:
+//! four small frames back to back, where Nagle holds the later ones for
+//! the first's acknowledgement) p50/p99/p99.9; then throughput (batches of
+//! 100 messages) in messages handled per second.
 //!
 //! ```sh
 //! cargo build --release -p actors --bin actor-node
@@ -188,9 +191,9 @@ async fn main() {
     certs(dir.path());
     let http = reqwest::Client::new();
     println!(
-        "| shape | rr p50 ms | rr p99 ms | rr p99.9 ms | rr answers/s | msgs/s (batches of 100) |"
+        "| shape | rr p50 ms | rr p99 ms | rr p99.9 ms | rr answers/s | burst p50 ms | burst p99 ms | burst p99.9 ms | msgs/s (batches of 100) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (label, nodelay, tls, target) in [
         ("in-node", true, false, "sink"),
         ("cross-node plain", true, false, "b/sink"),
@@ -223,17 +226,40 @@ async fn main() {
             &format!("[behavior]\nkind = \"forward\"\nto = \"{target}\"\n"),
         )
         .await;
+        put(&http, ba, "t", "[behavior]\nkind = \"topic\"\n").await;
+        let subs_on = if target == "sink" { ba } else { bb };
+        for i in 1..=4 {
+            put(&http, subs_on, &format!("s{i}"), sink).await;
+            let name = if target == "sink" {
+                format!("s{i}")
+            } else {
+                format!("b/s{i}")
+            };
+            let r = http
+                .post(format!("{ba}/api/v1/topics/t/subscribers"))
+                .json(&serde_json::json!({ "component": name }))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "subscribe {name}: {}", r.status());
+        }
         let url = format!("{ba}/api/v1/components/head/messages");
         drive(&url, 1, clients, 1).await; // warm-up
         let (mut lat, n) = drive(&url, 1, clients, secs).await;
         lat.sort();
+        let burst_url = format!("{ba}/api/v1/components/t/messages");
+        let (mut burst, _) = drive(&burst_url, 1, 1, secs).await;
+        burst.sort();
         let (_, batches) = drive(&url, 100, clients, secs).await;
         println!(
-            "| {label} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} |",
             pct(&lat, 0.5),
             pct(&lat, 0.99),
             pct(&lat, 0.999),
             n as f64 / secs as f64,
+            pct(&burst, 0.5),
+            pct(&burst, 0.99),
+            pct(&burst, 0.999),
             (batches * 100) as f64 / secs as f64
         );
     }

@@ -150,7 +150,7 @@ pub struct Config {
     /// Set TCP_NODELAY on cluster connections (the `network-protocol` crate
     /// does not: small frames then wait for delayed ACKs). `false` keeps the
     /// crate's behaviour, to measure it.
-    #[arg(long = "cluster-nodelay", env = "AIRSSYS_CLUSTER_NODELAY", value_parser = clap::builder::BoolishValueParser::new(), default_value = "true")]
+    #[arg(long = "cluster-nodelay", env = "AIRSSYS_CLUSTER_NODELAY", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "true")]
     pub cluster_nodelay: bool,
 
     /// Heartbeat interval on each cluster link (ms).
@@ -346,6 +346,16 @@ mod tests {
         let c = Config::try_parse_from(["actor-node", "--cluster-port", "7000"]).unwrap();
         assert!(c.check().is_ok());
         assert_eq!(c.cluster().unwrap().listen.port(), 7000);
+        assert!(c.cluster().unwrap().nodelay);
+        let c = Config::try_parse_from([
+            "actor-node",
+            "--cluster-port",
+            "7000",
+            "--cluster-nodelay",
+            "false",
+        ])
+        .unwrap();
+        assert!(!c.cluster().unwrap().nodelay);
         for bad in [
             vec!["actor-node", "--peer", "b=127.0.0.1:7001"],
             vec![
