@@ -548,16 +548,7 @@ impl Node {
             (None, name) => name,
         };
         crate::spec::check_name(component)?;
-        let t = self
-            .shared
-            .lookup(topic)
-            .ok_or_else(|| ApiError::unknown(topic))?;
-        if !matches!(t.spec.behavior, Behavior::Topic) {
-            return Err(ApiError::invalid(format!(
-                "`{topic}` is a `{}`, not a topic",
-                t.spec.behavior.kind()
-            )));
-        }
+        let t = self.topic(topic)?;
         if self.shared.lookup(component).is_none() {
             return Err(ApiError::unknown(component));
         }
@@ -569,17 +560,7 @@ impl Node {
         if t.subscribers.read().iter().any(|s| &**s == component) {
             return Ok(false);
         }
-        if let Some(store) = &self.shared.store {
-            store
-                .append(vec![Record::Subscribe {
-                    topic: topic.to_string(),
-                    component: component.to_string(),
-                }])
-                .await
-                .map_err(|e| {
-                    ApiError::unavailable(format!("cannot write the registry log: {e}"))
-                })?;
-        }
+        self.log_subscribe(topic, component).await?;
         let mut subs = t.subscribers.write();
         if subs.iter().any(|s| &**s == component) {
             return Ok(false);
@@ -592,15 +573,8 @@ impl Node {
         Ok(true)
     }
 
-    /// Subscribes `peer/name` (a component on a peer, which must have it).
-    async fn subscribe_remote(
-        &self,
-        topic: &str,
-        peer: &str,
-        name: &str,
-    ) -> Result<bool, ApiError> {
-        crate::spec::check_name(peer)?;
-        crate::spec::check_name(name)?;
+    /// The topic named `topic` (404 when absent, 400 when not a topic).
+    fn topic(&self, topic: &str) -> Result<Arc<Component>, ApiError> {
         let t = self
             .shared
             .lookup(topic)
@@ -611,6 +585,35 @@ impl Node {
                 t.spec.behavior.kind()
             )));
         }
+        Ok(t)
+    }
+
+    /// Writes a subscription to the registry log (before it is answered).
+    async fn log_subscribe(&self, topic: &str, component: &str) -> Result<(), ApiError> {
+        if let Some(store) = &self.shared.store {
+            store
+                .append(vec![Record::Subscribe {
+                    topic: topic.to_string(),
+                    component: component.to_string(),
+                }])
+                .await
+                .map_err(|e| {
+                    ApiError::unavailable(format!("cannot write the registry log: {e}"))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes `peer/name` (a component on a peer, which must have it).
+    async fn subscribe_remote(
+        &self,
+        topic: &str,
+        peer: &str,
+        name: &str,
+    ) -> Result<bool, ApiError> {
+        crate::spec::check_name(peer)?;
+        crate::spec::check_name(name)?;
+        let t = self.topic(topic)?;
         let cluster = self.shared.cluster.get().ok_or_else(|| {
             ApiError::invalid(format!(
                 "`{peer}/{name}` names a component on node `{peer}`, but this node has no cluster peers (--peer)"
@@ -626,17 +629,7 @@ impl Node {
         if t.subscribers.read().iter().any(|s| **s == *full) {
             return Ok(false);
         }
-        if let Some(store) = &self.shared.store {
-            store
-                .append(vec![Record::Subscribe {
-                    topic: topic.to_string(),
-                    component: full.clone(),
-                }])
-                .await
-                .map_err(|e| {
-                    ApiError::unavailable(format!("cannot write the registry log: {e}"))
-                })?;
-        }
+        self.log_subscribe(topic, &full).await?;
         let mut subs = t.subscribers.write();
         if subs.iter().any(|s| **s == *full) {
             return Ok(false);

@@ -807,13 +807,26 @@ impl Cluster {
 
     /// Seed 004's figures per peer, in Prometheus text.
     pub fn render(&self, out: &mut String) {
-        let mut family = |name: &str, kind: &str, help: &str, f: &dyn Fn(&Peer, &mut String)| {
+        let peers = &self.peers;
+        let family = |out: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      f: &dyn Fn(&Peer, &mut String)| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for p in self.peers.values() {
+            for p in peers.values() {
                 f(p, out);
             }
         };
+        // A family of one value per peer.
+        let single =
+            |out: &mut String, name: &str, kind: &str, help: &str, v: &dyn Fn(&Peer) -> u64| {
+                family(out, name, kind, help, &|p, o| {
+                    let _ = writeln!(o, "{name}{{peer=\"{}\"}} {}", p.name, v(p));
+                });
+            };
         family(
+            out,
             "cluster_connections_active",
             "gauge",
             "Connections with a peer (outbound: this node dialled it).",
@@ -831,46 +844,29 @@ impl Cluster {
                 }
             },
         );
-        family(
+        single(
+            out,
             "cluster_connects_total",
             "counter",
             "Outbound connections established (probe answered).",
-            &|p, o| {
-                let _ = writeln!(
-                    o,
-                    "cluster_connects_total{{peer=\"{}\"}} {}",
-                    p.name,
-                    p.stats.connects.load(Ordering::Relaxed)
-                );
-            },
+            &|p| p.stats.connects.load(Ordering::Relaxed),
         );
-        family(
+        single(
+            out,
             "cluster_bytes_sent_total",
             "counter",
             "Frame bytes written to a peer (codec header included, TLS records not).",
-            &|p, o| {
-                let _ = writeln!(
-                    o,
-                    "cluster_bytes_sent_total{{peer=\"{}\"}} {}",
-                    p.name,
-                    p.stats.bytes_sent.load(Ordering::Relaxed)
-                );
-            },
+            &|p| p.stats.bytes_sent.load(Ordering::Relaxed),
         );
-        family(
+        single(
+            out,
             "cluster_bytes_received_total",
             "counter",
             "Frame bytes read from a peer.",
-            &|p, o| {
-                let _ = writeln!(
-                    o,
-                    "cluster_bytes_received_total{{peer=\"{}\"}} {}",
-                    p.name,
-                    p.stats.bytes_received.load(Ordering::Relaxed)
-                );
-            },
+            &|p| p.stats.bytes_received.load(Ordering::Relaxed),
         );
         family(
+            out,
             "cluster_errors_total",
             "counter",
             "Link failures by kind (connect, probe, heartbeat, io, malformed, request_timeout).",
@@ -886,20 +882,15 @@ impl Cluster {
                 }
             },
         );
-        family(
+        single(
+            out,
             "cluster_breaker_state",
             "gauge",
             "The peer's circuit breaker: 0 closed, 1 half-open, 2 open.",
-            &|p, o| {
-                let _ = writeln!(
-                    o,
-                    "cluster_breaker_state{{peer=\"{}\"}} {}",
-                    p.name,
-                    p.state() as u8
-                );
-            },
+            &|p| p.state() as u64,
         );
         family(
+            out,
             "cluster_breaker_transitions_total",
             "counter",
             "Times the peer's breaker opened and closed.",
@@ -915,44 +906,26 @@ impl Cluster {
                 );
             },
         );
-        family(
+        single(
+            out,
             "cluster_queue_depth",
             "gauge",
             "Requests queued for a peer (bounded by --cluster-queue).",
-            &|p, o| {
-                let _ = writeln!(
-                    o,
-                    "cluster_queue_depth{{peer=\"{}\"}} {}",
-                    p.name,
-                    p.tx.max_capacity() - p.tx.capacity()
-                );
-            },
+            &|p| (p.tx.max_capacity() - p.tx.capacity()) as u64,
         );
-        family(
+        single(
+            out,
             "cluster_messages_sent_total",
             "counter",
             "Messages sent to a peer in batches.",
-            &|p, o| {
-                let _ = writeln!(
-                    o,
-                    "cluster_messages_sent_total{{peer=\"{}\"}} {}",
-                    p.name,
-                    p.stats.messages_sent.load(Ordering::Relaxed)
-                );
-            },
+            &|p| p.stats.messages_sent.load(Ordering::Relaxed),
         );
-        family(
+        single(
+            out,
             "cluster_messages_refused_total",
             "counter",
             "Messages for a peer failed before sending (breaker open, queue full or stale).",
-            &|p, o| {
-                let _ = writeln!(
-                    o,
-                    "cluster_messages_refused_total{{peer=\"{}\"}} {}",
-                    p.name,
-                    p.stats.messages_refused.load(Ordering::Relaxed)
-                );
-            },
+            &|p| p.stats.messages_refused.load(Ordering::Relaxed),
         );
     }
 }
