@@ -26,6 +26,17 @@ struct Member {
     port: u16,
 }
 
+/// Members named `names`, each on a free port.
+fn members(names: &[&'static str]) -> Vec<Member> {
+    names
+        .iter()
+        .map(|name| Member {
+            name,
+            port: free_port(),
+        })
+        .collect()
+}
+
 /// Starts `name` with every other member as a peer.
 fn start(dir: &Path, me: &Member, all: &[Member], extra: &[&str], env: &[(&str, &str)]) -> Node {
     let mut args: Vec<String> = vec![
@@ -85,20 +96,7 @@ async fn linked(n: &Node, peers: &[&str]) {
 #[tokio::test]
 async fn three_nodes_route_forwards_topics_and_lookups_across_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let all = [
-        Member {
-            name: "a",
-            port: free_port(),
-        },
-        Member {
-            name: "b",
-            port: free_port(),
-        },
-        Member {
-            name: "c",
-            port: free_port(),
-        },
-    ];
+    let all = members(&["a", "b", "c"]);
     let nodes: Vec<Node> = all
         .iter()
         .map(|m| start(dir.path(), m, &all, &[], &[]))
@@ -247,20 +245,7 @@ async fn mutual_tls_carries_traffic_and_refuses_a_stranger() {
     let run = certs(&dir.path().join("run"), &["a", "b"]);
     // `c` holds a certificate for its name, signed by another CA.
     let other = certs(&dir.path().join("other"), &["c"]);
-    let all = [
-        Member {
-            name: "a",
-            port: free_port(),
-        },
-        Member {
-            name: "b",
-            port: free_port(),
-        },
-        Member {
-            name: "c",
-            port: free_port(),
-        },
-    ];
+    let all = members(&["a", "b", "c"]);
     let fast = [
         "--cluster-heartbeat-ms",
         "50",
@@ -328,16 +313,7 @@ async fn mutual_tls_carries_traffic_and_refuses_a_stranger() {
 #[tokio::test]
 async fn the_breaker_opens_when_a_peer_dies_fails_fast_and_closes_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let all = [
-        Member {
-            name: "a",
-            port: free_port(),
-        },
-        Member {
-            name: "b",
-            port: free_port(),
-        },
-    ];
+    let all = members(&["a", "b"]);
     let knobs = [
         "--cluster-heartbeat-ms",
         "50",
