@@ -25,6 +25,7 @@ declare -A packages=(
   # runs them as (loadgen/stack/src/process.rs)
   [/usr/lib/postgresql/15/bin/postgres]=postgresql-15
   [nginx]=nginx-light             # `kind: nginx` in process mode (loadgen/cli/tests/wiring.rs)
+  [haproxy]=haproxy               # `kind: haproxy` in process mode (loadgen/cli/tests/haproxy.rs)
   [docker]=docker.io              # the docker command: images are built with docker import/build
 )
 

@@ -237,3 +237,40 @@ pub fn assert_disk_filled(
     let during = errors_between(r, "append", fill.start_s, fill.end_s.unwrap());
     assert!(during > 0, "appends fail while the disk is full: {fill:?}");
 }
+
+/// A scenario from its text; every problem in the panic message.
+pub fn scenario_from(file: &str, text: &str) -> gauntlet_scenario::Scenario {
+    gauntlet_scenario::load(file, text, &[]).unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// One HTTP/1.1 request on a connection of its own (closed after it):
+/// the status and the body, or `None` when no answer came in 10 s.
+pub async fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+        .await
+        .ok()
+        .flatten()
+}

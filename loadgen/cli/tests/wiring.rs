@@ -9,12 +9,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::http;
 use gauntlet_control::Stack;
 use gauntlet_faults::FaultScheduler;
 use gauntlet_scenario::Scenario;
 use loadgen::bins::Locator;
 use loadgen::stack::ProcessStack;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn locator() -> Locator {
     common::fabric_node();
@@ -28,38 +28,7 @@ fn scenario(services: &str, faults: &str) -> Scenario {
     let text = format!(
         "name: wiring\nstack:\n  services:\n{services}workload:\n  phases:\n    - {{ name: steady, duration: 1s, rate: 10/s }}\n  operations:\n    - {{ name: ready, http: {{ url: /ready, service: f1 }} }}\n{faults}"
     );
-    gauntlet_scenario::load("wiring.yaml", &text, &[]).unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
-}
-
-/// One HTTP/1.1 request on a connection of its own (closed after it):
-/// the status and the body, or `None` when no answer came in 10 s.
-async fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.ok()?;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text.split(' ').nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .ok()
-        .flatten()
+    common::scenario_from("wiring.yaml", &text)
 }
 
 fn addr(stack: &dyn Stack, service: &str) -> String {

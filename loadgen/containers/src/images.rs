@@ -29,10 +29,11 @@ use gauntlet_stack::kinds;
 use sha2::{Digest, Sha256};
 
 /// Debian packages in the base image, beyond minbase.
-pub const BASE_PACKAGES: [&str; 8] = [
+pub const BASE_PACKAGES: [&str; 9] = [
     "postgresql-15",
     "redis-server",
     "nginx-light",
+    "haproxy",
     "redis-tools",
     "iproute2",
     "ca-certificates",

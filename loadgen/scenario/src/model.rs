@@ -121,8 +121,9 @@ pub struct Service {
     /// on the run's network); the service boots after `NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// `kind: nginx` only: the HTTP services it balances over (round robin,
-    /// WebSocket upgrades passed through), by name; it boots after them.
+    /// `kind: nginx` or `kind: haproxy` only: the HTTP services it balances
+    /// over (round robin; nginx passes WebSocket upgrades through), by name;
+    /// it boots after them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<String>,
     /// Container mode: a local image (built here, nothing is pulled) for a
@@ -256,10 +257,14 @@ pub enum ServiceKind {
     /// A Reflow node (`reflow-node`, seed 000): a graph on the published
     /// `reflow_network` 0.2.1 runtime, optionally traced to a `tracing` service.
     Reflow,
+    /// HAProxy (Debian's `haproxy`) in front of HTTP services
+    /// (`upstreams`): seed 004's load-balancer configuration (TCP, round
+    /// robin, health checks every 2 s), generated per run.
+    Haproxy,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 7] = [
+    pub const ALL: [ServiceKind; 8] = [
         ServiceKind::Fabric,
         ServiceKind::Actors,
         ServiceKind::Postgres,
@@ -267,6 +272,7 @@ impl ServiceKind {
         ServiceKind::Tracing,
         ServiceKind::Nginx,
         ServiceKind::Reflow,
+        ServiceKind::Haproxy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -278,6 +284,7 @@ impl ServiceKind {
             ServiceKind::Tracing => "tracing",
             ServiceKind::Nginx => "nginx",
             ServiceKind::Reflow => "reflow",
+            ServiceKind::Haproxy => "haproxy",
         }
     }
 }

@@ -268,7 +268,7 @@ fn find_cycle(stack: &Stack) -> Option<Vec<String>> {
 /// `tracing` may target the nginx in front of tracing servers).
 pub fn serves_as(stack: &Stack, name: &str) -> Option<ServiceKind> {
     let svc = stack.services.get(name)?;
-    if svc.kind != Some(ServiceKind::Nginx) {
+    if !is_balancer(svc) {
         return svc.kind;
     }
     let kinds: BTreeSet<Option<&str>> = svc
@@ -287,6 +287,14 @@ pub fn serves_as(stack: &Stack, name: &str) -> Option<ServiceKind> {
         [Some(kind)] => ServiceKind::ALL.into_iter().find(|k| k.name() == *kind),
         _ => svc.kind,
     }
+}
+
+/// Whether a service balances over `upstreams` (nginx, HAProxy).
+pub fn is_balancer(svc: &Service) -> bool {
+    matches!(
+        svc.kind,
+        Some(ServiceKind::Nginx) | Some(ServiceKind::Haproxy)
+    )
 }
 
 /// Whether a service of this kind answers HTTP (what nginx can proxy to).
@@ -375,12 +383,12 @@ pub(crate) fn check(stack: &Stack, out: &mut Vec<Problem>) {
                 Some(_) => {}
             }
         }
-        let is_nginx = svc.kind == Some(ServiceKind::Nginx);
+        let is_nginx = is_balancer(svc);
         if !svc.upstreams.is_empty() && !is_nginx {
             out.push(Problem {
                 path: here.clone(),
                 key: Some("upstreams".to_owned()),
-                message: format!("`upstreams` is for `kind: nginx`; service `{name}` is not nginx"),
+                message: format!("`upstreams` is for `kind: nginx` and `kind: haproxy`; service `{name}` is neither"),
                 hint: Some(
                     "remove `upstreams`, or reference other services in `env` with `{addr:NAME}`"
                         .to_owned(),
@@ -391,7 +399,10 @@ pub(crate) fn check(stack: &Stack, out: &mut Vec<Problem>) {
             out.push(Problem {
                 path: here.clone(),
                 key: Some("kind".to_owned()),
-                message: format!("nginx service `{name}` has no `upstreams`"),
+                message: format!(
+                    "{} service `{name}` has no `upstreams`",
+                    svc.kind.map_or("nginx", ServiceKind::name)
+                ),
                 hint: Some(
                     "e.g. `upstreams: [ts1, ts2]` (the HTTP services it balances over)".to_owned(),
                 ),

@@ -513,14 +513,8 @@ impl Runner {
 
     async fn forward(&mut self, out: Batch, to: &str) {
         let (node, name) = crate::spec::split_target(to);
-        if node.is_some_and(|n| n != self.shared.node_name) {
-            let e = ApiError::unavailable(format!(
-                "`{}` forwards to `{to}`, but this node has no cluster transport",
-                self.comp.name
-            ));
-            let n = out.len() as u64;
-            self.fail(&out, n, &e);
-            return;
+        if let Some(peer) = node.filter(|n| *n != self.shared.node_name) {
+            return self.remote(out, peer, name).await;
         }
         let Some(next) = self.shared.lookup(name) else {
             let n = out.len() as u64;
@@ -528,6 +522,30 @@ impl Runner {
             return;
         };
         self.hand_on(&next, out).await;
+    }
+
+    /// Hands a batch to `name` on the node `peer` (the cluster transport).
+    async fn remote(&self, out: Batch, peer: &str, name: &str) {
+        let n = out.len() as u64;
+        let Some(cluster) = self.shared.cluster.get() else {
+            let e = ApiError::unavailable(format!(
+                "`{}` sends to `{peer}/{name}`, but this node has no cluster peers (--peer)",
+                self.comp.name
+            ));
+            self.fail(&out, n, &e);
+            return;
+        };
+        let done = out.done.clone();
+        if let Err(e) = cluster.forward(peer, name, out).await {
+            self.comp.failed.fetch_add(n, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .messages_failed
+                .fetch_add(n, Ordering::Relaxed);
+            if let Some(d) = done {
+                d.failed(n, &e);
+            }
+        }
     }
 
     /// Admits a batch into the next component, waiting for room.
@@ -573,7 +591,13 @@ impl Runner {
                 enqueued: out.enqueued,
                 hops: out.hops,
             };
-            match self.shared.lookup(s) {
+            if let (Some(peer), name) = crate::spec::split_target(s)
+                && peer != self.shared.node_name
+            {
+                Box::pin(self.remote(copy, peer, name)).await;
+                continue;
+            }
+            match self.shared.lookup(crate::spec::split_target(s).1) {
                 Some(c) => self.hand_on(&c, copy).await,
                 None => self.fail(&copy, n, &ApiError::unknown(s)),
             }

@@ -125,14 +125,69 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_batch: u64,
 
-    /// Cluster transport port (seed 004). Not in this build: the node refuses
-    /// to start with it rather than run unclustered.
+    /// Cluster transport port (seed 004, `network-protocol` 1.3 frames), on
+    /// the bind address (0 = any free port, logged as `cluster_addr`).
     #[arg(long = "cluster-port", env = "AIRSSYS_CLUSTER_PORT")]
     pub cluster_port: Option<u16>,
 
     /// A cluster peer, `NAME=HOST:PORT` (repeat; the environment takes a comma-separated list).
+    /// NAME is the peer's --node-name (and, with TLS, the name its certificate holds).
     #[arg(long = "peer", env = "AIRSSYS_CLUSTER_PEERS", value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<(String, String)>,
+
+    /// Cluster TLS (mutual): the CA certificate (PEM) that signs every node's certificate.
+    #[arg(long = "cluster-tls-ca", env = "AIRSSYS_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
+
+    /// Cluster TLS: this node's certificate (PEM; its DNS name is --node-name).
+    #[arg(long = "cluster-tls-cert", env = "AIRSSYS_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+
+    /// Cluster TLS: this node's private key (PEM, PKCS#8).
+    #[arg(long = "cluster-tls-key", env = "AIRSSYS_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
+
+    /// Set TCP_NODELAY on cluster connections (the `network-protocol` crate
+    /// does not: small frames then wait for delayed ACKs). `false` keeps the
+    /// crate's behaviour, to measure it.
+    #[arg(long = "cluster-nodelay", env = "AIRSSYS_CLUSTER_NODELAY", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), default_value = "true")]
+    pub cluster_nodelay: bool,
+
+    /// Heartbeat interval on each cluster link (ms).
+    #[arg(long = "cluster-heartbeat-ms", env = "AIRSSYS_CLUSTER_HEARTBEAT_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub cluster_heartbeat_ms: u64,
+
+    /// A link that hears nothing for this long (ms) is dropped and counts as a
+    /// breaker failure; also the connect and probe timeout.
+    #[arg(long = "cluster-heartbeat-timeout-ms", env = "AIRSSYS_CLUSTER_HEARTBEAT_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub cluster_heartbeat_timeout_ms: u64,
+
+    /// A batch sent to a peer and not answered within this (ms) fails `unavailable`.
+    #[arg(long = "cluster-request-timeout-ms", env = "AIRSSYS_CLUSTER_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub cluster_request_timeout_ms: u64,
+
+    /// Consecutive link failures that open a peer's circuit breaker.
+    #[arg(long = "cluster-breaker-failures", env = "AIRSSYS_CLUSTER_BREAKER_FAILURES", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub cluster_breaker_failures: u64,
+
+    /// How long an open breaker fails sends fast before a half-open probe (ms).
+    #[arg(long = "cluster-breaker-open-ms", env = "AIRSSYS_CLUSTER_BREAKER_OPEN_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub cluster_breaker_open_ms: u64,
+
+    /// Requests (batches, lookups) queued per peer; a full queue makes senders wait.
+    #[arg(long = "cluster-queue", env = "AIRSSYS_CLUSTER_QUEUE", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub cluster_queue: u64,
+
+    /// Longest delay between reconnection attempts (ms; the delay doubles from 50 ms).
+    #[arg(long = "cluster-backoff-max-ms", env = "AIRSSYS_CLUSTER_BACKOFF_MAX_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub cluster_backoff_max_ms: u64,
 
     /// Enables the test-only fault endpoint `POST /api/v1/components/{name}/faults` (logged as a warning).
     #[arg(long = "test-faults", env = "AIRSSYS_TEST_FAULTS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
@@ -171,12 +226,54 @@ impl Config {
                     .into(),
             );
         }
-        if self.cluster_port.is_some() || !self.peers.is_empty() {
+        if self.cluster_port.is_none() && !self.peers.is_empty() {
             return Err(
-                "--cluster-port / --peer (AIRSSYS_CLUSTER_PORT / AIRSSYS_CLUSTER_PEERS): \
-this build of actor-node has no cluster transport yet; run it without them"
+                "--peer (AIRSSYS_CLUSTER_PEERS) needs --cluster-port (AIRSSYS_CLUSTER_PORT): \
+peers dial this node there"
                     .into(),
             );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in &self.peers {
+            if *name == self.node_name {
+                return Err(format!(
+                    "--peer {name}=…: `{name}` is this node's own name (--node-name); list the other nodes"
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(format!(
+                    "--peer {name}=…: the peer `{name}` is listed twice"
+                ));
+            }
+        }
+        let tls = [
+            &self.cluster_tls_ca,
+            &self.cluster_tls_cert,
+            &self.cluster_tls_key,
+        ];
+        let given = tls.iter().filter(|t| t.is_some()).count();
+        if given != 0 && given != 3 {
+            return Err(
+                "--cluster-tls-ca, --cluster-tls-cert and --cluster-tls-key go together: give all three or none"
+                    .into(),
+            );
+        }
+        if given == 3 && self.cluster_port.is_none() {
+            return Err("--cluster-tls-* needs --cluster-port".into());
+        }
+        for path in tls.into_iter().flatten() {
+            if !path.is_file() {
+                return Err(format!(
+                    "--cluster-tls-*: `{}` is not a file",
+                    path.display()
+                ));
+            }
+        }
+        if self.cluster_heartbeat_timeout_ms <= self.cluster_heartbeat_ms {
+            return Err(format!(
+                "--cluster-heartbeat-timeout-ms ({}) must be longer than --cluster-heartbeat-ms ({})",
+                self.cluster_heartbeat_timeout_ms, self.cluster_heartbeat_ms
+            ));
         }
         if let Some(dir) = &self.components_dir
             && !dir.is_dir()
@@ -191,6 +288,37 @@ this build of actor-node has no cluster transport yet; run it without them"
 
     pub fn audit_path(&self) -> Option<&PathBuf> {
         self.audit_log.as_ref()
+    }
+
+    /// The cluster transport's settings, when `--cluster-port` is given.
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterOptions> {
+        use std::time::Duration;
+        let port = self.cluster_port?;
+        let tls = match (
+            &self.cluster_tls_ca,
+            &self.cluster_tls_cert,
+            &self.cluster_tls_key,
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Some(crate::cluster::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        Some(crate::cluster::ClusterOptions {
+            listen: std::net::SocketAddr::new(self.bind, port),
+            peers: self.peers.clone(),
+            tls,
+            nodelay: self.cluster_nodelay,
+            heartbeat: Duration::from_millis(self.cluster_heartbeat_ms),
+            heartbeat_timeout: Duration::from_millis(self.cluster_heartbeat_timeout_ms),
+            request_timeout: Duration::from_millis(self.cluster_request_timeout_ms),
+            breaker_failures: self.cluster_breaker_failures as u32,
+            breaker_open_for: Duration::from_millis(self.cluster_breaker_open_ms),
+            queue: self.cluster_queue as usize,
+            backoff_max: Duration::from_millis(self.cluster_backoff_max_ms),
+        })
     }
 }
 
@@ -216,6 +344,55 @@ mod tests {
         let c = Config::try_parse_from(["actor-node", "--node-name", "../x"]).unwrap();
         assert!(c.check().is_err());
         let c = Config::try_parse_from(["actor-node", "--cluster-port", "7000"]).unwrap();
-        assert!(c.check().is_err());
+        assert!(c.check().is_ok());
+        assert_eq!(c.cluster().unwrap().listen.port(), 7000);
+        assert!(c.cluster().unwrap().nodelay);
+        let c = Config::try_parse_from([
+            "actor-node",
+            "--cluster-port",
+            "7000",
+            "--cluster-nodelay",
+            "false",
+        ])
+        .unwrap();
+        assert!(!c.cluster().unwrap().nodelay);
+        for bad in [
+            vec!["actor-node", "--peer", "b=127.0.0.1:7001"],
+            vec![
+                "actor-node",
+                "--cluster-port",
+                "7000",
+                "--peer",
+                "node-1=127.0.0.1:7001",
+            ],
+            vec![
+                "actor-node",
+                "--cluster-port",
+                "7000",
+                "--peer",
+                "b=h:1",
+                "--peer",
+                "b=h:2",
+            ],
+            vec![
+                "actor-node",
+                "--cluster-port",
+                "7000",
+                "--cluster-tls-ca",
+                "/nonexistent",
+            ],
+            vec![
+                "actor-node",
+                "--cluster-port",
+                "7000",
+                "--cluster-heartbeat-ms",
+                "900",
+                "--cluster-heartbeat-timeout-ms",
+                "800",
+            ],
+        ] {
+            let c = Config::try_parse_from(&bad).unwrap();
+            assert!(c.check().is_err(), "{bad:?}");
+        }
     }
 }

@@ -438,12 +438,25 @@ async fn lookup(State(s): State<AppState>, name: Result<Path<String>, PathReject
     let t0 = Instant::now();
     let found = s.node.lookup(&name);
     s.node.metrics().registry_lookup.observe(t0.elapsed());
-    let c = found
-        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no component named `{name}`")))?;
-    ok(
-        StatusCode::OK,
-        json!({"node": s.node.name(), "name": name, "state": c.state().as_str()}),
-    )
+    if let Some(c) = found {
+        return ok(
+            StatusCode::OK,
+            json!({"node": s.node.name(), "name": name, "state": c.state().as_str()}),
+        );
+    }
+    // Not here: the first peer (by name) that has it answers.
+    if let Some(cluster) = s.node.cluster()
+        && let Some((node, state)) = cluster.lookup(&name).await
+    {
+        return ok(
+            StatusCode::OK,
+            json!({"node": node, "name": name, "state": state}),
+        );
+    }
+    Err(ApiError::new(
+        Code::NotFound,
+        format!("no component named `{name}` on this node or its peers"),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -550,10 +563,13 @@ async fn ready(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let text = s
+    let mut text = s
         .node
         .metrics()
         .render(s.node.active(), &s.node.deepest(20));
+    if let Some(c) = s.node.cluster() {
+        c.render(&mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -15,6 +15,7 @@
 //! tokio runtime): the benchmarks measure it that way.
 
 pub mod audit;
+pub mod cluster;
 pub mod component;
 pub mod config;
 pub mod error;

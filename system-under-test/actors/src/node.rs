@@ -64,6 +64,8 @@ pub struct Shared {
     audit: Option<Audit>,
     /// Batches whose completion is still owed (for the shutdown drain).
     in_flight: AtomicU64,
+    /// The cluster transport, when the node has peers (seed 004).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -139,6 +141,7 @@ impl Node {
                 store: opts.store,
                 audit: opts.audit,
                 in_flight: AtomicU64::new(0),
+                cluster: std::sync::OnceLock::new(),
             }),
             max_components: opts.max_components,
             max_memory_bytes: opts.max_memory_bytes,
@@ -156,6 +159,28 @@ impl Node {
 
     pub fn name(&self) -> &str {
         &self.shared.node_name
+    }
+
+    /// Starts the cluster transport (once): binds its listener, dials the
+    /// peers. Returns the bound address.
+    pub async fn start_cluster(
+        &self,
+        opts: crate::cluster::ClusterOptions,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        let (cluster, addr) = crate::cluster::Cluster::start(
+            &self.shared.node_name,
+            opts,
+            Arc::downgrade(&self.shared),
+        )
+        .await?;
+        if self.shared.cluster.set(cluster).is_err() {
+            anyhow::bail!("the cluster transport was already started");
+        }
+        Ok(addr)
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.shared.cluster.get()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -516,17 +541,14 @@ impl Node {
     /// Subscribes a component to a topic.
     pub async fn subscribe(&self, topic: &str, component: &str) -> Result<bool, ApiError> {
         self.admission()?;
+        // `node/name`: a subscriber on this node, or on a peer (remote).
+        let component = match crate::spec::split_target(component) {
+            (Some(n), name) if n == self.shared.node_name => name,
+            (Some(peer), name) => return self.subscribe_remote(topic, peer, name).await,
+            (None, name) => name,
+        };
         crate::spec::check_name(component)?;
-        let t = self
-            .shared
-            .lookup(topic)
-            .ok_or_else(|| ApiError::unknown(topic))?;
-        if !matches!(t.spec.behavior, Behavior::Topic) {
-            return Err(ApiError::invalid(format!(
-                "`{topic}` is a `{}`, not a topic",
-                t.spec.behavior.kind()
-            )));
-        }
+        let t = self.topic(topic)?;
         if self.shared.lookup(component).is_none() {
             return Err(ApiError::unknown(component));
         }
@@ -538,6 +560,36 @@ impl Node {
         if t.subscribers.read().iter().any(|s| &**s == component) {
             return Ok(false);
         }
+        self.log_subscribe(topic, component).await?;
+        let mut subs = t.subscribers.write();
+        if subs.iter().any(|s| &**s == component) {
+            return Ok(false);
+        }
+        // Stopped while the record was written: do not leave a dead subscriber.
+        if !self.shared.lookup(component).is_some_and(|c| c.accepts()) {
+            return Err(ApiError::unknown(component));
+        }
+        subs.push(component.into());
+        Ok(true)
+    }
+
+    /// The topic named `topic` (404 when absent, 400 when not a topic).
+    fn topic(&self, topic: &str) -> Result<Arc<Component>, ApiError> {
+        let t = self
+            .shared
+            .lookup(topic)
+            .ok_or_else(|| ApiError::unknown(topic))?;
+        if !matches!(t.spec.behavior, Behavior::Topic) {
+            return Err(ApiError::invalid(format!(
+                "`{topic}` is a `{}`, not a topic",
+                t.spec.behavior.kind()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Writes a subscription to the registry log (before it is answered).
+    async fn log_subscribe(&self, topic: &str, component: &str) -> Result<(), ApiError> {
         if let Some(store) = &self.shared.store {
             store
                 .append(vec![Record::Subscribe {
@@ -549,15 +601,40 @@ impl Node {
                     ApiError::unavailable(format!("cannot write the registry log: {e}"))
                 })?;
         }
-        let mut subs = t.subscribers.write();
-        if subs.iter().any(|s| &**s == component) {
+        Ok(())
+    }
+
+    /// Subscribes `peer/name` (a component on a peer, which must have it).
+    async fn subscribe_remote(
+        &self,
+        topic: &str,
+        peer: &str,
+        name: &str,
+    ) -> Result<bool, ApiError> {
+        crate::spec::check_name(peer)?;
+        crate::spec::check_name(name)?;
+        let t = self.topic(topic)?;
+        let cluster = self.shared.cluster.get().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`{peer}/{name}` names a component on node `{peer}`, but this node has no cluster peers (--peer)"
+            ))
+        })?;
+        if cluster.lookup_on(peer, name).await?.is_none() {
+            return Err(ApiError::new(
+                Code::UnknownComponent,
+                format!("no component named `{name}` on node `{peer}`"),
+            ));
+        }
+        let full = format!("{peer}/{name}");
+        if t.subscribers.read().iter().any(|s| **s == *full) {
             return Ok(false);
         }
-        // Stopped while the record was written: do not leave a dead subscriber.
-        if !self.shared.lookup(component).is_some_and(|c| c.accepts()) {
-            return Err(ApiError::unknown(component));
+        self.log_subscribe(topic, &full).await?;
+        let mut subs = t.subscribers.write();
+        if subs.iter().any(|s| **s == *full) {
+            return Ok(false);
         }
-        subs.push(component.into());
+        subs.push(full.into());
         Ok(true)
     }
 

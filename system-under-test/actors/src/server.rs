@@ -156,6 +156,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None => api_addr,
     };
     tracing::info!(target: ANNOUNCE, http_addr = %api_addr, metrics_addr = %metrics_addr, node = %cfg.node_name, "listening");
+    if let Some(opts) = cfg.cluster() {
+        let peers = opts.peers.len();
+        let tls = opts.tls.is_some();
+        let nodelay = opts.nodelay;
+        let cluster_addr = node.start_cluster(opts).await?;
+        tracing::info!(target: ANNOUNCE, cluster_addr = %cluster_addr, peers, tls, nodelay, "cluster listening");
+    }
     let sampler = {
         let cpu = cpu.clone();
         tokio::spawn(async move { cpu.sample(Duration::from_secs(1)).await })
