@@ -54,7 +54,7 @@ fn default_frequency() -> u32 {
 pub fn serves_pprof(kind: ServiceKind) -> bool {
     matches!(
         kind,
-        ServiceKind::Fabric | ServiceKind::Actors | ServiceKind::Tracing
+        ServiceKind::Fabric | ServiceKind::Actors | ServiceKind::Tracing | ServiceKind::Reflow
     )
 }
 

@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
     })
     .with_state(app)
+    .merge(pprof_endpoint::router_from_env())
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {

@@ -43,6 +43,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    pprof_endpoint::check_env_or_exit("reflow-node");
     let flags = Overrides {
         config: cli.config,
         graph: cli.graph,
